@@ -1,0 +1,270 @@
+"""Problem: the shared input of every regime and of the theory module.
+
+A problem is a quadratic (linearized) training problem on N points, described in residual form:
+
+    K        normalised kernel, K = K_raw / lambda_max(K_raw), so its top eigenvalue is 1   # [N, N]
+    eigvals  lambda_k of K in descending order                                                # [N]
+    eigvecs  U with K = U diag(lambda) U^T (columns are eigenvectors)                        # [N, N]
+    d0       initial residual f(X; w0) - y                                                    # [N]
+    coef     eigen-coefficients of d0, coef = U^T d0                                          # [N]
+    c        their squares c_k = coef_k^2 (initial loss per mode is c_k / (2N))              # [N]
+
+The initial loss is L_0 = |d0|^2 / (2N) = sum_k c_k / (2N).
+
+A problem may be *spectral only* (eigvecs is None): it then carries eigvals and coef, which is all the
+spectral-diagonal regime and the theory module need, and lets synthetic problems with N = 10^5 modes be
+built instantly. K, eigvecs and d0 of such a problem raise a clear error.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+__all__ = ["Problem"]
+
+_DEFAULT_DTYPE = torch.float64
+
+
+def _as_tensor(x, name, dtype=_DEFAULT_DTYPE):
+    try:
+        t = torch.as_tensor(x, dtype=dtype)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}: {exc}") from None
+    return t.detach().clone()
+
+
+def hadamard(n: int, dtype=_DEFAULT_DTYPE) -> torch.Tensor:
+    """Orthonormal Sylvester-Hadamard matrix of size n (a power of 2): every |U_ik|^2 = 1/n."""
+    if n < 1 or n & (n - 1):
+        raise ValueError(f"basis='hadamard' needs N a power of 2, got N={n}")
+    H = torch.ones(1, 1, dtype=dtype)
+    while H.shape[0] < n:
+        H = torch.cat([torch.cat([H, H], 1), torch.cat([H, -H], 1)], 0)
+    return H / math.sqrt(n)
+
+
+class Problem:
+    """A normalised-kernel quadratic problem in residual form (see the module docstring).
+
+    Build one with `Problem.synthetic`, `Problem.from_kernel`, `Problem.from_network` or `Problem.load`.
+    The constructor itself takes an already normalised spectrum:
+
+    Args:
+        eigvals: lambda_k, any order (sorted to descending here), top value 1.     # [N]
+        coef: eigen-coefficients of d0 in the same order as eigvals.               # [N]
+        eigvecs: U (columns are eigenvectors, in the order of eigvals), or None.   # [N, N]
+        lambda_max_raw: top eigenvalue of the kernel before normalisation (used to convert learning rates
+            for the real network: lr_nn = alpha * N / lambda_max_raw).
+        name: a short description kept in saved results.
+        meta: free-form dict saved with the problem (dataset, model, ...).
+    """
+
+    def __init__(self, eigvals, coef, eigvecs=None, *, lambda_max_raw=1.0, name="problem", meta=None):
+        eigvals = _as_tensor(eigvals, "eigvals")
+        coef = _as_tensor(coef, "coef")
+        if eigvals.ndim != 1 or eigvals.numel() == 0:
+            raise ValueError(f"eigvals must be a non-empty 1-d array, got shape {tuple(eigvals.shape)}")
+        if coef.shape != eigvals.shape:
+            raise ValueError(f"coef (eigen-coefficients of d0) has length {coef.numel()}, "
+                             f"but the spectrum has N={eigvals.numel()} modes")
+        if not torch.isfinite(eigvals).all() or not torch.isfinite(coef).all():
+            raise ValueError("eigvals and coef must be finite")
+        if (eigvals < 0).any():
+            raise ValueError(f"eigvals must be >= 0 (a PSD kernel), min is {eigvals.min().item():.3g}")
+        order = torch.argsort(eigvals, descending=True)
+        self.eigvals = eigvals[order]
+        self.coef = coef[order]
+        if eigvecs is not None:
+            eigvecs = _as_tensor(eigvecs, "eigvecs")
+            n = eigvals.numel()
+            if eigvecs.shape != (n, n):
+                raise ValueError(f"eigvecs must have shape ({n}, {n}), got {tuple(eigvecs.shape)}")
+            eigvecs = eigvecs[:, order]
+        self.eigvecs = eigvecs
+        self.lambda_max_raw = float(lambda_max_raw)
+        self.name = str(name)
+        self.meta = dict(meta or {})
+        self._K = None
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def synthetic(cls, N: int, nu: float, kappa: float, lambda_min: float = 0.0, seed: int = 0,
+                  *, basis: str | None = "random", norm: float = 1.0) -> "Problem":
+        """Power-law problem: lambda_k = max(k^-nu, lambda_min), c_k proportional to k^-(kappa+1).
+
+        The residual's eigen-coefficients are coef_k = s_k sqrt(c_k) with random signs s_k, scaled so that
+        |d0| = norm (so L_0 = norm^2 / (2N)). basis: "random" (a Haar-random orthogonal U, O(N^3) to build),
+        "hadamard" (Sylvester-Hadamard U, |U_ik|^2 = 1/N exactly: the spectral-diagonal regime with tau = 1
+        is then exact; N must be a power of 2) or None (spectral only: no K, any N).
+        """
+        N = _check_int(N, "N", 1)
+        for name, val in (("nu", nu), ("kappa", kappa)):
+            if not math.isfinite(val):
+                raise ValueError(f"{name} must be finite, got {val}")
+        if nu <= 0:
+            raise ValueError(f"nu must be > 0 (eigenvalues k^-nu decrease), got nu={nu}")
+        if not (0.0 <= lambda_min <= 1.0):
+            raise ValueError(f"lambda_min must be in [0, 1], got lambda_min={lambda_min}")
+        if not norm > 0:
+            raise ValueError(f"norm must be > 0, got norm={norm}")
+        gen = torch.Generator().manual_seed(int(seed))
+        k = torch.arange(1, N + 1, dtype=_DEFAULT_DTYPE)
+        eigvals = torch.clamp(k ** (-float(nu)), min=float(lambda_min))
+        c = k ** (-(float(kappa) + 1.0))
+        c = c / c.sum() * norm ** 2
+        signs = torch.randint(0, 2, (N,), generator=gen).to(_DEFAULT_DTYPE) * 2 - 1
+        coef = signs * c.sqrt()
+        if basis is None or basis == "none":
+            U = None
+        elif basis == "random":
+            Z = torch.randn(N, N, generator=gen, dtype=_DEFAULT_DTYPE)
+            Q, R = torch.linalg.qr(Z)
+            U = Q * torch.sign(torch.diagonal(R))  # Haar measure
+        elif basis == "hadamard":
+            U = hadamard(N)
+        else:
+            raise ValueError(f"basis must be 'random', 'hadamard' or None, got {basis!r}")
+        name = f"synthetic(N={N}, nu={nu}, kappa={kappa}, lambda_min={lambda_min}, basis={basis})"
+        meta = dict(kind="synthetic", N=N, nu=nu, kappa=kappa, lambda_min=lambda_min, seed=seed,
+                    basis=basis, norm=norm)
+        return cls(eigvals, coef, U, lambda_max_raw=1.0, name=name, meta=meta)
+
+    @classmethod
+    def from_kernel(cls, K, d0, *, name="kernel", meta=None, sym_tol=1e-8, psd_tol=1e-8) -> "Problem":
+        """Any symmetric PSD kernel K [N, N] and initial residual d0 [N]; K is normalised to top eigenvalue 1."""
+        K = _as_tensor(K, "K")
+        d0 = _as_tensor(d0, "d0")
+        if K.ndim != 2 or K.shape[0] != K.shape[1] or K.shape[0] == 0:
+            raise ValueError(f"K must be a square N x N matrix, got shape {tuple(K.shape)}")
+        N = K.shape[0]
+        if d0.ndim != 1 or d0.numel() != N:
+            raise ValueError(f"d0 must have length N={N} (the kernel's size), got shape {tuple(d0.shape)}")
+        if not torch.isfinite(K).all():
+            raise ValueError(f"K has {int((~torch.isfinite(K)).sum())} non-finite entries")
+        if not torch.isfinite(d0).all():
+            raise ValueError("d0 has non-finite entries")
+        scale = K.abs().max().item()
+        asym = (K - K.T).abs().max().item()
+        if asym > sym_tol * max(scale, 1e-300):
+            raise ValueError(f"K must be symmetric: max |K - K^T| = {asym:.3g} "
+                             f"(relative {asym / max(scale, 1e-300):.3g} > {sym_tol})")
+        K = 0.5 * (K + K.T)
+        lam, U = torch.linalg.eigh(K)
+        lmax = lam.max().item()
+        if lmax <= 0:
+            raise ValueError(f"K must have a positive eigenvalue, largest is {lmax:.3g}")
+        if lam.min().item() < -psd_tol * lmax:
+            raise ValueError(f"K must be positive semi-definite: smallest eigenvalue {lam.min().item():.3g} "
+                             f"< -{psd_tol} * lambda_max ({lmax:.3g})")
+        lam = torch.clamp(lam, min=0.0) / lmax
+        coef = U.T @ d0
+        return cls(lam, coef, U, lambda_max_raw=lmax, name=name, meta=meta)
+
+    @classmethod
+    def from_network(cls, model, X, y, **kwargs) -> "Problem":
+        """Empirical-NTK problem of a network at its initialisation (see gfsgd.ntk.problem_from_network)."""
+        from .ntk import problem_from_network
+        return problem_from_network(model, X, y, **kwargs)
+
+    # ------------------------------------------------------------------ derived quantities
+    @property
+    def N(self) -> int:
+        return int(self.eigvals.numel())
+
+    @property
+    def dtype(self):
+        return self.eigvals.dtype
+
+    @property
+    def device(self):
+        return self.eigvals.device
+
+    @property
+    def has_basis(self) -> bool:
+        return self.eigvecs is not None
+
+    def _need_basis(self, what):
+        if self.eigvecs is None:
+            raise ValueError(f"{what} needs the kernel's eigenvectors, but this problem is spectral only "
+                             f"({self.name}); build it with a basis (e.g. basis='random')")
+
+    @property
+    def c(self) -> torch.Tensor:
+        """Squared eigen-coefficients of d0, c_k = (u_k^T d0)^2.   # [N]"""
+        return self.coef ** 2
+
+    @property
+    def w(self) -> torch.Tensor:
+        """Initial loss per mode, w_k = c_k / (2N).   # [N]"""
+        return self.c / (2 * self.N)
+
+    @property
+    def loss0(self) -> float:
+        """L_0 = |d0|^2 / (2N)."""
+        return float(self.c.sum() / (2 * self.N))
+
+    @property
+    def d0(self) -> torch.Tensor:
+        self._need_basis("d0")
+        return self.eigvecs @ self.coef
+
+    @property
+    def K(self) -> torch.Tensor:
+        """Normalised kernel U diag(lambda) U^T (exactly symmetric).   # [N, N]"""
+        self._need_basis("K")
+        if self._K is None:
+            K = (self.eigvecs * self.eigvals) @ self.eigvecs.T
+            self._K = 0.5 * (K + K.T)
+        return self._K
+
+    def to(self, device=None, dtype=None) -> "Problem":
+        """A copy on another device / dtype."""
+        dtype = dtype or self.dtype
+        conv = (lambda t: None if t is None else t.to(device=device, dtype=dtype))
+        p = Problem.__new__(Problem)
+        p.eigvals, p.coef, p.eigvecs = conv(self.eigvals), conv(self.coef), conv(self.eigvecs)
+        p.lambda_max_raw, p.name, p.meta = self.lambda_max_raw, self.name, dict(self.meta)
+        p._K = conv(self._K)
+        return p
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path) -> Path:
+        """Save to a file (torch format), atomically. Reload with Problem.load(path)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(dict(format="gfsgd.Problem/1", eigvals=self.eigvals.cpu(), coef=self.coef.cpu(),
+                        eigvecs=None if self.eigvecs is None else self.eigvecs.cpu(),
+                        lambda_max_raw=self.lambda_max_raw, name=self.name, meta=self.meta), tmp)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Problem":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no problem file at {path} (make one with Problem.save)")
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises many kinds on a bad file
+            raise ValueError(f"{path} is not a saved gfsgd Problem: {exc}") from None
+        if not isinstance(obj, dict) or obj.get("format") != "gfsgd.Problem/1":
+            raise ValueError(f"{path} is not a saved gfsgd Problem (format tag missing)")
+        return cls(obj["eigvals"], obj["coef"], obj["eigvecs"], lambda_max_raw=obj["lambda_max_raw"],
+                   name=obj["name"], meta=obj["meta"])
+
+    def __repr__(self):
+        return (f"Problem({self.name}, N={self.N}, L0={self.loss0:.4g}, "
+                f"basis={'yes' if self.has_basis else 'spectral only'}, dtype={self.dtype})")
+
+
+def _check_int(value, name, low, high=None):
+    if isinstance(value, bool) or not float(value).is_integer():
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be {rng}, got {name}={value}")
+    return value

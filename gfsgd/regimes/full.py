@@ -1,0 +1,99 @@
+"""Exact batch-averaged regime: the second moments of the residual under random batches (THEORY.md section 2).
+
+With C = E[d d^T], J = E[d v^T], P = E[v v^T] the dynamics is closed:
+
+    Q(C) = gamma N K diag(C) K + (1 - gamma) K C K
+    P' = alpha^2 Q(C) - alpha beta (K J + J^T K) + beta^2 P
+    C' = C - alpha (K C + C K) + beta (J + J^T) + P'
+    J' = beta J - alpha C K + P',       L = Tr C / (2N).
+
+Implementation. Everything is done in the eigenbasis of K (X~ = U^T X U), where K is diagonal and every term
+is elementwise except the noise term, whose (k, l) entry is gamma lambda_k lambda_l [N (U^T diag(c) U)_kl - C~_kl]
+with c_i = C_ii = rowsum((U C~) * U): two N x N matmuls a step. We use the two-time form of the same
+dynamics (B = E[d(t) d(t-1)^T], D = C(t-1); J = C - B, P = C - B - B^T + D), from
+d(t+1) = M d(t) - beta d(t-1) - alpha eps(t), M = (1 + beta) I - alpha K, which needs fewer passes:
+
+    C' = (m m^T - alpha^2 gamma lambda lambda^T) * C + beta^2 D - beta (F + F^T)
+         + alpha^2 gamma N (lambda lambda^T) * (U^T diag(c) U),        F = m * B (row scaling), m = 1 + beta - alpha lambda
+    B' = m * C - beta B^T,     D' = C.
+
+C and D stay exactly symmetric (every update is a symmetric expression, e.g. F + F^T is formed before it is
+added; see THEORY.md section 10 for what goes wrong otherwise). Configs are batched: the state is [g, N, N].
+"""
+from __future__ import annotations
+
+import torch
+
+from ._engine import drive, resolve_device, resolve_dtype
+
+REGIME = "full"
+__all__ = ["run", "REGIME"]
+
+
+def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int = 0, device="auto",
+        dtype="float64", replacement: bool = False, chunk_size: int | None = None,
+        memory_budget: float = 2e9, progress: bool = True):
+    """Exact second-moment dynamics for G configs (lr, momentum, batch_size) at once; returns Curves.
+
+    chunk_size: configs stepped together (default: as many as fit in `memory_budget` bytes, 8 N x N
+    matrices per config). seed is recorded only (the regime is deterministic).
+    """
+    problem._need_basis("the full regime")
+    device, dtype = resolve_device(device), resolve_dtype(dtype)
+    N = problem.N
+    U = problem.eigvecs.to(device, dtype).contiguous()  # [N, N]
+    Ut = U.T.contiguous()
+    lam = problem.eigvals.to(device, dtype)  # [N]
+    ell = lam[:, None] * lam[None, :]  # lambda lambda^T  [N, N]
+    coef = problem.coef.to(device, dtype)
+    C0 = coef[:, None] * coef[None, :]  # [N, N]
+    if chunk_size is None:
+        chunk_size = max(1, int(memory_budget // (8 * N * N * torch.finfo(dtype).bits / 8)))
+    constant = schedule is None or schedule.is_constant
+    cache = {}
+
+    def coefficients(h):
+        a = h.lr[:, None, None]  # [g, 1, 1]
+        beta = h.momentum[:, None, None]
+        a2g = a * a * h.gamma[:, None, None]
+        m = 1.0 + beta - a * lam[None, :, None]  # [g, N, 1]
+        Kc = m * m.transpose(1, 2) - a2g * ell  # [g, N, N]
+        Ln = (0.5 * N) * a2g * ell  # [g, N, N]  (the 1/2 undoes X = Nmat + Nmat^T)
+        return m, Kc, Ln, beta * beta, -beta
+
+    def init(lr, mom, b):
+        g = lr.numel()
+        C = C0.expand(g, N, N).clone()
+        return dict(C=C, B=C.clone(), D=C.clone(), S=torch.empty_like(C), T=torch.empty_like(C),
+                    W=torch.empty_like(C))
+
+    def step(st, h):
+        if h.t == 0 or not constant:
+            cache["coef"] = coefficients(h)
+        m, Kc, Ln, b2, mb = cache["coef"]
+        C, B, D, S, T, W = (st[k] for k in ("C", "B", "D", "S", "T", "W"))
+        # noise: c_i = sum_kl U_ik C_kl U_il; since C is symmetric, (U C)^T = C U^T
+        torch.matmul(C, Ut, out=T)  # T[k, i] = (U C)_ik
+        T.mul_(Ut)
+        cdiag = T.sum(-2, keepdim=True)  # [g, 1, N]
+        torch.mul(Ut, cdiag, out=S)  # U^T diag(c)
+        torch.matmul(S, U, out=T)  # Nmat = U^T diag(c) U
+        torch.add(T, T.mT, out=S)  # exactly symmetric 2 Nmat
+        torch.mul(B, m, out=T)  # F = m * B
+        torch.add(T, T.mT, out=W)  # F + F^T
+        # C' assembled in D's buffer (D is read once, first)
+        D.mul_(b2).addcmul_(W, mb).addcmul_(S, Ln).addcmul_(C, Kc)
+        torch.mul(C, m, out=T)  # B' = m * C - beta B^T
+        T.addcmul_(B.mT, mb)
+        st["C"], st["D"], st["B"], st["T"] = D, C, T, B
+        loss = torch.diagonal(D, dim1=-2, dim2=-1).sum(-1) / (2 * N)
+        return st, loss, None
+
+    def kill(st, mask):
+        for key in ("C", "B", "D"):
+            st[key][mask] = 0.0
+
+    return drive(regime=REGIME, problem=problem, configs=configs, n_steps=n_steps, schedule=schedule,
+                 log_steps=log_steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init,
+                 step=step, kill=kill, replacement=replacement, progress=progress,
+                 meta=dict(seed=seed, repeats=1))
