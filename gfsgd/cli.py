@@ -1,0 +1,180 @@
+"""The shared argument parser and driver of the train_*.py scripts.
+
+Every script: parse arguments -> build the Problem -> build the Grid -> run the regime(s) over the grid with
+gfsgd.grid.execute into one run folder (config.json, curves.parquet, status.parquet) -> save PNG plots ->
+print a summary. Learning rates are in normalised-kernel units everywhere (see LR_UNITS).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import sys
+from pathlib import Path
+
+from . import schedules as _schedules
+from .grid import Grid, execute
+from .problem import Problem
+from .results import RunFolder
+
+__all__ = ["build_parser", "add_problem_args", "problem_from_args", "grid_from_args", "schedule_from_args",
+           "run_regimes", "main", "LR_UNITS"]
+
+LR_UNITS = ("Learning rates are in normalised-kernel units: K is scaled so its top eigenvalue is 1, so "
+            "alpha < 2(1 + beta) is the per-mode stability limit of every problem. The real network is "
+            "trained with lr_nn = alpha * N / lambda_max(K_emp) (K_emp = J J^T at initialisation), so that all "
+            "four regimes run the same dynamics at the same --lr. Loss = |f - y|^2 / (2N) (0.5 * MSE).")
+
+
+def add_problem_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("problem")
+    g.add_argument("--dataset", default="synthetic",
+                   help="'synthetic' (power-law spectrum, no files; default) or a dataset name when the "
+                        "script supports networks")
+    g.add_argument("--kernel", default=None, metavar="FILE",
+                   help="a saved Problem (Problem.save); overrides --dataset")
+    g.add_argument("--N", type=int, default=200, help="number of training points (default 200)")
+    g.add_argument("--nu", type=float, default=1.5, help="synthetic: eigenvalues lambda_k = k^-nu (default 1.5)")
+    g.add_argument("--kappa", type=float, default=1.0,
+                   help="synthetic: target coefficients c_k ~ k^-(kappa+1) (default 1.0)")
+    g.add_argument("--lambda_min", type=float, default=0.0, help="synthetic: eigenvalue floor (default 0)")
+    g.add_argument("--basis", default="random", choices=["random", "hadamard", "none"],
+                   help="synthetic: eigenbasis ('none' = spectral only: SD regime and theory only)")
+
+
+def add_grid_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("grid (" + LR_UNITS + ")")
+    g.add_argument("--lr", type=float, nargs="+", default=[0.5], help="learning rate(s) alpha (default 0.5)")
+    g.add_argument("--momentum", type=float, nargs="+", default=[0.0], help="momentum(s) beta in (-1, 1)")
+    g.add_argument("--batch_size", type=int, nargs="+", default=[10], help="batch size(s) b in [1, N]")
+    g.add_argument("--aggr_type", choices=["prod", "zip"], default="prod",
+                   help="combine the lists by Cartesian product (default) or zip")
+
+
+def add_run_args(p: argparse.ArgumentParser, regimes) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument("--n_steps", type=int, default=1000, help="SGD steps (default 1000)")
+    g.add_argument("--sched", choices=list(_schedules.SCHEDULE_NAMES), default="constant",
+                   help="lr schedule (jacobi also sets the momentum schedule)")
+    g.add_argument("--sched_step_size", type=int, default=None, help="step: decay every this many steps")
+    g.add_argument("--sched_factor", type=float, default=0.1, help="step: decay factor")
+    g.add_argument("--warmup_steps", type=int, default=None, help="warmup / cosine: warm-up length")
+    g.add_argument("--final_factor", type=float, default=0.0, help="cosine: final lr / initial lr")
+    g.add_argument("--period", type=int, default=None, help="cyclic: period in steps")
+    g.add_argument("--low_factor", type=float, default=0.1, help="cyclic: lowest lr / lr")
+    g.add_argument("--jacobi_a", type=float, default=0.0, help="jacobi: parameter a > -1")
+    g.add_argument("--jacobi_b", type=float, default=0.0, help="jacobi: parameter b > -1")
+    if "sd" in regimes:
+        g.add_argument("--tau", type=float, nargs="+", default=[1.0],
+                       help="SD parameter(s): 1 = mean field, -1 = Gaussian features (default 1)")
+    if "linearized" in regimes or "nn" in regimes:
+        g.add_argument("--repeats", type=int, default=1, help="independent sample paths per config (averaged)")
+        g.add_argument("--n_seeds", type=int, default=1, help="serial seeds seed, seed+1, ... (sampled regimes)")
+    g.add_argument("--replacement", action="store_true", help="draw each batch with replacement")
+    g.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    g.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--chunk_size", type=int, default=None, help="configs per vectorised block")
+    g.add_argument("--save_dir", default=None, help="run folder (default runs/<script>-<time>); "
+                                                    "an existing folder is resumed")
+    g.add_argument("--no_progress", action="store_true", help="no progress bar")
+    g.add_argument("--no_plots", action="store_true", help="do not write PNG plots")
+
+
+def build_parser(description: str, regimes=("linearized", "full", "sd")) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description + "\n\n" + LR_UNITS,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_problem_args(p)
+    add_grid_args(p)
+    add_run_args(p, regimes)
+    return p
+
+
+def problem_from_args(args) -> Problem:
+    if args.kernel:
+        return Problem.load(args.kernel)
+    if args.dataset != "synthetic":
+        raise SystemExit(f"error: --dataset {args.dataset!r} needs a network; this script supports only "
+                         f"--dataset synthetic or --kernel FILE (see train_nn.py / train_4_regimes.py)")
+    basis = None if args.basis == "none" else args.basis
+    return Problem.synthetic(args.N, args.nu, args.kappa, args.lambda_min, seed=args.seed, basis=basis)
+
+
+def grid_from_args(args) -> Grid:
+    return Grid(args.lr, args.momentum, args.batch_size, aggr=args.aggr_type)
+
+
+def schedule_from_args(args):
+    return _schedules.from_name(args.sched, args.n_steps, step_size=args.sched_step_size,
+                                factor=args.sched_factor, warmup_steps=args.warmup_steps,
+                                final_factor=args.final_factor, period=args.period, low_factor=args.low_factor,
+                                jacobi_a=args.jacobi_a, jacobi_b=args.jacobi_b)
+
+
+def default_save_dir(script: str) -> Path:
+    return Path("runs") / f"{script}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_regimes(args, problem, regimes, folder: RunFolder, modules=None, regime_kwargs=None) -> None:
+    """Run each named regime over the grid into `folder` (SD once per tau, sampled regimes once per seed).
+
+    modules: extra regimes by name (e.g. {"nn": gfsgd.regimes.nn}); regime_kwargs: per-regime keyword
+    arguments (e.g. {"nn": {"network": ...}}).
+    """
+    from .regimes import full, linearized, spectral_diagonal
+    modules = dict({"linearized": linearized, "full": full, "sd": spectral_diagonal}, **(modules or {}))
+    grid = grid_from_args(args)
+    schedule = schedule_from_args(args)
+    common = dict(schedule=schedule, device=args.device, dtype=args.dtype, replacement=args.replacement,
+                  chunk_size=args.chunk_size, progress=not args.no_progress)
+    for name in regimes:
+        mod = modules[name]
+        kw = dict(common, **(regime_kwargs or {}).get(name, {}))
+        if name == "sd":
+            for tau in args.tau:
+                execute(mod, problem, grid, args.n_steps, save_dir=folder, tau=tau, seed=args.seed,
+                        extra_columns={"tau": float(tau), "seed": args.seed}, **kw)
+        elif name in ("linearized", "nn"):
+            for seed in range(args.seed, args.seed + getattr(args, "n_seeds", 1)):
+                if name == "linearized":
+                    kw["repeats"] = args.repeats
+                execute(mod, problem, grid, args.n_steps, save_dir=folder, seed=seed,
+                        extra_columns={"seed": seed}, **kw)
+        else:
+            execute(mod, problem, grid, args.n_steps, save_dir=folder, seed=args.seed,
+                    extra_columns={"seed": args.seed}, **kw)
+
+
+def summarize(folder: RunFolder) -> str:
+    from .results import load
+    st = load(folder.path).status
+    cols = [c for c in ("regime", "tau", "seed", "lr", "momentum", "batch_size", "status", "diverged_step",
+                        "final_loss") if c in st]
+    return st[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}")
+
+
+def main(regimes, script: str, description: str, argv=None) -> Path:
+    """Entry point of train_linearized.py / train_full.py / train_spectral_diagonal.py."""
+    regimes = list(regimes)
+    args = build_parser(description, regimes).parse_args(argv)
+    try:
+        problem = problem_from_args(args)
+        grid_from_args(args)  # validate early
+        from .grid import check_configs
+        check_configs(grid_from_args(args), problem.N)
+        schedule_from_args(args)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    folder = RunFolder(args.save_dir or default_save_dir(script))
+    folder.write_config(dict(script=script, regimes=regimes, argv=sys.argv[1:] if argv is None else list(argv),
+                             args=vars(args), problem=problem.name, problem_meta=problem.meta, N=problem.N,
+                             loss0=problem.loss0))
+    run_regimes(args, problem, regimes, folder)
+    if not args.no_plots:
+        from . import plots
+        from .results import load
+        res = load(folder.path)
+        fig = plots.loss_curves(res.curves, title=f"{script}: {problem.name}")
+        folder.save_figure(fig, "loss_curves")
+    print(summarize(folder))
+    print(f"\nresults: {folder.path}  (gfsgd.results.load({str(folder.path)!r}))")
+    return folder.path
