@@ -18,8 +18,6 @@ import torch
 
 from ._engine import drive, resolve_device, resolve_dtype
 
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-
 REGIME = "linearized"
 __all__ = ["run", "REGIME"]
 
@@ -88,8 +86,10 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
             vals = d.gather(1, idx) * wts * (-a)[:, None]  # [rows, bmax]
             if 4 * bmax <= N:
                 crow = torch.arange(0, rows * bmax + 1, bmax, device=device)
-                sp = torch.sparse_csr_tensor(crow, idx.reshape(-1), vals.reshape(-1), (rows, N),
-                                             check_invariants=False)
+                with warnings.catch_warnings():  # "sparse CSR support is in beta"
+                    warnings.simplefilter("ignore", UserWarning)
+                    sp = torch.sparse_csr_tensor(crow, idx.reshape(-1), vals.reshape(-1), (rows, N),
+                                                 check_invariants=False)
                 v.add_(torch.sparse.mm(sp, K) if device.type != "cpu" else sp @ K)
             else:
                 dense = torch.zeros(rows, N, dtype=dtype, device=device).scatter_add_(1, idx, vals)
