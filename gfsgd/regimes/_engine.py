@@ -197,7 +197,7 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
             if se_out is not None:
                 se_out[sl, log_at[0]] = 0.0
         const_hyper = Hyper(lr, mom, b, noise_gamma(b, N, replacement), 0) if schedule.is_constant else None
-        rows, se_rows = [], []  # (column, loss [g] on device) buffered to avoid a host sync every step
+        rows, se_rows, cols = [], [], []  # losses [g] kept on the device, flushed in blocks (few host syncs)
         for t in range(n_steps):
             if const_hyper is not None:
                 hyper = const_hyper
@@ -207,23 +207,30 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
                 _check_scheduled(a_t, m_t, t)
                 hyper = Hyper(a_t, m_t, b_t, noise_gamma(b_t, N, replacement), t)
             state, loss, se = step(state, hyper)
-            bad = ~(torch.isfinite(loss) & (loss <= bound)) & alive
-            if bad.any():
+            # one reduction and one sync a step; the detailed check only when something is wrong
+            # (diverged configs are zeroed by kill, so they never trigger it again)
+            if not float(loss.max()) <= bound:
+                bad = ~(torch.isfinite(loss) & (loss <= bound)) & alive
                 div_step[sl][bad.cpu()] = t + 1
                 alive = alive & ~bad
                 kill(state, bad)
             if log_at[t + 1] >= 0:
-                nan = torch.full_like(loss, math.nan)
-                rows.append((log_at[t + 1], torch.where(alive, loss, nan)))
+                cols.append(int(log_at[t + 1]))
+                rows.append(loss)
                 if se_out is not None:
-                    se_rows.append((log_at[t + 1], torch.where(alive, se, nan)))
-            if len(rows) >= 256:
-                _flush(loss_out, sl, rows)
-                _flush(se_out, sl, se_rows)
+                    se_rows.append(se)
+            if len(rows) >= 512:
+                _flush(loss_out, se_out, sl, cols, rows, se_rows)
             if bar is not None:
                 bar.update(1)
-        _flush(loss_out, sl, rows)
-        _flush(se_out, sl, se_rows)
+        _flush(loss_out, se_out, sl, cols, rows, se_rows)
+        # NaN from the divergence step on (the state was zeroed there)
+        dead = div_step[sl]
+        for j in (dead >= 0).nonzero().flatten().tolist():
+            after = torch.as_tensor(steps >= int(dead[j]))
+            loss_out[start + j, after] = math.nan
+            if se_out is not None:
+                se_out[start + j, after] = math.nan
     if bar is not None:
         bar.close()
     status = ["diverged" if s >= 0 else "ok" for s in div_step.tolist()]
@@ -235,13 +242,15 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
                   loss_se=None if se_out is None else se_out.numpy(), meta=meta)
 
 
-def _flush(loss_out, sl, rows):
-    if loss_out is None or not rows:
+def _flush(loss_out, se_out, sl, cols, rows, se_rows):
+    if not rows:
         return
-    cols = torch.as_tensor([c for c, _ in rows])
-    vals = torch.stack([v for _, v in rows], 1).to("cpu", torch.float64)  # [g, len(rows)]
-    loss_out[sl, cols] = vals
-    rows.clear()
+    idx = torch.as_tensor(cols)
+    loss_out[sl, idx] = torch.stack(rows, 1).to("cpu", torch.float64)  # [g, len(rows)]
+    if se_out is not None:
+        se_out[sl, idx] = torch.stack(se_rows, 1).to("cpu", torch.float64)
+    for buf in (cols, rows, se_rows):
+        buf.clear()
 
 
 def _check_scheduled(a_t, m_t, t):

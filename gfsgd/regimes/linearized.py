@@ -6,13 +6,16 @@ B_t a uniform b-subset drawn afresh each step (without replacement inside the st
 with replacement). Loss L_t = |d_t|^2 / (2N). With `repeats=R` every config runs R independent sample paths;
 Curves.loss is their mean and Curves.loss_se its standard error (std / sqrt(R)).
 
-Vectorised over configs and paths ([g*R, N] state). The batch gradient is a sparse-times-dense product
-(CSR rows of b weights times K) when batches are small, a masked dense matmul otherwise.
+Vectorised over configs and paths: the state is [R, g, N]. Common random numbers: at each step, path r of
+every config in a chunk uses the same uniformly random ordered subset of size b_max (a config with batch size
+b takes its first b indices, itself a uniform b-subset). Each config's paths are therefore exact, independent
+SGD sample paths (the R paths of one config never share batches), while different configs see correlated
+batches, which makes comparisons across the grid less noisy. The batch gradient of all configs is then one
+batched matmul [R, g, b_max] x [R, b_max, N] with the b_max gathered rows of K.
 """
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 
@@ -40,70 +43,59 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
     d0 = problem.d0.to(device, dtype)  # [N]
     gen = torch.Generator(device=device).manual_seed(int(seed))
     if chunk_size is None:
-        chunk_size = max(1, (2 ** 17 // N) // R) if device.type == "cpu" else max(1, 2 ** 24 // (N * R))
+        chunk_size = max(1, (2 ** 19 // N) // R) if device.type == "cpu" else max(1, 2 ** 24 // (N * R))
     constant = schedule is None or schedule.is_constant
     cache = {}
 
     def init(lr, mom, b):
-        rows = lr.numel() * R
-        d = d0.expand(rows, N).clone()
+        d = d0.expand(R, lr.numel(), N).clone()  # [R, g, N]
         return dict(d=d, v=torch.zeros_like(d))
 
-    def sample(b_rows, bmax):
-        """Indices [rows, bmax] and per-position weights N/b (0 beyond each row's b)."""
-        rows = b_rows.numel()
+    def sample(bmax):
+        """Row r: bmax indices, a uniformly random ordered subset of range(N) (or i.i.d. with replacement)."""
         if replacement:
-            idx = torch.randint(0, N, (rows, bmax), generator=gen, device=device)
-        elif bmax * bmax <= N:  # rejection: uniform draws until a row has no repeated index
-            idx = torch.randint(0, N, (rows, bmax), generator=gen, device=device)
+            return torch.randint(0, N, (R, bmax), generator=gen, device=device)
+        if bmax * bmax <= 4 * N:  # rejection: uniform draws until no row repeats an index
+            idx = torch.randint(0, N, (R, bmax), generator=gen, device=device)
             while bmax > 1:
                 srt = idx.sort(1).values
                 dup = (srt[:, 1:] == srt[:, :-1]).any(1).nonzero().squeeze(1)
                 if dup.numel() == 0:
                     break
                 idx[dup] = torch.randint(0, N, (dup.numel(), bmax), generator=gen, device=device)
-        else:  # the bmax largest of N uniforms: a uniform random subset (any prefix is uniform too)
-            u = torch.rand(rows, N, generator=gen, device=device, dtype=dtype)
-            idx = u.topk(bmax, dim=1, sorted=False).indices
-        pos = torch.arange(bmax, device=device)
-        wts = torch.where(pos[None, :] < b_rows[:, None], (N / b_rows)[:, None], torch.zeros((), dtype=dtype,
-                                                                                               device=device))
-        return idx, wts
+            return idx
+        u = torch.rand(R, N, generator=gen, device=device, dtype=dtype)
+        return u.argsort(dim=1)[:, :bmax]  # a uniform random permutation's prefix
 
     def step(st, h):
-        if h.t == 0 or not constant:  # per-row hyperparameters, once per chunk when constant
-            b_rows = h.batch_size.repeat_interleave(R)
-            cache["rows"] = (h.lr.repeat_interleave(R), h.momentum.repeat_interleave(R), b_rows,
-                             int(b_rows.max().item()))
-        a, beta, b, bmax = cache["rows"]  # [g*R] each, and the largest batch size
+        if h.t == 0 or not constant:  # per-config coefficients, once per chunk when constant
+            b = h.batch_size
+            bmax = int(b.max().item())
+            pos = torch.arange(bmax, device=device, dtype=dtype)
+            # weight of batch position j for config g: -alpha_g N / b_g if j < b_g else 0     # [g, bmax]
+            w = torch.where(pos[None, :] < b[:, None], (-h.lr * N / b)[:, None], torch.zeros((), dtype=dtype,
+                                                                                                 device=device))
+            full_batch = bmax == N and not replacement and bool((b == N).all())
+            cache["c"] = (bmax, w, h.momentum[None, :, None], (-h.lr)[None, :, None], full_batch)
+        bmax, w, beta, neg_lr, full_batch = cache["c"]
         d, v = st["d"], st["v"]
-        rows = d.shape[0]
-        v.mul_(beta[:, None])
-        if bmax == N and not replacement and bool((b == N).all()):
-            v.addmm_(d * (-a)[:, None], K)  # full batch: g = K d
+        v.mul_(beta)
+        if full_batch:  # g = K d, no sampling
+            v.add_(torch.matmul(d * neg_lr, K))
         else:
-            idx, wts = sample(b, bmax)
-            vals = d.gather(1, idx) * wts * (-a)[:, None]  # [rows, bmax]
-            if 4 * bmax <= N:
-                crow = torch.arange(0, rows * bmax + 1, bmax, device=device)
-                with warnings.catch_warnings():  # "sparse CSR support is in beta"
-                    warnings.simplefilter("ignore", UserWarning)
-                    sp = torch.sparse_csr_tensor(crow, idx.reshape(-1), vals.reshape(-1), (rows, N),
-                                                 check_invariants=False)
-                v.add_(torch.sparse.mm(sp, K) if device.type != "cpu" else sp @ K)
-            else:
-                dense = torch.zeros(rows, N, dtype=dtype, device=device).scatter_add_(1, idx, vals)
-                v.addmm_(dense, K)
+            idx = sample(bmax)  # [R, bmax]
+            Kb = K[idx]  # rows of K at the batch: [R, bmax, N]
+            vals = d.gather(2, idx[:, None, :].expand(R, d.shape[1], bmax)).mul_(w)  # [R, g, bmax]
+            v.baddbmm_(vals, Kb)
         d.add_(v)
-        path_loss = torch.linalg.vecdot(d, d).view(-1, R) / (2 * N)  # [g, R]
-        mean = path_loss.mean(1)
-        se = path_loss.std(1) / math.sqrt(R) if R > 1 else torch.zeros_like(mean)
+        path_loss = torch.linalg.vecdot(d, d) / (2 * N)  # [R, g]
+        mean = path_loss.mean(0)
+        se = path_loss.std(0) / math.sqrt(R) if R > 1 else torch.zeros_like(mean)
         return st, mean, se
 
     def kill(st, mask):
-        rows = mask.repeat_interleave(R)
-        st["d"][rows] = 0.0
-        st["v"][rows] = 0.0
+        st["d"][:, mask] = 0.0
+        st["v"][:, mask] = 0.0
 
     return drive(regime=REGIME, problem=problem, configs=configs, n_steps=n_steps, schedule=schedule,
                  log_steps=log_steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init,
