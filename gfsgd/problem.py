@@ -185,7 +185,8 @@ class Problem:
     def has_basis(self) -> bool:
         return self.eigvecs is not None
 
-    def _need_basis(self, what):
+    def require_basis(self, what: str) -> None:
+        """Raise a clear error if this problem is spectral only (no eigenvectors)."""
         if self.eigvecs is None:
             raise ValueError(f"{what} needs the kernel's eigenvectors, but this problem is spectral only "
                              f"({self.name}); build it with a basis (e.g. basis='random')")
@@ -207,13 +208,13 @@ class Problem:
 
     @property
     def d0(self) -> torch.Tensor:
-        self._need_basis("d0")
+        self.require_basis("d0")
         return self.eigvecs @ self.coef
 
     @property
     def K(self) -> torch.Tensor:
         """Normalised kernel U diag(lambda) U^T (exactly symmetric).   # [N, N]"""
-        self._need_basis("K")
+        self.require_basis("K")
         if self._K is None:
             K = (self.eigvecs * self.eigvals) @ self.eigvecs.T
             self._K = 0.5 * (K + K.T)

@@ -38,7 +38,7 @@ def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int =
     chunk_size: configs stepped together (default: as many as fit in `memory_budget` bytes, 8 N x N
     matrices per config). seed is recorded only (the regime is deterministic).
     """
-    problem._need_basis("the full regime")
+    problem.require_basis("the full regime")
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     N = problem.N
     U = problem.eigvecs.to(device, dtype).contiguous()  # [N, N]

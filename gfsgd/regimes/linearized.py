@@ -36,7 +36,7 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
     if isinstance(repeats, bool) or not float(repeats).is_integer() or int(repeats) < 1:
         raise ValueError(f"repeats must be an integer >= 1, got repeats={repeats!r}")
     R = int(repeats)
-    problem._need_basis("the linearized regime")
+    problem.require_basis("the linearized regime")
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     N = problem.N
     K = problem.K.to(device, dtype).contiguous()  # [N, N]
