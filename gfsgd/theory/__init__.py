@@ -1,0 +1,35 @@
+"""gfsgd.theory: what can be predicted about a run from the kernel spectrum alone (THEORY.md sections 4-8).
+
+Every function takes a spectrum: a Problem, or eigenvalues (top one 1) with w= (initial loss per mode,
+c_k / (2N)) or c= (squared eigen-coefficients of d0) and N (training points). lr = alpha, momentum = beta and
+batch_size = b broadcast together, so grids of configs are computed at once. float64 numpy results.
+
+generating   S_k, U_k, V_k (per mode), U, V, L (= V / (1 - U)), U1, V1, total_loss, propagators (U_m, V_t),
+             solve_renewal, loss_curve (the renewal equation L_t = V_t + sum_s U_{t-s} L_s)
+stability    mode_stable, per_mode_lr_limit, is_convergent, critical_lr, lambda_crit, asymptotes
+asymptotics  phase, loss_exponent, fit_power_law, q_lambda, asymptotic_loss, crossover_time,
+             spectral_asymptotic_loss
+optimal      optimal_hyperparameters, negative_momentum_condition, critical_batch_size, budget_curves
+symbolic     the sympy derivation (import gfsgd.theory.symbolic; not imported here to keep sympy lazy)
+
+`python -m gfsgd.theory --help` prints a summary table for a problem.
+"""
+from ._inputs import Spectrum, as_spectrum, noise_gamma
+from .asymptotics import (AsymptoticLoss, PowerLawFit, asymptotic_loss, crossover_time, fit_power_law,
+                          loss_exponent, phase, q_lambda, spectral_asymptotic_loss)
+from .generating import (L, S_k, U, U1, U_k, V, V1, V_k, loss_curve, propagators, solve_renewal, split_configs,
+                         total_loss)
+from .optimal import (BudgetCurves, NegativeMomentumCondition, OptimalHyperparameters, budget_curves,
+                      critical_batch_size, negative_momentum_condition, optimal_hyperparameters)
+from .stability import asymptotes, critical_lr, is_convergent, lambda_crit, mode_stable, per_mode_lr_limit
+
+__all__ = [
+    "Spectrum", "as_spectrum", "noise_gamma",
+    "S_k", "U_k", "V_k", "U", "V", "L", "U1", "V1", "total_loss", "propagators", "solve_renewal", "loss_curve",
+    "split_configs",
+    "mode_stable", "per_mode_lr_limit", "is_convergent", "critical_lr", "lambda_crit", "asymptotes",
+    "phase", "loss_exponent", "PowerLawFit", "fit_power_law", "q_lambda", "AsymptoticLoss", "asymptotic_loss",
+    "crossover_time", "spectral_asymptotic_loss",
+    "OptimalHyperparameters", "optimal_hyperparameters", "NegativeMomentumCondition",
+    "negative_momentum_condition", "critical_batch_size", "BudgetCurves", "budget_curves",
+]

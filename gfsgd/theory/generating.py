@@ -1,0 +1,402 @@
+"""Generating functions of the loss and the renewal equation (THEORY.md section 4).
+
+Per mode k (eigenvalue lam = lambda_k), with alpha = lr, beta = momentum and the noise strength
+gamma_tau = gamma * tau, the per-mode second-moment map is
+
+    A_k(M) = R M R^T - gamma tau alpha^2 lam^2 m11 E,   R = [[1 - alpha lam, beta], [-alpha lam, beta]],
+
+acting on the second moments M = [[m11, m12], [m12, m22]] of (mode of d, mode of v), E = [[1, 1], [1, 1]],
+e11 = [[1, 0], [0, 0]]. Its resolvent gives the per-mode generating functions
+
+    S_k(z) = (1 - beta z)[(1 + beta z)^2 - z (1 + beta - alpha lam)^2] + gamma_tau alpha^2 lam^2 z (1 + beta z)
+    U_k(z) = [(1 - z A_k)^{-1} E]_11   = (1 + beta z) / S_k(z)
+    V_k(z) = [(1 - z A_k)^{-1} e11]_11 = [(1 - beta z)(1 - beta^2 z) + 2 alpha beta lam z] / S_k(z)
+
+and, with w_k = c_k / (2N) the initial loss per mode and gamma = (N - b) / ((N - 1) b),
+
+    V(z) = sum_k w_k V_k(z),   U(z) = gamma alpha^2 z sum_k lam_k^2 U_k(z),   L(z) = V(z) / (1 - U(z)),
+
+L(z) = sum_{t >= 0} L_t z^t. In time: V_t = sum_k w_k [A_k^t(e11)]_11 (the signal propagator),
+U_m = gamma alpha^2 sum_k lam_k^2 [A_k^{m-1}(E)]_11 (m >= 1, the noise propagator) and the renewal equation
+
+    L_t = V_t + sum_{s=0}^{t-1} U_{t-s} L_s,
+
+which reproduces the spectral-diagonal (SD) recursion with the same tau to round-off.
+
+Everything is vectorised: lr, momentum, batch_size (and z) broadcast together to a config shape; the spectrum
+adds a mode axis that is summed over. float64 throughout.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from ._inputs import (Spectrum, as_spectrum, check_batch_size, check_eigvals, check_finite, check_lr,
+                      check_momentum, check_positive_int, check_tau, check_z, noise_gamma)
+
+__all__ = ["S_k", "U_k", "V_k", "U", "V", "L", "U1", "V1", "total_loss", "propagators", "solve_renewal",
+           "loss_curve", "split_configs"]
+
+_CHUNK_ELEMS = 1 << 21  # configs x modes per block in the spectral sums
+
+
+@contextlib.contextmanager
+def _single_thread():
+    """Run torch ops on one thread: the time loops here issue many small ops (<= 32k elements) that threading
+    cannot speed up, and on a busy machine two-thread ops were measured 10-40x slower than one-thread ones."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+# ------------------------------------------------------------------------------------------- per mode
+def _mode_args(z, lam, lr, momentum, gamma_tau):
+    z = check_z(z)
+    lam = check_eigvals(lam)
+    lr = check_lr(lr)
+    beta = check_momentum(momentum)
+    gt = check_finite(gamma_tau, "gamma_tau")
+    return np.broadcast_arrays(z, lam, lr, beta, gt)
+
+
+def _S(z, lam, a, beta, gt):
+    u = a * lam
+    bz = beta * z
+    return (1 - bz) * ((1 + bz) ** 2 - z * (1 + beta - u) ** 2) + gt * u * u * z * (1 + bz)
+
+
+def S_k(z, lam, lr, momentum, gamma_tau):
+    """Common denominator of the per-mode generating functions (THEORY.md section 4):
+
+    S_k(z) = (1 - beta z)[(1 + beta z)^2 - z (1 + beta - alpha lam)^2] + gamma_tau alpha^2 lam^2 z (1 + beta z)
+
+    = det(1 - z A_k). All arguments broadcast (z in [0, 1], lam >= 0, lr = alpha > 0, momentum = beta in
+    (-1, 1), gamma_tau = gamma * tau any real).
+    """
+    return _S(*_mode_args(z, lam, lr, momentum, gamma_tau))
+
+
+def U_k(z, lam, lr, momentum, gamma_tau):
+    """Per-mode noise generating function U_k(z) = [(1 - z A_k)^{-1} E]_11 = (1 + beta z) / S_k(z)."""
+    z, lam, a, beta, gt = _mode_args(z, lam, lr, momentum, gamma_tau)
+    return (1 + beta * z) / _S(z, lam, a, beta, gt)
+
+
+def V_k(z, lam, lr, momentum, gamma_tau):
+    """Per-mode signal generating function
+    V_k(z) = [(1 - z A_k)^{-1} e11]_11 = [(1 - beta z)(1 - beta^2 z) + 2 alpha beta lam z] / S_k(z)."""
+    z, lam, a, beta, gt = _mode_args(z, lam, lr, momentum, gamma_tau)
+    return ((1 - beta * z) * (1 - beta * beta * z) + 2 * a * beta * lam * z) / _S(z, lam, a, beta, gt)
+
+
+# ------------------------------------------------------------------------------------------ spectral sums
+def _configs(spec: Spectrum, lr, momentum, batch_size, tau, replacement, extra=None):
+    """Validate and broadcast (extra, lr, momentum, batch_size); returns shape and flat arrays + gamma."""
+    tau = check_tau(tau)
+    arrays = [check_lr(lr), check_momentum(momentum), check_batch_size(batch_size, spec.N)]
+    if extra is not None:
+        arrays.append(extra)
+    arrays = np.broadcast_arrays(*arrays)
+    shape = arrays[0].shape
+    flat = [np.ascontiguousarray(x).reshape(-1) for x in arrays]
+    gamma = noise_gamma(flat[2], spec.N, replacement)
+    return shape, flat, gamma, tau
+
+
+def _mode_sum(term, lam, weights, *cfg):
+    """sum_k weights_k * term(lam_k, *cfg) for flat configs cfg (each [G]), in blocks of configs: [G]."""
+    G = cfg[0].size
+    M = lam.size
+    out = np.empty(G)
+    step = max(1, _CHUNK_ELEMS // M)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for i in range(0, G, step):
+            sl = slice(i, i + step)
+            args = [x[sl, None] for x in cfg]  # [g, 1] each
+            out[sl] = term(lam[None, :], *args) @ weights  # [g, M] @ [M]
+    return out
+
+
+def _U_term(lam, z, a, beta, gt):
+    return lam * lam * (1 + beta * z) / _S(z, lam, a, beta, gt)
+
+
+def _V_term(lam, z, a, beta, gt):
+    return ((1 - beta * z) * (1 - beta * beta * z) + 2 * a * beta * lam * z) / _S(z, lam, a, beta, gt)
+
+
+def U(z, spectrum, lr, momentum, batch_size, *, N=None, tau=1.0, replacement=False):
+    """Noise generating function U(z) = sum_{m>=1} U_m z^m = gamma alpha^2 z sum_k lambda_k^2 U_k(z).
+
+    spectrum: a Problem or eigenvalues (then N = number of training points, default len(eigvals));
+    z in [0, 1], lr, momentum, batch_size: broadcast together; returns an array of the broadcast shape
+    (THEORY.md section 4). Meaningful as a power series where every S_k > 0 on [0, z].
+    """
+    spec = as_spectrum(spectrum, N=N)
+    z = check_z(z)
+    shape, (a, beta, b, zz), gamma, tau = _configs(spec, lr, momentum, batch_size, tau, replacement, z)
+    s = _mode_sum(_U_term, spec.eigvals, np.ones(spec.eigvals.size), zz, a, beta, gamma * tau)
+    return (gamma * a * a * zz * s).reshape(shape)
+
+
+def V(z, spectrum, lr, momentum, batch_size, *, w=None, c=None, N=None, tau=1.0, replacement=False):
+    """Signal generating function V(z) = sum_{t>=0} V_t z^t = sum_k w_k V_k(z), w_k = c_k / (2N).
+
+    spectrum: a Problem (w read from it) or eigenvalues with w= or c=. Shapes as in U (THEORY.md section 4).
+    """
+    spec = as_spectrum(spectrum, w=w, c=c, N=N, need_w=True)
+    z = check_z(z)
+    shape, (a, beta, b, zz), gamma, tau = _configs(spec, lr, momentum, batch_size, tau, replacement, z)
+    return _mode_sum(_V_term, spec.eigvals, spec.w, zz, a, beta, gamma * tau).reshape(shape)
+
+
+def L(z, spectrum, lr, momentum, batch_size, *, w=None, c=None, N=None, tau=1.0, replacement=False):
+    """Loss generating function L(z) = sum_{t>=0} L_t z^t = V(z) / (1 - U(z)) (THEORY.md section 4)."""
+    kw = dict(N=N, tau=tau, replacement=replacement)
+    spec = as_spectrum(spectrum, w=w, c=c, N=N, need_w=True)
+    return V(z, spec, lr, momentum, batch_size, **kw) / (1 - U(z, spec, lr, momentum, batch_size, **kw))
+
+
+def _U1_term(lam, a, beta, gt):
+    return lam * (1 + beta) / ((1 - beta) * (2 * (1 + beta) - a * lam) + gt * a * lam * (1 + beta))
+
+
+def U1(spectrum, lr, momentum, batch_size, *, N=None, tau=1.0, replacement=False):
+    """U(1) = gamma alpha sum_k lambda_k (1 + beta) / [(1 - beta)(2(1 + beta) - alpha lambda_k)
+    + gamma tau alpha lambda_k (1 + beta)]  (THEORY.md section 4). The averaged loss converges iff every mode
+    is stable and U(1) < 1 (section 5)."""
+    spec = as_spectrum(spectrum, N=N)
+    shape, (a, beta, b), gamma, tau = _configs(spec, lr, momentum, batch_size, tau, replacement)
+    s = _mode_sum(_U1_term, spec.eigvals, np.ones(spec.eigvals.size), a, beta, gamma * tau)
+    return (gamma * a * s).reshape(shape)
+
+
+def _V1_term(lam, a, beta, gt):
+    u = a * lam
+    s1 = u * ((1 - beta) * (2 * (1 + beta) - u) + gt * u * (1 + beta))
+    return ((1 - beta) * (1 - beta * beta) + 2 * a * beta * lam) / s1
+
+
+def V1(spectrum, lr, momentum, batch_size, *, w=None, c=None, N=None, tau=1.0, replacement=False):
+    """V(1) = sum_t V_t = sum_k w_k [(1 - beta)(1 - beta^2) + 2 alpha beta lambda_k] / S_k(1), with
+    S_k(1) = alpha lambda_k [(1 - beta)(2(1 + beta) - alpha lambda_k) + gamma tau alpha lambda_k (1 + beta)]
+    (infinite when a mode with w_k > 0 has lambda_k = 0)."""
+    spec = as_spectrum(spectrum, w=w, c=c, N=N, need_w=True)
+    shape, (a, beta, b), gamma, tau = _configs(spec, lr, momentum, batch_size, tau, replacement)
+    lam, wk = spec.eigvals, spec.w
+    pos = lam > 0
+    out = _mode_sum(_V1_term, lam[pos], wk[pos], a, beta, gamma * tau)
+    if (wk[~pos] > 0).any():
+        out[:] = np.inf
+    return out.reshape(shape)
+
+
+def total_loss(spectrum, lr, momentum, batch_size, *, w=None, c=None, N=None, tau=1.0, replacement=False):
+    """sum_{t>=0} L_t = L(1) = V(1) / (1 - U(1)) for a convergent config (inf when U(1) >= 1)."""
+    kw = dict(N=N, tau=tau, replacement=replacement)
+    spec = as_spectrum(spectrum, w=w, c=c, N=N, need_w=True)
+    u1 = U1(spec, lr, momentum, batch_size, **kw)
+    v1 = V1(spec, lr, momentum, batch_size, **kw)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(u1 < 1, v1 / (1 - u1), np.inf)
+
+
+# ------------------------------------------------------------------------------------------- time domain
+def split_configs(configs):
+    """A list of (lr, momentum, batch_size) triples (or a gfsgd Grid) -> three arrays (lr, momentum, b)."""
+    configs = getattr(configs, "configs", configs)
+    arr = np.asarray([tuple(c) for c in configs], dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] == 0:
+        raise ValueError(f"configs must be a non-empty list of (lr, momentum, batch_size) triples, "
+                         f"got shape {arr.shape}")
+    return arr[:, 0], arr[:, 1], arr[:, 2]
+
+
+def _propagators_flat(lam, w, a, beta, gamma, tau, n_steps, device="cpu"):
+    """Per-mode linear recursion for U_m (m = 1..T, U_0 = 0) and V_t (t = 0..T) of flat configs: torch [G, T+1] x 2.
+
+    Each mode is iterated in the two-time variables A = E[d_t^2], B = E[d_t d_{t-1}], D = E[d_{t-1}^2]
+    (m11 = A, m12 = A - B, m22 = A - 2B + D), in which A_k reads
+        A' = (m^2 - tau k3) A - 2 beta m B + beta^2 D,  B' = m A - beta B,  D' = A,
+    with m = 1 + beta - alpha lam, k3 = gamma alpha^2 lam^2; e11 is (A, B, D) = (1, 1, 1), E is (1, 0, 0).
+    """
+    dt = torch.float64
+    lam_t = torch.as_tensor(lam, dtype=dt, device=device)
+    G, M, T = a.size, lam.size, n_steps
+    Vt = torch.empty(G, T + 1, dtype=dt)
+    Ut = torch.zeros(G, T + 1, dtype=dt)
+    step = max(1, (1 << 14) // M)  # configs per block: [2, g, M] <= 32k elements, cache-resident and below
+    # torch's parallel grain size (threading such small ops only costs, and collapses on a busy machine)
+    for i in range(0, G, step):
+        sl = slice(i, min(i + step, G))
+        g = sl.stop - sl.start
+        at = torch.as_tensor(a[sl], dtype=dt, device=device)[:, None]
+        bt = torch.as_tensor(beta[sl], dtype=dt, device=device)[:, None]
+        gm = torch.as_tensor(gamma[sl], dtype=dt, device=device)[:, None]
+        u = at * lam_t  # [g, M]
+        m = 1 + bt - u
+        k3 = gm * u * u
+        k1 = m * m - tau * k3
+        k2 = -2 * bt * m
+        b2 = (bt * bt).expand(g, M)
+        mb = (-bt).expand(g, M)
+        W = torch.stack([torch.as_tensor(w, dtype=dt, device=device).expand(g, M), k3])  # [2, g, M]
+        A = torch.ones(2, g, M, dtype=dt, device=device)  # [2, g, M]: 0 = from e11, 1 = from E
+        B = torch.ones(2, g, M, dtype=dt, device=device)
+        B[1] = 0.0
+        D = B.clone()
+        An = torch.empty_like(A)
+        out = torch.empty(T + 1, 2, g, dtype=dt, device=device)
+        torch.linalg.vecdot(A, W, out=out[0])
+        for t in range(1, T + 1):
+            torch.mul(A, k1, out=An)
+            An.addcmul_(k2, B)
+            An.addcmul_(D, b2)
+            B.mul_(mb).addcmul_(m, A)
+            A, D, An = An, A, D
+            torch.linalg.vecdot(A, W, out=out[t])
+        out = out.cpu()
+        Vt[sl] = out[:, 0].T
+        Ut[sl, 1:] = out[:-1, 1].T  # U_m = sum_k k3_k [A_k^{m-1} E]_11
+    return Ut, Vt
+
+
+def propagators(spectrum, lr, momentum, batch_size, n_steps, *, w=None, c=None, N=None, tau=1.0,
+                replacement=False, device="cpu"):
+    """Noise and signal propagators in time (THEORY.md section 4):
+
+    U_m = gamma alpha^2 sum_k lambda_k^2 [A_k^{m-1}(E)]_11  (m = 1..n_steps; U_0 = 0 by convention),
+    V_t = sum_k w_k [A_k^t(e11)]_11                          (t = 0..n_steps; V_0 = L_0).
+
+    Returns (U, V) as numpy arrays of shape (*config_shape, n_steps + 1). Cost O(configs x modes x n_steps).
+    """
+    spec = as_spectrum(spectrum, w=w, c=c, N=N, need_w=True)
+    n_steps = check_positive_int(n_steps, "n_steps")
+    shape, (a, beta, b), gamma, tau = _configs(spec, lr, momentum, batch_size, tau, replacement)
+    with _single_thread():
+        Ut, Vt = _propagators_flat(spec.eigvals, spec.w, a, beta, gamma, tau, n_steps, device)
+    return Ut.numpy().reshape(*shape, n_steps + 1), Vt.numpy().reshape(*shape, n_steps + 1)
+
+
+# ------------------------------------------------------------------------------------------ renewal solver
+def _log_decay(first, last, steps):
+    """Mean log decay per step between two samples [G] (0 where undefined)."""
+    first, last = first.abs(), last.abs()
+    ok = (first > 0) & (last > 0) & torch.isfinite(first) & torch.isfinite(last)
+    if steps < 1:
+        return torch.zeros_like(first)
+    return torch.where(ok, (torch.log(torch.where(ok, last, 1.0)) - torch.log(torch.where(ok, first, 1.0))) / steps,
+                       0.0)
+
+
+def _conv_tail_fft(x, h, n):
+    """y_j = sum_i x_i h_{j-i} for j in [len(x), n) (x: [G, n1], h: [G, n]; h_0 is never used there).
+
+    Exponential tilting keeps the FFT's absolute round-off (~eps x the largest term) small relative to each
+    output: with rho the milder of the mean geometric decays of x and h,
+    y_j = rho^j sum_i (x_i rho^-i) (h_{j-i} rho^-(j-i)).
+    """
+    n1 = x.shape[1]
+    log_rho = torch.maximum(_log_decay(x[:, 0], x[:, -1], n1 - 1), _log_decay(h[:, 1], h[:, n - 1], n - 2))
+    log_rho = log_rho.clamp(-300.0 / n, 300.0 / n)[:, None]  # rho^(+-n) stays far from overflow
+    tilt = torch.exp(-log_rho * torch.arange(n, dtype=x.dtype))  # [G, n]
+    nfft = 1 << (n - 1).bit_length()  # any length >= n works: the circular wrap only lands on indices < n1
+    X = torch.fft.rfft(x * tilt[:, :n1], n=nfft)
+    H = torch.fft.rfft(h * tilt, n=nfft)
+    y = torch.fft.irfft(X * H, n=nfft)[:, n1:n]
+    return y / tilt[:, n1:n]
+
+
+def _conv_tail_direct(x, h, n):
+    """Same as _conv_tail_fft by direct summation (grouped conv1d): exact to round-off, O(n1 (n - n1))."""
+    G, n1 = x.shape
+    inp = h[:, 1:n].unsqueeze(0)  # [1, G, n - 1]
+    wgt = torch.flip(x, dims=[1]).unsqueeze(1)  # [G, 1, n1]
+    return torch.nn.functional.conv1d(inp, wgt, groups=G)[0]  # [G, n - n1]
+
+
+def _base_solve(Uf, L, l, r):
+    """Forward substitution of L_t = rhs_t + sum_{s in [l, t)} U_{t-s} L_s on the block [l, r)."""
+    B = r - l
+    i = torch.arange(B)
+    idx = (i[:, None] - i[None, :]).clamp(min=0)  # [B, B]
+    Tm = Uf[:, idx] * (i[:, None] > i[None, :])  # [G, B, B] strictly lower triangular
+    Mat = -Tm
+    sol = torch.linalg.solve_triangular(Mat, L[:, l:r, None], upper=False, unitriangular=True)
+    L[:, l:r] = sol[..., 0]
+
+
+def solve_renewal(U_m, V_t, method="auto"):
+    """Solve the renewal (discrete Volterra) equation L_t = V_t + sum_{s=0}^{t-1} U_{t-s} L_s.
+
+    U_m, V_t: arrays [..., T+1] (U_m[..., 0] is ignored). Divide and conquer over time (online convolution):
+    the influence of a solved half on the next is one convolution, by FFT (method="fft", O(T log^2 T), absolute
+    error ~1e-16 x the largest tilted term) or by direct summation (method="direct", O(T^2), relative error at
+    round-off level). "auto" uses direct summation while configs x T^2 <= 2e9, FFT beyond.
+    Returns L [..., T+1] (numpy, float64).
+    """
+    U_m = torch.as_tensor(np.asarray(U_m, dtype=np.float64))
+    V_t = torch.as_tensor(np.asarray(V_t, dtype=np.float64))
+    if U_m.shape != V_t.shape:
+        raise ValueError(f"U_m and V_t must have the same shape, got {tuple(U_m.shape)} and {tuple(V_t.shape)}")
+    shape = V_t.shape
+    T1 = shape[-1]
+    Uf = U_m.reshape(-1, T1).clone()
+    Uf[:, 0] = 0.0
+    L = V_t.reshape(-1, T1).clone()
+    G = L.shape[0]
+    if method == "auto":
+        method = "direct" if G * float(T1) ** 2 <= 1e7 else "fft"
+    if method not in ("fft", "direct"):
+        raise ValueError(f"method must be 'auto', 'fft' or 'direct', got method={method!r}")
+    conv = _conv_tail_fft if method == "fft" else _conv_tail_direct
+    base = 32
+
+    def rec(l, r):
+        if r - l <= base:
+            _base_solve(Uf, L, l, r)
+            return
+        m = (l + r) // 2
+        rec(l, m)
+        L[:, m:r] += conv(L[:, l:m], Uf[:, :r - l], r - l)
+        rec(m, r)
+
+    with _single_thread():
+        rec(0, T1)
+    return L.reshape(shape).numpy()
+
+
+def loss_curve(problem, lr, momentum, batch_size, n_steps, tau=1.0, *, w=None, c=None, N=None,
+               log_steps=None, replacement=False, method="auto", device="cpu"):
+    """Predicted loss curve L_t, t = 0..n_steps, from the renewal equation (THEORY.md section 4):
+
+        L_t = V_t + sum_{s=0}^{t-1} U_{t-s} L_s,   L_0 = V_0 = sum_k w_k = problem.loss0,
+
+    with V_t, U_m from `propagators`. This is the spectral-diagonal (SD) recursion with the same tau (1: mean
+    field, -1: Gaussian features), computed through the generating-function decomposition; it equals the SD
+    regime's curve to round-off.
+
+    problem: a Problem, or eigenvalues with w= or c= (and N=). lr, momentum, batch_size: scalars or arrays
+    broadcast to a config shape (a grid of configs at once; `split_configs` turns a list of triples into three
+    arrays). Returns an array (*config_shape, len(steps)) with steps = 0..n_steps or `log_steps`. A divergent
+    config gives a growing (eventually inf / nan) curve.
+    """
+    spec = as_spectrum(problem, w=w, c=c, N=N, need_w=True)
+    n_steps = check_positive_int(n_steps, "n_steps")
+    if log_steps is not None:
+        steps = np.unique(np.asarray(log_steps, dtype=np.int64).reshape(-1))
+        if steps.size == 0 or steps[0] < 0 or steps[-1] > n_steps:
+            raise ValueError(f"log_steps must be integers in [0, n_steps={n_steps}], got "
+                             f"{np.asarray(log_steps).reshape(-1)[:5]}")
+    shape, (a, beta, b), gamma, tau = _configs(spec, lr, momentum, batch_size, tau, replacement)
+    with _single_thread():
+        Ut, Vt = _propagators_flat(spec.eigvals, spec.w, a, beta, gamma, tau, n_steps, device)
+    Lt = solve_renewal(Ut.numpy(), Vt.numpy(), method=method)
+    if log_steps is not None:
+        Lt = Lt[:, steps]
+    return Lt.reshape(*shape, Lt.shape[-1])
