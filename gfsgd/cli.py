@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import sys
+import time as _time
 from pathlib import Path
 
 from . import schedules as _schedules
@@ -17,7 +18,7 @@ from .problem import Problem
 from .results import RunFolder
 
 __all__ = ["build_parser", "add_problem_args", "problem_from_args", "grid_from_args", "schedule_from_args",
-           "run_regimes", "main", "LR_UNITS"]
+           "run_regimes", "save_extra_plots", "main", "LR_UNITS"]
 
 LR_UNITS = ("Learning rates are in normalised-kernel units: K is scaled so its top eigenvalue is 1, so "
             "alpha < 2(1 + beta) is the per-mode stability limit of every problem. The real network is "
@@ -152,6 +153,61 @@ def summarize(folder: RunFolder) -> str:
     return st[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}")
 
 
+# ---------------------------------------------------------------------------------- extra plots (issue 5)
+def save_extra_plots(curves, problem, folder: RunFolder, script: str, max_maps: int = 8) -> list:
+    """The plots a run folder gets besides loss_curves.png (what the notebooks show, for script users):
+
+    - regime_comparison.png when the run holds more than one regime (or SD tau);
+    - alpha_beta_map_<regime>[_tau<tau>]_b<b>.png for each full / sd sweep over an (lr, momentum) grid of at least
+      3 x 3 cells (one per batch size, at most `max_maps`), with the theory lines of gfsgd.theory
+      (alpha_crit, the two asymptotes); without them if the theory cannot be evaluated.
+    Returns the names written. Never raises: a plot that fails is reported and skipped.
+    """
+    import matplotlib.pyplot as plt
+
+    from . import plots
+    written = []
+
+    def attempt(name, make):
+        try:
+            fig = make()
+        except Exception as exc:  # noqa: BLE001 - a plot must never fail a finished run
+            print(f"warning: plot {name} skipped: {exc}", file=sys.stderr)
+            return
+        folder.save_figure(fig, name)
+        plt.close(fig)
+        written.append(name)
+
+    tau = curves["tau"] if "tau" in curves else 0.0
+    keys = curves.assign(_tau=tau).groupby(["regime", "_tau"], dropna=False).size().index.tolist()
+    if len(keys) > 1:
+        attempt("regime_comparison", lambda: plots.regime_comparison(curves, title=f"{script}: {problem.name}"))
+    n_maps = 0
+    for regime, tau_value in keys:
+        if regime not in ("full", "sd"):
+            continue
+        sub = curves[(curves["regime"] == regime) & ((curves["tau"] == tau_value) | (tau_value != tau_value)
+                                                     if "tau" in curves else True)]
+        if sub["lr"].nunique() < 3 or sub["momentum"].nunique() < 3:
+            continue
+        t = float(tau_value) if tau_value == tau_value and regime == "sd" else 1.0
+        for b in sorted(sub["batch_size"].unique())[:max(0, max_maps - n_maps)]:
+            one = sub[sub["batch_size"] == b]
+            name = f"alpha_beta_map_{regime}" + (f"_tau{t:g}" if regime == "sd" else "") + f"_b{int(b)}"
+            title = f"{regime}{f' τ={t:g}' if regime == 'sd' else ''}, b = {int(b)}: {problem.name}"
+
+            def make(one=one, b=b, title=title, t=t):
+                try:
+                    return plots.alpha_beta_map(one, problem=problem, batch_size=int(b), tau=t, title=title)
+                except Exception as exc:  # noqa: BLE001 - fall back to the map without theory lines
+                    print(f"warning: theory lines left out of {title}: {exc}", file=sys.stderr)
+                    plt.close("all")
+                    return plots.alpha_beta_map(one, theory=False, title=title)
+            attempt(name, make)
+            n_maps += 1
+    return written
+
+
 def main(regimes, script: str, description: str, argv=None) -> Path:
     """Entry point of train_linearized.py / train_full.py / train_spectral_diagonal.py."""
     regimes = list(regimes)
@@ -175,6 +231,142 @@ def main(regimes, script: str, description: str, argv=None) -> Path:
         res = load(folder.path)
         fig = plots.loss_curves(res.curves, title=f"{script}: {problem.name}")
         folder.save_figure(fig, "loss_curves")
+        save_extra_plots(res.curves, problem, folder, script)
     print(summarize(folder))
+    print(f"\nresults: {folder.path}  (gfsgd.results.load({str(folder.path)!r}))")
+    return folder.path
+
+
+# ====================================================================================================
+# Network scripts (train_nn.py, train_4_regimes.py): dataset and model options, and their driver.
+# Kept separate from the kernel scripts' parser above; only these functions know about networks.
+# ====================================================================================================
+NETWORK_REGIMES = ("nn", "linearized", "sd", "full")
+
+
+def add_network_args(p: argparse.ArgumentParser, *, dataset: str = "digits", N: int = 256) -> None:
+    """Dataset and model options of the network scripts (the problem is the network's empirical NTK)."""
+    from .data import DATASETS
+    from .models import ACTIVATIONS
+    from .ntk import METHODS
+    for action in p._actions:  # the kernel scripts' --dataset means something else: re-document it here
+        if action.dest == "dataset":
+            action.choices = list(DATASETS)
+            action.help = ("dataset fed through the network: mnist, cifar10, bike_sharing, sgemm (files under "
+                           "--data_root, see data/README.md), digits (scikit-learn's bundled set) or synthetic "
+                           "(Gaussian inputs); no files are downloaded")
+        if action.dest in ("nu", "kappa", "lambda_min", "basis", "kernel"):
+            action.help = argparse.SUPPRESS  # power-law options: not used by the network scripts
+    p.set_defaults(dataset=dataset, N=N)
+    g = p.add_argument_group("network (K = J J^T / lambda_max at initialisation, d0 = f(X; w0) - y)")
+    g.add_argument("--data_root", default=None,
+                   help="folder holding the dataset files (default $GFSGD_DATA_ROOT, else ./data)")
+    g.add_argument("--n_val", type=int, default=0, help="held-out points for the nn validation loss")
+    g.add_argument("--target", choices=["label", "parity"], default="label",
+                   help="classification sets: regress the class label or its parity (standardised)")
+    g.add_argument("--dim", type=int, default=16, help="synthetic: input dimension")
+    g.add_argument("--width", type=int, default=1000, help="hidden units per layer (paper: 1000)")
+    g.add_argument("--depth", type=int, default=2, help="linear layers (2 = one hidden layer, the paper's)")
+    g.add_argument("--activation", choices=list(ACTIVATIONS), default="relu")
+    g.add_argument("--sigma_w", type=float, default=1.0, help="weight init std (NTK parameterisation)")
+    g.add_argument("--sigma_b", type=float, default=0.0, help="bias init std")
+    g.add_argument("--model_seed", type=int, default=None, help="network init seed (default --seed)")
+    g.add_argument("--ntk_method", choices=list(METHODS), default="auto", help="empirical NTK method")
+    g.add_argument("--n_log", type=int, default=0,
+                   help="record the loss at about this many log-spaced steps (default 0: every step); the nn "
+                        "regime evaluates its full training loss only at recorded steps")
+
+
+def network_problem_from_args(args) -> Problem:
+    """Dataset -> MLP -> Problem.from_network (the returned Problem carries .network for the nn regime)."""
+    from .data import load_dataset
+    from .models import MLP
+    if getattr(args, "kernel", None):
+        raise ValueError(f"--kernel {args.kernel} cannot be used here: the network scripts build the kernel "
+                         f"from the network (use --dataset)")
+    ds = load_dataset(args.dataset, args.N, seed=args.seed, root=args.data_root, n_val=args.n_val,
+                      target=args.target, dim=args.dim)
+    seed = args.seed if args.model_seed is None else args.model_seed
+    model = MLP(ds.X.shape[1], width=args.width, depth=args.depth, activation=args.activation,
+                sigma_w=args.sigma_w, sigma_b=args.sigma_b, seed=seed)
+    name = f"{ds.name}, MLP(width={args.width}, depth={args.depth}, {args.activation})"
+    return Problem.from_network(model, ds.X, ds.y, X_val=ds.X_val, y_val=ds.y_val, method=args.ntk_method,
+                                device=args.device, name=name, meta=dict(dataset=ds.info, model_seed=seed))
+
+
+def log_steps_from_args(args):
+    import numpy as np
+    if not getattr(args, "n_log", 0):
+        return None
+    pts = np.unique(np.round(np.logspace(0, np.log10(max(args.n_steps, 1)), args.n_log)).astype(int))
+    return np.unique(np.concatenate([[0], pts, [args.n_steps]]))
+
+
+class _NNWithValidation:
+    """The nn regime for gfsgd.grid.execute, also appending the validation curves ("nn_val") when present."""
+    REGIME = "nn"
+
+    def __init__(self, folder: RunFolder):
+        self.folder = folder
+
+    def run(self, problem, configs, n_steps, **kw):
+        from .regimes import nn
+        curves = nn.run(problem, configs, n_steps, **kw)
+        if "val_loss" in curves.meta:
+            self.folder.append(nn.validation_curves(curves))
+        return curves
+
+
+def network_main(regimes, script: str, description: str, argv=None, choose_regimes: bool = False,
+                 defaults: dict | None = None) -> Path:
+    """Entry point of train_nn.py (regimes=["nn"]) and train_4_regimes.py (choose_regimes=True).
+
+    defaults: the script's own argument defaults (e.g. its grid), overriding the shared ones."""
+    regimes = list(regimes)
+    p = build_parser(description, NETWORK_REGIMES if choose_regimes else regimes)
+    add_network_args(p)
+    p.set_defaults(**(defaults or {}))
+    if choose_regimes:
+        p.add_argument("--regimes", nargs="+", choices=list(NETWORK_REGIMES), default=regimes,
+                       help="regimes to run (nn: the network; linearized: sampled, --repeats averaged; "
+                            "sd: once per --tau; full: exact second moments)")
+    args = p.parse_args(argv)
+    regimes = list(dict.fromkeys(args.regimes)) if choose_regimes else regimes
+    try:
+        from .grid import check_configs
+        check_configs(grid_from_args(args), args.N)
+        schedule_from_args(args)
+        t0 = _time.perf_counter()
+        problem = network_problem_from_args(args)
+        t_problem = _time.perf_counter() - t0
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    folder = RunFolder(args.save_dir or default_save_dir(script))
+    folder.write_config(dict(script=script, regimes=regimes, argv=sys.argv[1:] if argv is None else list(argv),
+                             args=vars(args), problem=problem.name, problem_meta=problem.meta, N=problem.N,
+                             loss0=problem.loss0, lambda_max_raw=problem.lambda_max_raw,
+                             lr_nn_per_alpha=problem.N / problem.lambda_max_raw, ntk_seconds=t_problem))
+    print(f"{problem.name}: N={problem.N}, L0={problem.loss0:.4g}, lambda_max(K_emp)={problem.lambda_max_raw:.4g}, "
+          f"lr_nn = {problem.N / problem.lambda_max_raw:.4g} * lr  (NTK + eigendecomposition {t_problem:.1f} s)")
+    log_steps = log_steps_from_args(args)
+    kw = {name: dict(log_steps=log_steps) for name in regimes}
+    kw["nn"] = dict(kw.get("nn", {}), network=problem.network)
+    run_regimes(args, problem, regimes, folder, modules={"nn": _NNWithValidation(folder)}, regime_kwargs=kw)
+    from .results import load
+    res = load(folder.path)
+    if not args.no_plots:
+        from . import plots
+        fig = plots.loss_curves(res.curves, title=f"{script}: {problem.name}")
+        folder.save_figure(fig, "loss_curves")
+        save_extra_plots(res.curves, problem, folder, script)
+        if len(regimes) > 1:
+            fig = plots.regime_comparison(res.curves[res.curves["regime"] != "nn_val"],
+                                          title=f"{script}: {problem.name}")
+            folder.save_figure(fig, "comparison")
+    print(summarize(folder))
+    st = res.status[res.status["regime"] != "nn_val"] if "regime" in res.status else res.status
+    if "wall_time" in st:
+        wall = st.groupby(["regime"] + (["tau"] if "tau" in st else []), dropna=False)["wall_time"].sum()
+        print("\nwall time per regime (s):\n" + wall.to_string(float_format=lambda x: f"{x:.1f}"))
     print(f"\nresults: {folder.path}  (gfsgd.results.load({str(folder.path)!r}))")
     return folder.path

@@ -1,0 +1,254 @@
+"""Real-network regime: mini-batch SGD with momentum on the network itself (THEORY.md section 1, v-form).
+
+With w the parameters, f(x; w) the scalar output, B_t a uniform b-subset of the N training points drawn
+afresh each step (without replacement inside the step; `replacement=True` draws with replacement):
+
+    batch loss  L_B(w) = (1/(2b)) sum_{i in B_t} (f(x_i; w) - y_i)^2,      g_t = dL_B/dw (w_t)
+    v_{t+1} = -lr_t g_t + beta_t v_t,     w_{t+1} = w_t + v_{t+1},     v_0 = 0          (torch.optim.SGD for constant lr)
+    reported loss L_t = (1/(2N)) sum_{i=1}^{N} (f(x_i; w_t) - y_i)^2   (0.5 * MSE on the training points)
+
+Learning-rate units. The configs' lr is alpha, in normalised-kernel units, and the network is trained with
+
+    lr_t = alpha_t * N / lambda_max(K_emp),      K_emp = J J^T at w0 (J = df(X)/dw, [N, P]).
+
+Derivation: g_t = (1/b) J_B^T d_B (d = f(X; w) - y, J_B the batch rows of J), so to first order in the step
+the residual moves by J v_{t+1} = -lr_t (1/b) J J_B^T d_B + beta_t J v_t = -lr_t (1/b) K_emp[:, B] d[B] + ...
+The kernel regimes use -alpha_t (N/b) K[:, B] d[B] with K = K_emp / lambda_max(K_emp); the two agree iff
+lr_t = alpha_t N / lambda_max(K_emp). So at the same --lr the linearised network runs the kernel regimes'
+dynamics exactly (tests/test_nn_regime.py checks this at small lr, batch by batch).
+
+Vectorisation. Configs with the same batch size form a group; each group is trained in chunks of configs
+whose parameters are stacked with torch.func.stack_module_state ([g, ...] per parameter tensor) and
+stepped with vmap(grad(batch loss)): no Python loop over configs. Different batch sizes are separate
+groups (a loop over the distinct batch sizes). Divergence as in every regime: a config whose loss is not
+finite or exceeds 1e6 * L_0 is marked diverged at that step and frozen; the others continue.
+
+The full training loss (and, with held-out points, the validation loss) is evaluated at the logged steps
+only (default: every step up to 10^4); between logged steps divergence is detected from the batch loss.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+
+from ..ntk import NetworkProblem, _params_and_buffers
+from ._engine import Curves, check_log_steps, check_n_steps, drive, resolve_device, resolve_dtype
+
+REGIME = "nn"
+__all__ = ["run", "REGIME", "as_network", "validation_curves", "sample_batches"]
+
+
+def as_network(problem, network=None) -> NetworkProblem:
+    """The NetworkProblem to train, from `network=` or from `problem` (a NetworkProblem, a (model, X, y) or
+    (model, X, y, X_val, y_val) tuple, or a Problem built by Problem.from_network, which carries .network)."""
+    for cand in (network, problem):
+        if cand is None:
+            continue
+        if isinstance(cand, NetworkProblem):
+            return cand
+        if isinstance(cand, (tuple, list)) and len(cand) in (3, 5):
+            return NetworkProblem(*cand)
+        net = getattr(cand, "network", None)
+        if isinstance(net, NetworkProblem):
+            return net
+    raise ValueError("the nn regime needs the network: pass a Problem built by Problem.from_network (it carries "
+                     ".network), a gfsgd.ntk.NetworkProblem, a (model, X, y) tuple, or network=...; got "
+                     f"problem={type(problem).__name__}" + ("" if network is None else
+                                                            f", network={type(network).__name__}"))
+
+
+def sample_batches(gen, rows: int, N: int, bmax: int, replacement: bool, device) -> torch.Tensor:
+    """Indices [rows, bmax]: each row a uniform bmax-subset of range(N) (any prefix of it is uniform too),
+    or i.i.d. uniform indices with replacement."""
+    if replacement:
+        return torch.randint(0, N, (rows, bmax), generator=gen, device=device)
+    if bmax == N:
+        return torch.arange(N, device=device).expand(rows, N)
+    if bmax * bmax <= N:  # rejection: redraw rows with a repeated index (rare when b^2 <= N)
+        idx = torch.randint(0, N, (rows, bmax), generator=gen, device=device)
+        while bmax > 1:
+            srt = idx.sort(1).values
+            dup = (srt[:, 1:] == srt[:, :-1]).any(1).nonzero().squeeze(1)
+            if dup.numel() == 0:
+                break
+            idx[dup] = torch.randint(0, N, (dup.numel(), bmax), generator=gen, device=device)
+        return idx
+    u = torch.rand(rows, N, generator=gen, device=device)
+    return u.topk(bmax, dim=1, sorted=False).indices
+
+
+def run(problem, configs, n_steps, *, network=None, schedule=None, log_steps=None, seed: int = 0,
+        device="auto", dtype="float64", replacement: bool = False, chunk_size: int | None = None,
+        memory_budget: float = 2e9, record_batches: bool = False, progress: bool = True) -> Curves:
+    """Train the real network with mini-batch SGD + momentum for G configs (lr, momentum, batch_size).
+
+    Args:
+        problem: a Problem from Problem.from_network, a NetworkProblem or a (model, X, y) tuple
+            (see as_network); `network=` overrides it (e.g. when `problem` is a plain Problem).
+        configs: (alpha, beta, b) triples, alpha in normalised-kernel units (module docstring).
+        n_steps, schedule, log_steps, seed, device, dtype, replacement: as in every regime.
+        chunk_size: configs trained together (default: as many as fit in memory_budget bytes).
+        record_batches: keep the drawn batch indices in meta["batches"] (a list with one LongTensor
+            [n_steps, b_max] per config; only the first b_t entries of a row are used), for tests.
+
+    Returns Curves(regime="nn"); meta holds lambda_max_raw, lr_scale (= N / lambda_max_raw, so
+    lr_nn = alpha * lr_scale) and, when the network has held-out points, val_loss [G, T] (0.5 * MSE on
+    them, at the same steps; see validation_curves).
+    """
+    net = as_network(problem, network)
+    device, dtype = resolve_device(device), resolve_dtype(dtype)
+    n_steps = check_n_steps(n_steps)
+    steps = check_log_steps(log_steps, n_steps)
+    logged = np.zeros(n_steps + 1, dtype=bool)
+    logged[steps] = True
+    t_start = time.perf_counter()
+    model = net.model
+    N = net.N
+    scale = net.lr_scale(device)
+    params0, fixed = _params_and_buffers(model, device, dtype)
+    names = list(params0)
+    P = sum(p.numel() for p in params0.values())
+    X = net.X.to(device, dtype)  # [N, ...]
+    y = net.y.to(device, dtype)  # [N]
+    Xv = None if net.X_val is None else net.X_val.to(device, dtype)
+    yv = None if net.y_val is None else net.y_val.to(device, dtype)
+    item = torch.finfo(dtype).bits // 8
+    if chunk_size is None:
+        chunk_size = max(1, int(memory_budget // (4 * P * item)))
+    gen = torch.Generator(device=device).manual_seed(int(seed))
+    constant = schedule is None or schedule.is_constant
+
+    def f(p, x):  # one config: x [n, ...] -> [n]
+        return functional_call(model, (p, fixed), (x,)).reshape(x.shape[0])
+
+    def batch_loss(p, xb, yb, wb):  # xb [bmax, ...], yb [bmax], wb [bmax] = 1/b (0 beyond b)
+        r = f(p, xb) - yb
+        return 0.5 * (wb * r * r).sum()
+
+    grad_fn = vmap(grad_and_value(batch_loss))
+    out_fn = vmap(f, in_dims=(0, None))
+
+    def mse(p, Xs, ys, g):  # 0.5 * mean squared error of g stacked configs on Xs: [g]
+        rows = max(64, int(memory_budget // (8 * g * max(1, Xs[0].numel()) * item * 8)))
+        tot = torch.zeros(g, dtype=dtype, device=device)
+        for s in range(0, Xs.shape[0], rows):
+            r = out_fn(p, Xs[s:s + rows]) - ys[s:s + rows]  # [g, n]
+            tot += (r * r).sum(1)
+        return 0.5 * tot / Xs.shape[0]
+
+    # group the configs by batch size (same b: one vmapped group)
+    cfgs = [tuple(c) for c in (configs.configs if hasattr(configs, "configs") else configs)]
+    if not cfgs:
+        raise ValueError("configs must hold at least one (lr, momentum, batch_size) triple")
+    groups = {}
+    for i, c in enumerate(cfgs):
+        try:
+            key = int(c[2])
+        except (TypeError, ValueError, IndexError):
+            raise ValueError(f"config {i} must be a triple (lr, momentum, batch_size), got {c!r}") from None
+        groups.setdefault(key, []).append(i)
+
+    results = []
+    for b_key, members in groups.items():
+        states = []
+
+        def init(lr, mom, b):
+            g = lr.numel()
+            stacked, _ = stack_module_state([model] * g)
+            p = {k: stacked[k].detach().to(device, dtype).clone() for k in names}  # [g, ...] each
+            st = dict(p=p, v={k: torch.zeros_like(t) for k, t in p.items()},
+                      live=torch.ones(g, dtype=dtype, device=device), val=[], batches=[], cache={})
+            states.append(st)
+            return st
+
+        def step(st, h):
+            p, v, cache = st["p"], st["v"], st["cache"]
+            g = h.lr.numel()
+            if h.t == 0 or not constant:
+                bmax = int(h.batch_size.max().item())
+                pos = torch.arange(bmax, device=device)
+                w = torch.where(pos[None, :] < h.batch_size[:, None], 1.0 / h.batch_size[:, None],
+                                torch.zeros((), dtype=dtype, device=device))  # [g, bmax]
+                cache.update(bmax=bmax, w=w)
+            bmax, w = cache["bmax"], cache["w"]
+            lr = (h.lr * scale * st["live"]).to(dtype)  # [g] lr_nn = alpha N / lambda_max(K_emp)
+            beta = h.momentum.to(dtype)
+            idx = sample_batches(gen, g, N, bmax, replacement, device)  # [g, bmax]
+            if record_batches:
+                st["batches"].append(idx.cpu())
+            grads, bl = grad_fn(p, X[idx], y[idx], w)
+            for k in names:
+                shape = (g,) + (1,) * (p[k].ndim - 1)
+                v[k].mul_(beta.view(shape)).sub_(lr.view(shape) * grads[k])
+                p[k].add_(v[k])
+            if logged[h.t + 1]:
+                loss = mse(p, X, y, g)
+                if Xv is not None:
+                    st["val"].append((h.t + 1, mse(p, Xv, yv, g)))
+                return st, loss, None
+            return st, bl, None
+
+        def kill(st, mask):
+            st["live"][mask] = 0.0
+            for k in names:
+                st["p"][k][mask] = params0[k].to(st["p"][k].dtype)
+                st["v"][k][mask] = 0.0
+
+        sub = [cfgs[i] for i in members]
+        cur = drive(regime=REGIME, problem=net, configs=sub, n_steps=n_steps, schedule=schedule,
+                    log_steps=steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init, step=step,
+                    kill=kill, replacement=replacement, progress=progress, meta=dict(seed=seed, repeats=1))
+        val = None
+        if Xv is not None:
+            val = np.full((len(sub), len(steps)), math.nan)
+            col = {int(s): j for j, s in enumerate(steps)}
+            start = 0
+            for st in states:
+                g = st["live"].numel()
+                if 0 in col:
+                    val[start:start + g, col[0]] = mse({k: params0[k][None] for k in names}, Xv, yv, 1).item()
+                for t, vals in st["val"]:
+                    val[start:start + g, col[t]] = vals.cpu().double().numpy()
+                start += g
+            for j, ds in enumerate(cur.diverged_step):
+                if ds is not None:
+                    val[j, steps >= ds] = math.nan
+        batches = [bt for st in states for bt in (torch.stack(st["batches"], 1).unbind(0) if st["batches"] else
+                                                   [torch.zeros(0, 0, dtype=torch.long)] * st["live"].numel())]
+        results.append((members, cur, val, batches))
+
+    G, T = len(cfgs), len(steps)
+    loss = np.full((G, T), math.nan)
+    val_loss = np.full((G, T), math.nan) if Xv is not None else None
+    status, div = [None] * G, [None] * G
+    out_cfgs, batches = [None] * G, [None] * G
+    for members, cur, val, bts in results:
+        for j, i in enumerate(members):
+            loss[i], status[i], div[i], out_cfgs[i] = cur.loss[j], cur.status[j], cur.diverged_step[j], cur.configs[j]
+            if val is not None:
+                val_loss[i] = val[j]
+            batches[i] = bts[j] if record_batches else None
+    meta = dict(results[0][1].meta)
+    meta.update(seed=seed, repeats=1, wall_time=time.perf_counter() - t_start, lambda_max_raw=net.lambda_max(),
+                lr_scale=scale, n_params=P, batch_groups=len(groups))
+    if val_loss is not None:
+        meta.update(val_loss=val_loss, n_val=int(Xv.shape[0]))
+    if record_batches:
+        meta["batches"] = batches
+    return Curves(regime=REGIME, steps=steps, loss=loss, configs=out_cfgs, status=status, diverged_step=div,
+                  meta=meta)
+
+
+def validation_curves(curves: Curves) -> Curves:
+    """The held-out loss of an nn run as its own Curves (regime "nn_val"), e.g. to save next to "nn"."""
+    if "val_loss" not in curves.meta:
+        raise ValueError("these curves have no validation loss: give the network held-out points "
+                         "(X_val, y_val, e.g. load_dataset(..., n_val=...))")
+    meta = {k: v for k, v in curves.meta.items() if k not in ("val_loss", "batches")}
+    return Curves(regime="nn_val", steps=curves.steps, loss=np.asarray(curves.meta["val_loss"]),
+                  configs=list(curves.configs), status=list(curves.status),
+                  diverged_step=list(curves.diverged_step), meta=meta)
