@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jacrev, vmap
 
+from .device import resolve_device, resolve_dtype
 from .models import NTKLinear
 
 __all__ = ["empirical_ntk", "relu_ntk", "network_output", "problem_from_network", "NetworkProblem",
@@ -46,28 +47,6 @@ DEFAULT_MEMORY_BUDGET = 2 ** 30  # bytes for the blocked temporaries (not counti
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def _device(device):
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for, but CUDA is not available here; use 'auto' or 'cpu'")
-    return dev
-
-
-def _dtype(dtype):
-    if dtype is None:
-        return torch.float64
-    if isinstance(dtype, torch.dtype):
-        if dtype not in (torch.float64, torch.float32):
-            raise ValueError(f"dtype must be float64 or float32, got dtype={dtype}")
-        return dtype
-    table = {"float64": torch.float64, "double": torch.float64, "float32": torch.float32, "float": torch.float32}
-    if dtype not in table:
-        raise ValueError(f"dtype must be 'float64' or 'float32', got dtype={dtype!r}")
-    return table[dtype]
-
-
 def _inputs(x, name, device, dtype):
     if not isinstance(x, torch.Tensor):
         x = torch.as_tensor(np.asarray(x))
@@ -112,7 +91,7 @@ def _blocks(n, size):
 
 def network_output(model, X, *, dtype=None, device="auto", params=None, block_size=4096) -> torch.Tensor:
     """f(X; w) [N] computed in row blocks, in `dtype` (float64 default) without changing the model."""
-    device, dtype = _device(device), _dtype(dtype)
+    device, dtype = resolve_device(device), resolve_dtype(dtype)
     X = _inputs(X, "X", device, dtype)
     params, fixed = _params_and_buffers(model, device, dtype, params)
     with torch.no_grad():
@@ -316,7 +295,7 @@ def empirical_ntk(model, x1, x2=None, *, method: str = "auto", memory_budget: fl
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got method={method!r}")
-    device, dtype = _device(device), _dtype(dtype)
+    device, dtype = resolve_device(device), resolve_dtype(dtype)
     budget = int(DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget)
     if budget <= 0:
         raise ValueError(f"memory_budget must be > 0 bytes, got memory_budget={memory_budget}")
@@ -482,7 +461,7 @@ def problem_from_network(model, X, y, *, X_val=None, y_val=None, method: str = "
     Problem.to() and Problem.save() drop `network`; pass it to the nn regime explicitly then (network=...).
     """
     from .problem import Problem
-    dev, dt = _device(device), _dtype(dtype)
+    dev, dt = resolve_device(device), resolve_dtype(dtype)
     y_t = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
     X_t = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X)
     if y_t.ndim == 2 and y_t.shape[1] == 1:

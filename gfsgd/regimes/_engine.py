@@ -10,10 +10,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..device import resolve_device, resolve_dtype  # noqa: F401  (re-exported for the regimes)
 from ..grid import check_configs
 from ..schedules import Schedule
 
-__all__ = ["Curves", "default_log_steps", "resolve_device", "noise_gamma", "drive", "DIVERGENCE_FACTOR"]
+__all__ = ["Curves", "default_log_steps", "resolve_device", "resolve_dtype", "noise_gamma", "sample_batches", "drive",
+           "DIVERGENCE_FACTOR"]
 
 DIVERGENCE_FACTOR = 1e6  # a config diverges when its loss exceeds DIVERGENCE_FACTOR * L_0 (or is not finite)
 
@@ -113,23 +115,22 @@ def check_n_steps(n_steps):
     return int(n_steps)
 
 
-def resolve_device(device="auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; anything else is passed to torch.device."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for, but CUDA is not available here; use 'auto' or 'cpu'")
-    return dev
-
-
-def resolve_dtype(dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    table = {"float64": torch.float64, "double": torch.float64, "float32": torch.float32, "float": torch.float32}
-    if dtype not in table:
-        raise ValueError(f"dtype must be 'float64' or 'float32', got dtype={dtype!r}")
-    return table[dtype]
+def sample_batches(gen, rows: int, N: int, bmax: int, replacement: bool, device) -> torch.Tensor:
+    """Indices [rows, bmax]: each row a uniform bmax-subset of range(N) (any prefix of it is uniform too),
+    or i.i.d. uniform indices with replacement."""
+    if replacement:
+        return torch.randint(0, N, (rows, bmax), generator=gen, device=device)
+    if bmax * bmax <= N:  # rejection: redraw rows with a repeated index (rare when b^2 <= N)
+        idx = torch.randint(0, N, (rows, bmax), generator=gen, device=device)
+        while bmax > 1:
+            srt = idx.sort(1).values
+            dup = (srt[:, 1:] == srt[:, :-1]).any(1).nonzero().squeeze(1)
+            if dup.numel() == 0:
+                break
+            idx[dup] = torch.randint(0, N, (dup.numel(), bmax), generator=gen, device=device)
+        return idx
+    u = torch.rand(rows, N, generator=gen, device=device)
+    return u.argsort(dim=1)[:, :bmax]  # prefix of a uniform random permutation (topk's order is not uniform)
 
 
 def noise_gamma(batch_size: torch.Tensor, N: int, replacement: bool = False) -> torch.Tensor:

@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from ._engine import drive, resolve_device, resolve_dtype
+from ._engine import drive, resolve_device, resolve_dtype, sample_batches
 
 REGIME = "linearized"
 __all__ = ["run", "REGIME"]
@@ -51,22 +51,6 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
         d = d0.expand(R, lr.numel(), N).clone()  # [R, g, N]
         return dict(d=d, v=torch.zeros_like(d))
 
-    def sample(bmax):
-        """Row r: bmax indices, a uniformly random ordered subset of range(N) (or i.i.d. with replacement)."""
-        if replacement:
-            return torch.randint(0, N, (R, bmax), generator=gen, device=device)
-        if bmax * bmax <= 4 * N:  # rejection: uniform draws until no row repeats an index
-            idx = torch.randint(0, N, (R, bmax), generator=gen, device=device)
-            while bmax > 1:
-                srt = idx.sort(1).values
-                dup = (srt[:, 1:] == srt[:, :-1]).any(1).nonzero().squeeze(1)
-                if dup.numel() == 0:
-                    break
-                idx[dup] = torch.randint(0, N, (dup.numel(), bmax), generator=gen, device=device)
-            return idx
-        u = torch.rand(R, N, generator=gen, device=device, dtype=dtype)
-        return u.argsort(dim=1)[:, :bmax]  # a uniform random permutation's prefix
-
     def step(st, h):
         if h.t == 0 or not constant:  # per-config coefficients, once per chunk when constant
             b = h.batch_size
@@ -83,7 +67,7 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
         if full_batch:  # g = K d, no sampling
             v.add_(torch.matmul(d * neg_lr, K))
         else:
-            idx = sample(bmax)  # [R, bmax]
+            idx = sample_batches(gen, R, N, bmax, replacement, device)  # [R, bmax]
             Kb = K[idx]  # rows of K at the batch: [R, bmax, N]
             vals = d.gather(2, idx[:, None, :].expand(R, d.shape[1], bmax)).mul_(w)  # [R, g, bmax]
             v.baddbmm_(vals, Kb)

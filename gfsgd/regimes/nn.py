@@ -36,7 +36,7 @@ import torch
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from ..ntk import NetworkProblem, _params_and_buffers
-from ._engine import Curves, check_log_steps, check_n_steps, drive, resolve_device, resolve_dtype
+from ._engine import Curves, check_log_steps, check_n_steps, drive, resolve_device, resolve_dtype, sample_batches
 
 REGIME = "nn"
 __all__ = ["run", "REGIME", "as_network", "validation_curves", "sample_batches"]
@@ -59,26 +59,6 @@ def as_network(problem, network=None) -> NetworkProblem:
                      ".network), a gfsgd.ntk.NetworkProblem, a (model, X, y) tuple, or network=...; got "
                      f"problem={type(problem).__name__}" + ("" if network is None else
                                                             f", network={type(network).__name__}"))
-
-
-def sample_batches(gen, rows: int, N: int, bmax: int, replacement: bool, device) -> torch.Tensor:
-    """Indices [rows, bmax]: each row a uniform bmax-subset of range(N) (any prefix of it is uniform too),
-    or i.i.d. uniform indices with replacement."""
-    if replacement:
-        return torch.randint(0, N, (rows, bmax), generator=gen, device=device)
-    if bmax == N:
-        return torch.arange(N, device=device).expand(rows, N)
-    if bmax * bmax <= N:  # rejection: redraw rows with a repeated index (rare when b^2 <= N)
-        idx = torch.randint(0, N, (rows, bmax), generator=gen, device=device)
-        while bmax > 1:
-            srt = idx.sort(1).values
-            dup = (srt[:, 1:] == srt[:, :-1]).any(1).nonzero().squeeze(1)
-            if dup.numel() == 0:
-                break
-            idx[dup] = torch.randint(0, N, (dup.numel(), bmax), generator=gen, device=device)
-        return idx
-    u = torch.rand(rows, N, generator=gen, device=device)
-    return u.topk(bmax, dim=1, sorted=False).indices
 
 
 def run(problem, configs, n_steps, *, network=None, schedule=None, log_steps=None, seed: int = 0,
