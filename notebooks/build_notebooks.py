@@ -378,7 +378,10 @@ except ImportError:
     if (Path.cwd().parent / "gfsgd").is_dir():          # a clone: use it in place
         sys.path.insert(0, str(Path.cwd().resolve().parent))
     else:                                               # e.g. Colab
-        repo = os.environ.get("GFSGD_REPO", "https://github.com/OWNER/gfsgd.git")
+        repo = os.environ.get("GFSGD_REPO")  # e.g. os.environ["GFSGD_REPO"] = "https://<host>/<you>/gfsgd.git"
+        if not repo:
+            raise RuntimeError("gfsgd is not importable: set GFSGD_REPO to the git URL of your gfsgd clone "
+                               "(or upload the repository next to this notebook) and run this cell again")
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"gfsgd @ git+{repo}"], check=True)
     import gfsgd
 print("gfsgd", gfsgd.__version__)'''),
