@@ -358,11 +358,7 @@ def network_main(regimes, script: str, description: str, argv=None, choose_regim
         from . import plots
         fig = plots.loss_curves(res.curves, title=f"{script}: {problem.name}")
         folder.save_figure(fig, "loss_curves")
-        save_extra_plots(res.curves, problem, folder, script)
-        if len(regimes) > 1:
-            fig = plots.regime_comparison(res.curves[res.curves["regime"] != "nn_val"],
-                                          title=f"{script}: {problem.name}")
-            folder.save_figure(fig, "comparison")
+        save_extra_plots(res.curves[res.curves["regime"] != "nn_val"], problem, folder, script)
     print(summarize(folder))
     st = res.status[res.status["regime"] != "nn_val"] if "regime" in res.status else res.status
     if "wall_time" in st:

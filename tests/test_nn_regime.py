@@ -145,7 +145,7 @@ def test_train_4_regimes_script(tmp_path):
                                                  "--no_progress", "--device", "cpu"])
     res = load(out)
     assert set(res.curves["regime"]) == {"nn", "nn_val", "linearized", "sd", "full"}
-    assert (out / "comparison.png").is_file() and res.config["lambda_max_raw"] > 0
+    assert (out / "regime_comparison.png").is_file() and res.config["lambda_max_raw"] > 0
     assert len(res.status[res.status["regime"] == "sd"]) == 4  # 2 configs x 2 taus
     with pytest.raises(SystemExit, match="larger than the dataset"):
         network_main(["nn"], script="train_nn", description="test",
