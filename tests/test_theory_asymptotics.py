@@ -81,3 +81,16 @@ def test_fit_power_law_recovers_exponents_with_intervals():
     assert covered >= 16  # 95% intervals: most of the 20 cover the truth
     with pytest.raises(ValueError, match="k_range must satisfy"):
         th.fit_power_law(p, k_range=(10, 5))
+
+
+def test_spectral_asymptotic_loss_is_inf_where_a_mode_is_unstable():
+    p = Problem.synthetic(256, 1.5, 2.0, basis=None)
+    # b = N: gamma = 0, U(1) = 0 < 1, yet alpha > 2 (1 + beta) makes the top mode diverge
+    a, beta, b = np.array([2.5, 1.5, 2.9]), np.array([0.0, 0.0, 0.5]), p.N
+    assert (th.U1(p, a, beta, b) < 1).all()
+    conv = th.is_convergent(p, a, beta, b)
+    assert conv.tolist() == [False, True, True]
+    out = th.spectral_asymptotic_loss(p, a, beta, b, 100.0)
+    assert np.isinf(out[0]) and np.isfinite(out[1:]).all()
+    full = th.asymptotic_loss(p, a, beta, b, 100.0, nu=1.5, kappa=2.0).loss
+    assert np.isinf(full[0]) and np.isfinite(full[1:]).all()

@@ -123,3 +123,45 @@ def test_rejects_out_of_range_input(call, match):
     p = Problem.synthetic(50, nu=1.5, kappa=1.0, basis=None)
     with pytest.raises(ValueError, match=match):
         call(p)
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_renewal_with_growing_propagators_equals_sd(method):
+    """Regression: at b = 1 and alpha lambda_max > 1 the reduced per-mode map A_k (with -gamma tau u^2 m11 E)
+    has an eigenvalue ~ m^2 - gamma tau u^2 < -1, so V_t and U_m grow like 1.43^t (1e62 at t = 400) although the
+    config converges; the plain renewal solve then returned 4e42 / -3e45. Such modes are now separated."""
+    p = Problem.synthetic(512, 2.0, 4.0, basis=None)
+    a, beta, T = 1.22115517, -0.025, 400
+    assert th.is_convergent(p, a, beta, 1)
+    Um, _ = th.propagators(p, a, beta, 1, T)
+    assert np.abs(Um).max() > 1e50  # the ill-conditioned decomposition is really there
+    configs = [(a, beta, 1), (1.3, -0.1, 2), (1.0, 0.3, 2), (0.3, 0.1, 1), (1.9, 0.2, 512)]
+    ref = sd.run(p, configs, T, progress=False).loss
+    lr, mom, b = th.split_configs(configs)
+    got = th.loss_curve(p, lr, mom, b, T, method=method)
+    conv = th.is_convergent(p, lr, mom, b)
+    assert conv.all()
+    rel = np.abs(got[conv] - ref[conv]) / ref[conv]
+    assert rel.max() < 1e-10, rel.max()
+
+
+def test_unstable_mode_detection_matches_eigenvalues():
+    from gfsgd.theory.generating import _unstable_modes
+    rng = np.random.default_rng(3)
+    G = 400
+    lam = np.array([1.0, 0.6, 0.2, 0.0])
+    beta = rng.uniform(-0.99, 0.99, G)
+    a = rng.uniform(0.01, 2.2, G) * (1 + beta)
+    gamma = rng.uniform(0, 1, G)
+    for tau in (1.0, -1.0):
+        bad = _unstable_modes(lam, a, beta, gamma, tau)
+        for g in range(G):
+            for k, l in enumerate(lam):
+                u = a[g] * l
+                m = 1 + beta[g] - u
+                mat = np.array([[m * m - tau * gamma[g] * u * u, -2 * beta[g] * m, beta[g] ** 2],
+                                [m, -beta[g], 0], [1, 0, 0]])
+                rho = np.abs(np.linalg.eigvals(mat)).max()
+                if l > 0 and abs(rho - 1) > 1e-6:
+                    assert bad[g, k] == (rho > 1), (g, k, rho)
+        assert not bad[:, -1].any()

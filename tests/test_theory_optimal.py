@@ -104,3 +104,30 @@ def test_optimal_rejects_bad_input():
         th.optimal_hyperparameters(p, 1, horizon=10, method="magic")
     with pytest.raises(ValueError, match=r"lr_per_sample \(alpha\) must be > 0"):
         th.budget_curves(p, [1, 2], 100, lr_per_sample=-1.0)
+
+
+def test_renewal_optimum_at_b1_is_finite_and_matches_sd():
+    """Regression: with growing propagators (b = 1, alpha lambda_max > 1) the renewal predictor returned -1.6e44."""
+    p = Problem.synthetic(512, 2.0, 4.0, basis=None)
+    T = 300
+    r = th.optimal_hyperparameters(p, np.array([1, 8]), horizon=T, method="renewal", n_lr=8, refine=1)
+    assert np.isfinite(r.loss).all() and (r.loss > 0).all() and (r.loss_beta0 > 0).all()
+    assert th.is_convergent(p, r.lr, r.momentum, r.batch_size).all()
+    ref = sd.run(p, list(zip(r.lr, r.momentum, r.batch_size)), T, log_steps=[T], progress=False).loss[:, -1]
+    np.testing.assert_allclose(r.loss, ref, rtol=1e-9)
+
+
+def test_asymptotic_optimum_at_full_batch_is_near_the_sd_grid_best():
+    """Regression: at b = N the asymptotic predictor picked beta = 0.995, alpha = 3.99 (4.2 L0 at T = 300), a
+    point still deep in its transient. The returned point must be within a few % of the best SD grid cell."""
+    p = Problem.synthetic(512, 1.5, 3.0, basis=None)
+    T, N = 300, p.N
+    r = th.optimal_hyperparameters(p, N, horizon=T, method="asymptotic")
+    assert np.isfinite(r.loss) and r.loss > 0
+    betas = np.linspace(-0.5, 0.95, 16)
+    fr = np.geomspace(0.05, 0.99, 16)
+    B, F = np.meshgrid(betas, fr, indexing="ij")
+    A = F * th.critical_lr(p, B, N)
+    configs = list(zip(A.ravel(), B.ravel(), np.full(A.size, N))) + [(r.lr, r.momentum, N)]
+    ref = sd.run(p, configs, T, log_steps=[T], progress=False).loss[:, -1]
+    assert ref[-1] <= 1.05 * np.nanmin(ref[:-1]), (ref[-1] / p.loss0, np.nanmin(ref[:-1]) / p.loss0)

@@ -25,6 +25,7 @@ from scipy import special, stats
 
 from ._inputs import as_spectrum, check_batch_size, check_finite, check_lr, check_momentum, check_tau, noise_gamma
 from .generating import U1, V1
+from .stability import is_convergent
 
 __all__ = ["phase", "loss_exponent", "PowerLawFit", "fit_power_law", "q_lambda", "AsymptoticLoss",
            "asymptotic_loss", "crossover_time", "spectral_asymptotic_loss"]
@@ -246,7 +247,7 @@ def asymptotic_loss(spectrum, lr, momentum, batch_size, t, *, nu, kappa, w=None,
         c_sig = q * special.gamma(zeta + 1) * (2 * a_eff) ** (-zeta) / (1 - u1)
         c_noi = v1 * noise_pref * special.gamma(ex_noise) * (2 * a_eff) ** (-ex_noise) / (1 - u1) ** 2
         t_star = (c_sig / c_noi) ** (1 / (zeta - ex_noise)) if zeta != ex_noise else np.full_like(c_sig, np.nan)
-    bad = ~(u1 < 1)
+    bad = ~is_convergent(spec, a, beta, b, tau=tau, replacement=replacement)
     if bad.any():
         signal[bad], noise[bad] = np.inf, np.inf
     loss = signal + noise
@@ -278,8 +279,8 @@ def spectral_asymptotic_loss(spectrum, lr, momentum, batch_size, t, *, w=None, c
 
     include_noise=False drops the second term (right when sum_t V_t diverges with N: zeta = kappa / nu < 1).
 
-    lr, momentum, batch_size broadcast to a config shape; t a scalar (result: config shape, inf where
-    U(1) >= 1). Cost O(configs x modes): the cheap predictor used by optimal_hyperparameters(method="asymptotic").
+    lr, momentum, batch_size broadcast to a config shape; t a scalar (result: config shape, inf where the
+    config does not converge: a mode unstable or U(1) >= 1, see stability.is_convergent). Cost O(configs x modes): the cheap predictor used by optimal_hyperparameters(method="asymptotic").
     """
     spec = as_spectrum(spectrum, w=w, c=c, N=N, need_w=True)
     tau = check_tau(tau)
@@ -307,5 +308,6 @@ def spectral_asymptotic_loss(spectrum, lr, momentum, batch_size, t, *, w=None, c
             if include_noise:
                 noi = gamma[sl] * a_eff[sl] ** 2 * (e @ (lam * lam))
                 out[sl] += v1[sl] * noi / (1 - u1[sl]) ** 2
-    out[~(u1 < 1)] = np.inf
+    conv = is_convergent(spec, a, beta, b, tau=tau, replacement=replacement).reshape(-1)
+    out[~conv] = np.inf
     return out.reshape(shape)

@@ -44,11 +44,40 @@ class OptimalHyperparameters:
     method: str
 
 
+_TRANSIENT_FACTOR = 8.0  # horizon >= this x the transient time for the asymptotic predictor
+_TRANSIENT_SHARE = 0.01  # and the transient's loss bound <= this x the predicted loss
+
+
+def _transient_radius(spec, a, beta):
+    """Per-step decay factor rho of the parts of the noiseless dynamics that the asymptotic law
+    e^{-2 alpha_eff lambda t} leaves out: rho = max(|beta|, sqrt(beta) for beta > 0 (modes with
+    alpha lambda > (1 - sqrt(beta))^2 are underdamped, |root| = sqrt(beta)), the spectral radius of the top mode's
+    heavy-ball matrix [[1 + beta - alpha lambda_max, -beta], [1, 0]])."""
+    m = 1 + beta - a * spec.lambda_max
+    disc = m * m - 4 * beta
+    with np.errstate(invalid="ignore"):
+        rho_top = np.where(disc < 0, np.sqrt(np.abs(beta)), (np.abs(m) + np.sqrt(np.maximum(disc, 0))) / 2)
+    return np.maximum(np.maximum(rho_top, np.abs(beta)), np.sqrt(np.maximum(beta, 0)))
+
+
+def _asymptotics_valid(spec, a, beta, horizon, predicted):
+    """The asymptotic law is trusted at t = horizon only well past the transient: horizon >= 8 relaxation
+    times 1 / -log(rho), and the transient's loss bound L0 rho^(2 horizon) <= 1% of the predicted loss."""
+    rho = _transient_radius(spec, a, beta)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        t_relax = np.where(rho < 1, -1 / np.log(np.maximum(rho, 1e-300)), np.inf)
+        transient = spec.w.sum() * np.exp(2 * horizon * np.log(np.maximum(rho, 1e-300)))
+    return (_TRANSIENT_FACTOR * t_relax <= horizon) & (transient <= _TRANSIENT_SHARE * predicted)
+
+
 def _predictor(spec, horizon, tau, replacement, method):
     if method == "renewal":
         def predict(a, beta, b):
-            out = loss_curve(spec, a, beta, b, horizon, tau, log_steps=[horizon], replacement=replacement)[..., 0]
-            return np.where(np.isfinite(out), out, np.inf)
+            with np.errstate(all="ignore"):
+                out = loss_curve(spec, a, beta, b, horizon, tau, log_steps=[horizon], replacement=replacement)[..., 0]
+            conv = is_convergent(spec, a, beta, b, tau=tau, replacement=replacement)
+            # a loss is >= 0; a negative or non-finite value (or a divergent config) is never a candidate
+            return np.where(conv & np.isfinite(out) & (out >= 0), out, np.inf)
         return predict
     if method == "asymptotic":
         include_noise = True
@@ -59,8 +88,11 @@ def _predictor(spec, horizon, tau, replacement, method):
             pass
 
         def predict(a, beta, b):
-            return spectral_asymptotic_loss(spec, a, beta, b, horizon, tau=tau, replacement=replacement,
-                                            include_noise=include_noise)
+            out = spectral_asymptotic_loss(spec, a, beta, b, horizon, tau=tau, replacement=replacement,
+                                           include_noise=include_noise)
+            # the asymptotic law holds only once the fast (oscillating) transients have died out
+            ok = _asymptotics_valid(spec, a, beta, horizon, out)
+            return np.where(ok & np.isfinite(out) & (out >= 0), out, np.inf)
         return predict
     raise ValueError(f"method must be 'renewal' or 'asymptotic', got method={method!r}")
 
@@ -71,12 +103,19 @@ def _take(x, idx):
 
 
 def optimal_hyperparameters(spectrum, batch_size, N=None, horizon=1000, tau=1.0, *, w=None, c=None,
-                            replacement=False, method="renewal", momenta=None, n_lr=14, refine=3):
+                            replacement=False, method="renewal", momenta=None, n_lr=14, refine=3, validate=16):
     """alpha*, beta* minimising the predicted loss L_T at the step budget T = horizon (THEORY.md section 7).
 
     spectrum: a Problem or eigenvalues with w=/c= (and N). batch_size: a scalar or a 1-d array (vectorised).
     method: "renewal" (L_T from the renewal equation: exact for the SD dynamics; cost O(configs x modes x T))
-    or "asymptotic" (the two-term spectral asymptotic loss at t = T; cost O(configs x modes)).
+    or "asymptotic" (the two-term spectral asymptotic loss at t = T; cost O(configs x modes)). The asymptotic
+    law only holds well past the transient, so that predictor only admits configs whose fast relaxation time
+    (from |beta|, sqrt(beta) and the top mode's heavy-ball radius rho, see `_transient_radius`) is <= horizon / 8
+    and whose transient loss bound L0 rho^(2 horizon) is <= 1% of the predicted loss.
+    validate (asymptotic only): the `validate` best first-pass cells and the refined point are re-ranked by the
+    exact renewal L_T at the horizon (cheap: a few configs); the point returned is the best of them by that
+    check, its `loss` the asymptotic prediction there. 0 disables the check.
+    Only convergent configs are candidates, and the returned loss is finite and >= 0 (inf if none is left).
     momenta: the beta grid of the first pass (default -0.9..0.9 by 0.1 and 0.95); the lr grid is
     alpha = f alpha_crit(beta, b), f in geomspace(0.02, 0.98, n_lr); then `refine` rounds of 5 x 5 local
     grids, each half as wide. The beta = 0 optimum is searched the same way for comparison.
@@ -122,6 +161,22 @@ def optimal_hyperparameters(spectrum, batch_size, N=None, horizon=1000, tau=1.0,
         best_f = np.where(better, _take(nf.reshape(b.size, -1), k), best_f)
         best_a = np.where(better, _take(a_l.reshape(b.size, -1), k), best_a)
         dbeta, dlogf = dbeta / 2, dlogf / 2
+
+    if method == "asymptotic" and validate:
+        # re-rank the asymptotic shortlist (best first-pass cells and the refined point) by the exact renewal L_T:
+        # O(shortlist x modes x T), cheap, and it catches candidates still in their transient at the horizon
+        k_s = min(int(validate), loss_g[0].size)
+        order = np.argsort(loss_g.reshape(b.size, -1), axis=1)[:, :k_s]  # [B, k]
+        sb = np.concatenate([np.take_along_axis(beta_g.reshape(b.size, -1), order, 1), best_beta[:, None]], 1)
+        sa = np.concatenate([np.take_along_axis(a_g.reshape(b.size, -1), order, 1), best_a[:, None]], 1)
+        sl = np.concatenate([np.take_along_axis(loss_g.reshape(b.size, -1), order, 1), best_loss[:, None]], 1)
+        exact = _predictor(spec, horizon, tau, replacement, "renewal")(sa, sb, np.broadcast_to(b[:, None], sa.shape))
+        exact = np.where(np.isfinite(sl), exact, np.inf)
+        k = exact.argmin(1)
+        found = np.isfinite(_take(exact, k))
+        best_beta = np.where(found, _take(sb, k), best_beta)
+        best_a = np.where(found, _take(sa, k), best_a)
+        best_loss = np.where(found, _take(sl, k), best_loss)
 
     # beta = 0: [B, nlr], then refine f
     f0 = np.broadcast_to(fr[None, :], (b.size, fr.size))
