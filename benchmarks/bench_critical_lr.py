@@ -23,15 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gfsgd import Problem  # noqa: E402
 from gfsgd import theory as th  # noqa: E402
 from gfsgd.regimes import spectral_diagonal as sd  # noqa: E402
+from gfsgd.theory.stability import boundary_adjacent  # noqa: E402
 
 
-def boundary_adjacent(pred):
-    adj = np.zeros_like(pred)
-    adj[1:, :] |= pred[1:, :] != pred[:-1, :]
-    adj[:-1, :] |= pred[:-1, :] != pred[1:, :]
-    adj[:, 1:] |= pred[:, 1:] != pred[:, :-1]
-    adj[:, :-1] |= pred[:, :-1] != pred[:, 1:]
-    return adj
 
 
 def main(argv=None):

@@ -90,6 +90,16 @@ def _series(df):
         yield dict(zip(keys, key)), sub.sort_values("step")
 
 
+def _normalized(sub):
+    """A copy of one curve's rows with loss (and loss_se) divided by the loss at its first step."""
+    sub = sub.copy()
+    l0 = sub["loss"].iloc[0]
+    for col in ("loss", "loss_se"):
+        if col in sub:
+            sub[col] = sub[col] / l0
+    return sub
+
+
 def _draw(ax, sub, color, ls, label, band=True):
     x = sub["step"].to_numpy()
     y = sub["loss"].to_numpy()
@@ -119,12 +129,7 @@ def loss_curves(curves, *, ax=None, title=None, normalize=False):
     ls_of = {k: styles[i % len(styles)] for i, k in enumerate(reg_keys)}
     for key, sub in _series(df):
         cfg = (key["lr"], key["momentum"], key["batch_size"])
-        sub = sub.copy()
-        if normalize:
-            l0 = sub["loss"].iloc[0]
-            sub["loss"] = sub["loss"] / l0
-            if "loss_se" in sub:
-                sub["loss_se"] = sub["loss_se"] / l0
+        sub = _normalized(sub) if normalize else sub.copy()
         label = config_label(*cfg) + ("" if len(reg_keys) == 1 else
                                       " · " + regime_label(key["regime"], key.get("tau", math.nan),
                                                            key.get("repeats", 1)))
@@ -461,12 +466,7 @@ def budget_plot(curves, *, regime=None, normalize=True, ax=None, title=None):
     several_r = df["regime"].nunique() > 1
     for key, sub in _series(df):
         b = int(key["batch_size"])
-        sub = sub.copy()
-        if normalize:
-            l0 = sub["loss"].iloc[0]
-            sub["loss"] = sub["loss"] / l0
-            if "loss_se" in sub:
-                sub["loss_se"] = sub["loss_se"] / l0
+        sub = _normalized(sub) if normalize else sub.copy()
         sub["step"] = sub["step"] * b
         label = f"b={b}, α={key['lr']:.3g}" + (f", β={key['momentum']:g}" if several_m else "")
         if several_r:

@@ -6,16 +6,9 @@ from scipy import optimize
 from gfsgd import Problem
 from gfsgd import theory as th
 from gfsgd.regimes import spectral_diagonal as sd
+from gfsgd.theory.stability import boundary_adjacent
 
 
-def _boundary_adjacent(pred):
-    """Cells with a 4-neighbour of the other predicted status."""
-    adj = np.zeros_like(pred)
-    adj[1:, :] |= pred[1:, :] != pred[:-1, :]
-    adj[:-1, :] |= pred[:-1, :] != pred[1:, :]
-    adj[:, 1:] |= pred[:, 1:] != pred[:, :-1]
-    adj[:, :-1] |= pred[:, :-1] != pred[:, 1:]
-    return adj
 
 
 @pytest.mark.parametrize("b, tau", [(1, 1.0), (10, -1.0)])
@@ -31,7 +24,7 @@ def test_critical_lr_matches_sd_divergence(b, tau):
     configs = list(zip(A.ravel(), Bt.ravel(), [b] * A.size))
     ref = sd.run(p, configs, 10_000, tau=tau, log_steps=[0, 10_000], progress=False)
     blew_up = np.array([s == "diverged" for s in ref.status]).reshape(A.shape)
-    mismatch = (pred != blew_up) & ~_boundary_adjacent(pred)
+    mismatch = (pred != blew_up) & ~boundary_adjacent(pred)
     assert mismatch.sum() == 0, list(zip(A[mismatch], Bt[mismatch]))
 
 

@@ -23,7 +23,8 @@ from ._inputs import (as_spectrum, check_batch_size, check_eigvals, check_finite
                       check_tau, noise_gamma)
 from .generating import U1
 
-__all__ = ["mode_stable", "per_mode_lr_limit", "is_convergent", "critical_lr", "lambda_crit", "asymptotes"]
+__all__ = ["mode_stable", "per_mode_lr_limit", "is_convergent", "critical_lr", "lambda_crit", "asymptotes",
+           "boundary_adjacent"]
 
 
 def mode_stable(lam, lr, momentum, gamma_tau):
@@ -145,3 +146,15 @@ def asymptotes(spectrum, momentum, batch_size, N=None, tau=1.0, *, replacement=F
     with np.errstate(divide="ignore"):
         noise_line = 2 * (1 - beta) / (gamma * lc)
     return 2 * (1 + beta) / spec.lambda_max, noise_line
+
+
+def boundary_adjacent(pred):
+    """Cells of a boolean grid (e.g. predicted divergent over (alpha, beta)) with a 4-neighbour of the other
+    value: where a prediction and a finite-time simulation may legitimately disagree."""
+    pred = np.asarray(pred, dtype=bool)
+    adj = np.zeros_like(pred)
+    adj[1:, :] |= pred[1:, :] != pred[:-1, :]
+    adj[:-1, :] |= pred[:-1, :] != pred[1:, :]
+    adj[:, 1:] |= pred[:, 1:] != pred[:, :-1]
+    adj[:, :-1] |= pred[:, :-1] != pred[:, 1:]
+    return adj
