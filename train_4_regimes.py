@@ -12,7 +12,7 @@ Example (the paper's headline comparison):
     python train_4_regimes.py --dataset mnist --data_root ../shared/data --N 1000 --width 1000 \\
         --lr 1.0 --momentum 0 -0.3 --batch_size 10 100 --n_steps 2000 --repeats 20 --tau 1 -1
 """
-from gfsgd.cli import network_main
+from gfsgd.network_cli import network_main
 
 if __name__ == "__main__":
     network_main(["nn", "linearized", "sd", "full"], script="train_4_regimes", choose_regimes=True,

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gfsgd import Grid, Problem  # noqa: E402
 from gfsgd.regimes import full, linearized, spectral_diagonal as sd  # noqa: E402
-from gfsgd.regimes._engine import resolve_device  # noqa: E402
+from gfsgd.device import resolve_device  # noqa: E402
 
 
 def sync(device):

@@ -4,10 +4,10 @@ Velikanov, Kuznedelev, Yarotsky, "A view of mini-batch SGD via generating functi
 Public surface: Problem, Grid, Curves, Schedule, the regimes (gfsgd.regimes.*), the theory (gfsgd.theory)
 and the results table (gfsgd.results).
 """
+from . import ntk  # noqa: F401  (defines Problem.from_network)
+from .curves import Curves
 from .grid import Grid, execute
 from .problem import Problem
-from .regimes import Curves
 from .schedules import Schedule
-
-__version__ = "0.1.0"
+from .version import __version__
 __all__ = ["Problem", "Grid", "Curves", "Schedule", "execute", "__version__"]

@@ -10,13 +10,14 @@ folder already holds some configs (an interrupted sweep), skips them.
 from __future__ import annotations
 
 import itertools
-import math
 import time
-from typing import Iterable, Sequence
 
 import torch
 
-__all__ = ["Grid", "check_configs", "execute"]
+from .configs import check_configs, config_key
+from .results import RunFolder
+
+__all__ = ["Grid", "execute"]
 
 Config = tuple  # (lr, momentum, batch_size)
 
@@ -71,38 +72,6 @@ class Grid:
                 f"aggr={self.aggr!r}) -> {len(self)} configs")
 
 
-def check_configs(configs, N: int, *, device=None, dtype=torch.float64):
-    """Validate configs and return (lr [G], momentum [G], batch_size [G]) tensors.
-
-    lr > 0 (finite), -1 < momentum < 1, batch_size an integer in [1, N]; anything else is a ValueError that
-    names the config, the argument and the value.
-    """
-    if isinstance(configs, Grid):
-        configs = configs.configs
-    configs = list(configs)
-    if not configs:
-        raise ValueError("configs must hold at least one (lr, momentum, batch_size) triple")
-    lrs, moms, bs = [], [], []
-    for i, cfg in enumerate(configs):
-        try:
-            lr, mom, b = cfg
-        except (TypeError, ValueError):
-            raise ValueError(f"config {i} must be a triple (lr, momentum, batch_size), got {cfg!r}") from None
-        lr, mom = float(lr), float(mom)
-        if not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got lr={lr} (config {i}: {cfg})")
-        if not (math.isfinite(mom) and -1 < mom < 1):
-            raise ValueError(f"momentum must be in (-1, 1), got momentum={mom} (config {i}: {cfg})")
-        if isinstance(b, bool) or not float(b).is_integer():
-            raise ValueError(f"batch_size must be an integer, got batch_size={b!r} (config {i}: {cfg})")
-        b = int(b)
-        if not 1 <= b <= N:
-            raise ValueError(f"batch_size must be in [1, N={N}], got batch_size={b} (config {i}: {cfg})")
-        lrs.append(lr), moms.append(mom), bs.append(b)
-    t = lambda xs: torch.tensor(xs, dtype=dtype, device=device)  # noqa: E731
-    return t(lrs), t(moms), t(bs)
-
-
 def execute(regime, problem, grid, n_steps: int, *, save_dir=None, chunk_size: int | None = None,
             extra_columns: dict | None = None, progress: bool = True, **run_kwargs):
     """Run `regime.run` over every config of `grid`, chunk by chunk, and return a list of Curves.
@@ -116,8 +85,6 @@ def execute(regime, problem, grid, n_steps: int, *, save_dir=None, chunk_size: i
         chunk_size: configs per vectorised call (default: all at once).
         extra_columns: constant columns identifying this sweep in the results (e.g. {"tau": 1.0}).
     """
-    from .results import RunFolder
-
     configs = list(grid.configs if isinstance(grid, Grid) else grid)
     check_configs(configs, problem.N)  # fail early, before any work
     folder = None if save_dir is None else (save_dir if isinstance(save_dir, RunFolder) else RunFolder(save_dir))
@@ -125,7 +92,7 @@ def execute(regime, problem, grid, n_steps: int, *, save_dir=None, chunk_size: i
     extra_columns = dict(extra_columns or {})
     if folder is not None:
         done = folder.done_configs(regime_name, extra_columns)
-        configs = [c for c in configs if _key(c) not in done]
+        configs = [c for c in configs if config_key(c) not in done]
     chunk_size = chunk_size or max(len(configs), 1)
     out = []
     for start in range(0, len(configs), chunk_size):
@@ -138,12 +105,3 @@ def execute(regime, problem, grid, n_steps: int, *, save_dir=None, chunk_size: i
             folder.append(curves)
         out.append(curves)
     return out
-
-
-def _key(cfg: Sequence) -> tuple:
-    lr, mom, b = cfg
-    return (round(float(lr), 12), round(float(mom), 12), int(b))
-
-
-def config_keys(configs: Iterable[Sequence]) -> set:
-    return {_key(c) for c in configs}

@@ -108,6 +108,12 @@ class MLP(nn.Module):
     def forward(self, x):
         return self.net(x).squeeze(-1)
 
+    def reinitialized(self, seed: int) -> "MLP":
+        """A new MLP of the same architecture, initialised with `seed` (independent initialisations)."""
+        p = next(self.parameters())
+        return MLP(self.in_features, self.width, self.depth, self.activation, sigma_w=self.sigma_w,
+                   sigma_b=self.sigma_b, bias=self.bias, seed=seed, dtype=p.dtype, device=p.device)
+
     @property
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

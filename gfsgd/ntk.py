@@ -38,9 +38,10 @@ from torch.func import functional_call, grad, jacrev, vmap
 
 from .device import resolve_device, resolve_dtype
 from .models import NTKLinear
+from .problem import Problem
 
 __all__ = ["empirical_ntk", "relu_ntk", "network_output", "problem_from_network", "NetworkProblem",
-           "structured_support", "METHODS"]
+           "structured_support", "params_and_buffers", "METHODS"]
 
 METHODS = ("auto", "structured", "jacobian")
 DEFAULT_MEMORY_BUDGET = 2 ** 30  # bytes for the blocked temporaries (not counting the output kernel)
@@ -56,7 +57,7 @@ def _inputs(x, name, device, dtype):
     return x.detach().to(device=device, dtype=dtype)
 
 
-def _params_and_buffers(model, device, dtype, params=None):
+def params_and_buffers(model, device, dtype, params=None):
     """Trainable parameters (requires_grad) and everything else, cast to dtype, on device."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -93,7 +94,7 @@ def network_output(model, X, *, dtype=None, device="auto", params=None, block_si
     """f(X; w) [N] computed in row blocks, in `dtype` (float64 default) without changing the model."""
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     X = _inputs(X, "X", device, dtype)
-    params, fixed = _params_and_buffers(model, device, dtype, params)
+    params, fixed = params_and_buffers(model, device, dtype, params)
     with torch.no_grad():
         return torch.cat([_forward(model, params, fixed, X[a:b]) for a, b in _blocks(X.shape[0], block_size)])
 
@@ -308,7 +309,7 @@ def empirical_ntk(model, x1, x2=None, *, method: str = "auto", memory_budget: fl
     if x2 is not None and x2.shape[1:] != x1.shape[1:]:
         raise ValueError(f"x1 and x2 must have the same per-example shape, got {tuple(x1.shape[1:])} and "
                          f"{tuple(x2.shape[1:])}")
-    params, fixed = _params_and_buffers(model, device, dtype, params)
+    params, fixed = params_and_buffers(model, device, dtype, params)
     with torch.no_grad():
         _forward(model, params, fixed, x1[:2])  # scalar-output check with a clear error
     if method in ("auto", "structured"):
@@ -460,7 +461,6 @@ def problem_from_network(model, X, y, *, X_val=None, y_val=None, method: str = "
     description, N, lambda_max_raw, the lr conversion factor N / lambda_max_raw, the NTK method).
     Problem.to() and Problem.save() drop `network`; pass it to the nn regime explicitly then (network=...).
     """
-    from .problem import Problem
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     y_t = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
     X_t = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X)
@@ -485,3 +485,8 @@ def problem_from_network(model, X, y, *, X_val=None, y_val=None, method: str = "
                                      lambda_max_raw=problem.lambda_max_raw, name=problem.name,
                                      ntk_method=method, _loss0=problem.loss0)
     return problem
+
+
+# Problem.from_network is defined here, on the ntk side, so that gfsgd.problem never imports gfsgd.ntk
+# (gfsgd/__init__.py imports this module, so the method is always present).
+Problem.from_network = staticmethod(problem_from_network)

@@ -48,7 +48,8 @@ def hadamard(n: int, dtype=_DEFAULT_DTYPE) -> torch.Tensor:
 class Problem:
     """A normalised-kernel quadratic problem in residual form (see the module docstring).
 
-    Build one with `Problem.synthetic`, `Problem.from_kernel`, `Problem.from_network` or `Problem.load`.
+    Build one with `Problem.synthetic`, `Problem.from_kernel`, `Problem.from_network` (defined in gfsgd.ntk, the
+    network side) or `Problem.load`.
     The constructor itself takes an already normalised spectrum:
 
     Args:
@@ -161,12 +162,6 @@ class Problem:
         lam = torch.clamp(lam, min=0.0) / lmax
         coef = U.T @ d0
         return cls(lam, coef, U, lambda_max_raw=lmax, name=name, meta=meta)
-
-    @classmethod
-    def from_network(cls, model, X, y, **kwargs) -> "Problem":
-        """Empirical-NTK problem of a network at its initialisation (see gfsgd.ntk.problem_from_network)."""
-        from .ntk import problem_from_network
-        return problem_from_network(model, X, y, **kwargs)
 
     # ------------------------------------------------------------------ derived quantities
     @property

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from .configs import config_keys
+from .version import __version__
+
 __all__ = ["RunFolder", "Results", "load", "versions"]
 
 CURVES, STATUS, CONFIG = "curves.parquet", "status.parquet", "config.json"
@@ -28,7 +31,6 @@ CURVES, STATUS, CONFIG = "curves.parquet", "status.parquet", "config.json"
 def versions() -> dict:
     import numpy
     import torch
-    from . import __version__
     return dict(gfsgd=__version__, torch=torch.__version__, numpy=numpy.__version__, pandas=pd.__version__,
                 python=sys.version.split()[0], platform=platform.platform())
 
@@ -80,7 +82,6 @@ class RunFolder:
 
     def done_configs(self, regime: str, extra: dict | None = None) -> set:
         """(lr, momentum, batch_size) keys already saved for this regime (and matching extra columns)."""
-        from .grid import config_keys
         st = self._read(STATUS)
         if st is None or st.empty:
             return set()

@@ -42,14 +42,23 @@ class Schedule:
 
     def __call__(self, t: int, lr: torch.Tensor, momentum: torch.Tensor, batch_size: torch.Tensor, N: int):
         """Values at step t for G configs: (lr_t [G], momentum_t [G], batch_size_t [G] integer-valued)."""
+        a, m = self.lr_momentum(t, lr, momentum)
+        return a, m, self.batch_sizes(t, batch_size, N)
+
+    def lr_momentum(self, t: int, lr: torch.Tensor, momentum: torch.Tensor):
+        """(lr_t [G], momentum_t [G]) on the device of the base values."""
         a = lr if self.lr is None else torch.as_tensor(self.lr(t, lr), dtype=lr.dtype, device=lr.device)
         m = momentum if self.momentum is None else torch.as_tensor(self.momentum(t, momentum),
                                                                    dtype=momentum.dtype, device=momentum.device)
-        b = batch_size
-        if self.batch_size is not None:
-            b = torch.as_tensor(self.batch_size(t, batch_size), dtype=batch_size.dtype, device=batch_size.device)
-            b = torch.clamp(torch.round(b), 1, N)
-        return a.expand_as(lr), m.expand_as(momentum), b.expand_as(batch_size)
+        return a.expand_as(lr), m.expand_as(momentum)
+
+    def batch_sizes(self, t: int, batch_size: torch.Tensor, N: int) -> torch.Tensor:
+        """batch_size_t [G], rounded and clipped to [1, N] (the regimes evaluate it on the host: its maximum
+        sets the shapes of the step)."""
+        if self.batch_size is None:
+            return batch_size
+        b = torch.as_tensor(self.batch_size(t, batch_size), dtype=batch_size.dtype, device=batch_size.device)
+        return torch.clamp(torch.round(b), 1, N).expand_as(batch_size)
 
 
 def _check_pos(name, value, allow_zero=False):

@@ -5,9 +5,8 @@ import pandas as pd
 import pytest
 
 from gfsgd import Grid, Problem, plots
+from gfsgd import theory as th
 from gfsgd.regimes import spectral_diagonal as sd
-
-th = pytest.importorskip("gfsgd.theory")
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@
 - spectral_diagonal: the SD approximation with parameter tau;
 - nn: the real network (see gfsgd.regimes.nn).
 """
-from ._engine import Curves, default_log_steps  # noqa: F401
+from ..configs import default_log_steps  # noqa: F401  (re-exported)
+from ..curves import Curves  # noqa: F401  (re-exported)
 
 __all__ = ["Curves", "default_log_steps"]

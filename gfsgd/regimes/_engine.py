@@ -1,136 +1,49 @@
-"""Machinery shared by the regimes: Curves, log steps, devices, and the vectorised stepping driver."""
+"""Machinery shared by the regimes: the batch sampler, the noise level gamma, and the stepping driver.
+
+The driver never waits for the device inside the loop. Each step's loss [g] stays on the device; every
+`check_every` steps (and at the end) the losses of those steps are stacked and tested in one go: the first
+step whose loss is non-finite or above DIVERGENCE_FACTOR * L_0 is the config's exact diverged step, and its
+state is zeroed from then on. Schedules are evaluated on the device; a batch-size schedule is evaluated on
+the host (its maximum sets the shapes of the step) and its values are sent to the device without a sync.
+Schedule values are checked in the same deferred way.
+"""
 from __future__ import annotations
 
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
+from ..configs import check_configs, check_log_steps, check_n_steps
+from ..curves import Curves
 from ..device import resolve_device, resolve_dtype  # noqa: F401  (re-exported for the regimes)
-from ..grid import check_configs
 from ..schedules import Schedule
 
-__all__ = ["Curves", "default_log_steps", "resolve_device", "resolve_dtype", "noise_gamma", "sample_batches", "drive",
-           "DIVERGENCE_FACTOR"]
+__all__ = ["noise_gamma", "sample_batches", "drive", "Hyper", "progress_bar", "DIVERGENCE_FACTOR",
+           "CHECK_EVERY", "resolve_device", "resolve_dtype"]
 
 DIVERGENCE_FACTOR = 1e6  # a config diverges when its loss exceeds DIVERGENCE_FACTOR * L_0 (or is not finite)
-
-
-@dataclass
-class Curves:
-    """Loss curves of G configs from one regime.
-
-    steps: the logged steps [T] (step 0 is the initial loss); loss: [G, T] (NaN after a divergence);
-    configs: the G (lr, momentum, batch_size) triples; status[g]: "ok" | "diverged";
-    diverged_step[g]: the first step whose loss was non-finite or above 1e6 * L_0 (None if ok);
-    loss_se: standard error of the mean loss over sample paths [G, T] (sampled regimes with repeats);
-    meta: regime name, seed, tau, repeats, device, wall time, ...
-    """
-    regime: str
-    steps: np.ndarray
-    loss: np.ndarray
-    configs: list
-    status: list
-    diverged_step: list
-    loss_se: np.ndarray | None = None
-    meta: dict = field(default_factory=dict)
-
-    def __len__(self):
-        return len(self.configs)
-
-    @property
-    def final_loss(self) -> np.ndarray:
-        """Loss at the last logged step [G] (NaN for diverged configs)."""
-        return self.loss[:, -1]
-
-    def _ids(self):
-        return dict(regime=self.regime, tau=float(self.meta.get("tau", math.nan)),
-                    seed=int(self.meta.get("seed", 0)), repeats=int(self.meta.get("repeats", 1)))
-
-    def to_frame(self):
-        """Tidy table: regime, lr, momentum, batch_size, tau, seed, repeats, step, loss[, loss_se]."""
-        import pandas as pd
-        G, T = self.loss.shape
-        cfg = np.asarray([(float(a), float(m), int(b)) for a, m, b in self.configs], dtype=float).reshape(G, 3)
-        ids = self._ids()
-        df = pd.DataFrame({
-            "regime": ids["regime"],
-            "lr": np.repeat(cfg[:, 0], T), "momentum": np.repeat(cfg[:, 1], T),
-            "batch_size": np.repeat(cfg[:, 2], T).astype(np.int64),
-            "tau": ids["tau"], "seed": ids["seed"], "repeats": ids["repeats"],
-            "step": np.tile(np.asarray(self.steps, dtype=np.int64), G),
-            "loss": self.loss.reshape(-1),
-        })
-        if self.loss_se is not None:
-            df["loss_se"] = self.loss_se.reshape(-1)
-        return df
-
-    def status_frame(self):
-        """Per config: regime, lr, momentum, batch_size, tau, seed, status, diverged_step, final_loss, wall_time."""
-        import pandas as pd
-        ids = self._ids()
-        rows = []
-        for g, (a, m, b) in enumerate(self.configs):
-            rows.append(dict(regime=ids["regime"], lr=float(a), momentum=float(m), batch_size=int(b),
-                             tau=ids["tau"], seed=ids["seed"], repeats=ids["repeats"], status=self.status[g],
-                             diverged_step=-1 if self.diverged_step[g] is None else int(self.diverged_step[g]),
-                             final_loss=float(self.loss[g, -1]),
-                             wall_time=float(self.meta.get("wall_time", math.nan)) / max(len(self.configs), 1)))
-        return pd.DataFrame(rows)
-
-    def __repr__(self):
-        n_div = sum(s == "diverged" for s in self.status)
-        return (f"Curves(regime={self.regime!r}, configs={len(self)}, steps={len(self.steps)} logged up to "
-                f"{int(self.steps[-1])}, diverged={n_div})")
-
-
-def default_log_steps(n_steps: int, dense_until: int = 10_000, per_decade: int = 100) -> np.ndarray:
-    """Every step up to `dense_until`, then `per_decade` log-spaced steps per decade; always 0 and n_steps."""
-    n_steps = int(n_steps)
-    dense = np.arange(0, min(n_steps, dense_until) + 1)
-    if n_steps <= dense_until:
-        return dense
-    n_pts = int(math.ceil(per_decade * math.log10(n_steps / dense_until)))
-    tail = np.unique(np.round(np.logspace(math.log10(dense_until), math.log10(n_steps), n_pts + 1)).astype(int))
-    return np.unique(np.concatenate([dense, tail, [n_steps]]))
-
-
-def check_log_steps(log_steps, n_steps):
-    if log_steps is None:
-        return default_log_steps(n_steps)
-    steps = np.unique(np.asarray(log_steps, dtype=np.int64).reshape(-1))
-    if steps.size == 0 or steps[0] < 0 or steps[-1] > n_steps:
-        raise ValueError(f"log_steps must be integers in [0, n_steps={n_steps}], got range "
-                         f"[{steps.min() if steps.size else None}, {steps.max() if steps.size else None}]")
-    return steps
-
-
-def check_n_steps(n_steps):
-    if isinstance(n_steps, bool) or not float(n_steps).is_integer() or int(n_steps) < 0:
-        raise ValueError(f"n_steps must be an integer >= 0, got n_steps={n_steps!r}")
-    return int(n_steps)
+CHECK_EVERY = 64  # steps between two reads of the divergence flags (the only host syncs of the loop)
 
 
 def sample_batches(gen, rows: int, N: int, bmax: int, replacement: bool, device) -> torch.Tensor:
-    """Indices [rows, bmax]: each row a uniform bmax-subset of range(N) (any prefix of it is uniform too),
-    or i.i.d. uniform indices with replacement."""
+    """Indices [rows, bmax]: each row a uniformly random ordered bmax-subset of range(N), so that any
+    prefix of a row is itself a uniform subset; or i.i.d. uniform indices with replacement.
+
+    Without replacement the row is the top-bmax of N i.i.d. uniform keys, in descending key order: the
+    largest key's index is uniform, the next one uniform among the rest, and so on, which is sequential
+    sampling without replacement. Keys are float64 (ties have probability ~ N^2 2^-53). No host sync.
+    """
     if replacement:
         return torch.randint(0, N, (rows, bmax), generator=gen, device=device)
-    if bmax * bmax <= N:  # rejection: redraw rows with a repeated index (rare when b^2 <= N)
-        idx = torch.randint(0, N, (rows, bmax), generator=gen, device=device)
-        while bmax > 1:
-            srt = idx.sort(1).values
-            dup = (srt[:, 1:] == srt[:, :-1]).any(1).nonzero().squeeze(1)
-            if dup.numel() == 0:
-                break
-            idx[dup] = torch.randint(0, N, (dup.numel(), bmax), generator=gen, device=device)
-        return idx
-    u = torch.rand(rows, N, generator=gen, device=device)
-    return u.argsort(dim=1)[:, :bmax]  # prefix of a uniform random permutation (topk's order is not uniform)
+    keys = torch.rand(rows, N, generator=gen, device=device, dtype=torch.float64)
+    if bmax == N:
+        return keys.argsort(dim=1, descending=True)
+    return keys.topk(bmax, dim=1, sorted=True).indices
 
 
 def noise_gamma(batch_size: torch.Tensor, N: int, replacement: bool = False) -> torch.Tensor:
@@ -151,22 +64,27 @@ def progress_bar(total, desc, enabled):
 
 @dataclass
 class Hyper:
-    """Hyperparameters at one step for a chunk of configs (each [g])."""
+    """Hyperparameters at one step for a chunk of configs (each [g]); bmin and bmax are the smallest and
+    largest batch sizes of the chunk at this step, as host integers (they set shapes, without a sync)."""
     lr: torch.Tensor
     momentum: torch.Tensor
     batch_size: torch.Tensor
     gamma: torch.Tensor
     t: int
+    bmin: int
+    bmax: int
 
 
 def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, log_steps, device, dtype,
           chunk_size: int, init: Callable, step: Callable, kill: Callable, replacement: bool = False,
-          progress: bool = True, meta: dict | None = None, with_se: bool = False) -> Curves:
+          progress: bool = True, meta: dict | None = None, with_se: bool = False,
+          check_every: int = CHECK_EVERY) -> Curves:
     """Run a regime's `step` over all configs, chunk by chunk, recording the loss and divergences.
 
     init(lr, momentum, batch_size) -> state for a chunk of g configs (tensors on `device`);
     step(state, hyper) -> (state, loss [g], se [g] or None) advances one step and returns the loss after it
-        (and, for sampled regimes averaging R paths, the standard error of that mean);
+        (and, for sampled regimes averaging R paths, the standard error of that mean); the returned loss must
+        be a new tensor (it is kept until the next divergence check);
     kill(state, mask) zeroes the state of configs that diverged (so they cost nothing and stay finite).
     """
     t_start = time.perf_counter()
@@ -174,61 +92,69 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
     steps = check_log_steps(log_steps, n_steps)
     N = problem.N
     lr_all, mom_all, b_all = check_configs(configs, N, device=device, dtype=dtype)
-    configs = [(float(a), float(m), int(b)) for a, m, b in zip(lr_all.tolist(), mom_all.tolist(), b_all.tolist())]
+    b_host_all = [int(b) for b in b_all.tolist()]
+    configs = [(float(a), float(m), int(b)) for a, m, b in zip(lr_all.tolist(), mom_all.tolist(), b_host_all)]
     G = len(configs)
     schedule = schedule or Schedule()
+    check_every = max(1, int(check_every))
     loss0 = problem.loss0
     bound = DIVERGENCE_FACTOR * loss0
     log_at = np.full(n_steps + 1, -1, dtype=np.int64)
     log_at[steps] = np.arange(len(steps))
     loss_out = torch.full((G, len(steps)), math.nan, dtype=torch.float64)
     se_out = torch.full((G, len(steps)), math.nan, dtype=torch.float64) if with_se else None
-    div_step = torch.full((G,), -1, dtype=torch.int64)
+    div_step = np.full(G, -1, dtype=np.int64)
     chunk_size = max(1, min(int(chunk_size), G))
     bar = progress_bar(n_steps * math.ceil(G / chunk_size), f"{regime} ({G} configs)", progress and n_steps > 0)
 
     for start in range(0, G, chunk_size):
         sl = slice(start, min(start + chunk_size, G))
         lr, mom, b = lr_all[sl], mom_all[sl], b_all[sl]
+        b_host = torch.tensor(b_host_all[sl], dtype=torch.float64)
         g = lr.numel()
         state = init(lr, mom, b)
-        alive = torch.ones(g, dtype=torch.bool, device=device)
         if log_at[0] >= 0:
             loss_out[sl, log_at[0]] = loss0
             if se_out is not None:
                 se_out[sl, log_at[0]] = 0.0
-        const_hyper = Hyper(lr, mom, b, noise_gamma(b, N, replacement), 0) if schedule.is_constant else None
-        rows, se_rows, cols = [], [], []  # losses [g] kept on the device, flushed in blocks (few host syncs)
+        brange = (int(b_host.min()), int(b_host.max()))
+        const_hyper = Hyper(lr, mom, b, noise_gamma(b, N, replacement), 0, *brange) if schedule.is_constant else None
+        rows, se_rows, cols = [], [], []  # logged losses [g], kept on the device, flushed in blocks
+        recent, sched_vals = [], []  # losses (and schedule values) since the last divergence check
+        t_checked = 0  # steps 1..t_checked are checked
         for t in range(n_steps):
             if const_hyper is not None:
                 hyper = const_hyper
                 hyper.t = t
             else:
-                a_t, m_t, b_t = schedule(t, lr, mom, b, N)
-                _check_scheduled(a_t, m_t, t)
-                hyper = Hyper(a_t, m_t, b_t, noise_gamma(b_t, N, replacement), t)
+                a_t, m_t = schedule.lr_momentum(t, lr, mom)
+                if schedule.batch_size is None:
+                    b_t, b_rng = b, brange
+                else:
+                    bh = schedule.batch_sizes(t, b_host, N)
+                    b_t, b_rng = bh.to(device=device, dtype=dtype, non_blocking=True), (int(bh.min()), int(bh.max()))
+                sched_vals.append((a_t, m_t))
+                hyper = Hyper(a_t, m_t, b_t, noise_gamma(b_t, N, replacement), t, *b_rng)
             state, loss, se = step(state, hyper)
-            # one reduction and one sync a step; the detailed check only when something is wrong
-            # (diverged configs are zeroed by kill, so they never trigger it again)
-            if not float(loss.max()) <= bound:
-                bad = ~(torch.isfinite(loss) & (loss <= bound)) & alive
-                div_step[sl][bad.cpu()] = t + 1
-                alive = alive & ~bad
-                kill(state, bad)
+            recent.append(loss)
             if log_at[t + 1] >= 0:
                 cols.append(int(log_at[t + 1]))
                 rows.append(loss)
                 if se_out is not None:
                     se_rows.append(se)
+            if len(recent) >= check_every or t + 1 == n_steps:
+                _check_schedule(sched_vals, t_checked)
+                _check_divergence(recent, t_checked, bound, div_step, sl, state, kill, device)
+                t_checked = t + 1
+                recent, sched_vals = [], []
             if len(rows) >= 512:
                 _flush(loss_out, se_out, sl, cols, rows, se_rows)
             if bar is not None:
                 bar.update(1)
         _flush(loss_out, se_out, sl, cols, rows, se_rows)
-        # NaN from the divergence step on (the state was zeroed there)
-        dead = div_step[sl]
-        for j in (dead >= 0).nonzero().flatten().tolist():
-            after = torch.as_tensor(steps >= int(dead[j]))
+        # NaN from the divergence step on
+        for j in np.flatnonzero(div_step[sl] >= 0):
+            after = torch.as_tensor(steps >= int(div_step[start + j]))
             loss_out[start + j, after] = math.nan
             if se_out is not None:
                 se_out[start + j, after] = math.nan
@@ -243,6 +169,37 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
                   loss_se=None if se_out is None else se_out.numpy(), meta=meta)
 
 
+def _check_divergence(recent, t0, bound, div_step, sl, state, kill, device):
+    """Steps t0+1 .. t0+len(recent): record the first bad step of configs still alive and kill them.
+    One small transfer to the host (the only sync of the loop)."""
+    L = torch.stack(recent, 1)  # [g, k]
+    bad = ~(L <= bound)  # NaN compares False, so NaN is bad
+    first = torch.where(bad.any(1), bad.to(torch.int8).argmax(1), -1)  # [g]
+    first = first.cpu().numpy()
+    alive = div_step[sl] < 0
+    new = alive & (first >= 0)
+    if new.any():
+        div_step[sl][new] = t0 + 1 + first[new]
+        kill(state, torch.as_tensor(new, device=device))
+
+
+def _check_schedule(sched_vals, t0):
+    if not sched_vals:
+        return
+    a = torch.stack([v[0] for v in sched_vals])  # [k, g]
+    m = torch.stack([v[1] for v in sched_vals])
+    ok_a = (torch.isfinite(a) & (a >= 0)).all(1)
+    ok_m = ((m > -1) & (m < 1)).all(1)
+    flags = torch.stack([ok_a, ok_m]).cpu()
+    if not bool(flags[0].all()):
+        k = int((~flags[0]).nonzero()[0])
+        raise ValueError(f"the lr schedule gave a negative or non-finite lr at step {t0 + k}: "
+                         f"{a[k].min().item()}")
+    if not bool(flags[1].all()):
+        k = int((~flags[1]).nonzero()[0])
+        raise ValueError(f"the momentum schedule left (-1, 1) at step {t0 + k}: {m[k].tolist()[:5]}")
+
+
 def _flush(loss_out, se_out, sl, cols, rows, se_rows):
     if not rows:
         return
@@ -252,10 +209,3 @@ def _flush(loss_out, se_out, sl, cols, rows, se_rows):
         se_out[sl, idx] = torch.stack(se_rows, 1).to("cpu", torch.float64)
     for buf in (cols, rows, se_rows):
         buf.clear()
-
-
-def _check_scheduled(a_t, m_t, t):
-    if not torch.isfinite(a_t).all() or (a_t < 0).any():
-        raise ValueError(f"the lr schedule gave a negative or non-finite lr at step {t}: {a_t.min().item()}")
-    if not ((m_t > -1) & (m_t < 1)).all():
-        raise ValueError(f"the momentum schedule left (-1, 1) at step {t}: {m_t.tolist()[:5]}")

@@ -54,12 +54,12 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
     def step(st, h):
         if h.t == 0 or not constant:  # per-config coefficients, once per chunk when constant
             b = h.batch_size
-            bmax = int(b.max().item())
+            bmax = h.bmax
             pos = torch.arange(bmax, device=device, dtype=dtype)
             # weight of batch position j for config g: -alpha_g N / b_g if j < b_g else 0     # [g, bmax]
             w = torch.where(pos[None, :] < b[:, None], (-h.lr * N / b)[:, None], torch.zeros((), dtype=dtype,
                                                                                                  device=device))
-            full_batch = bmax == N and not replacement and bool((b == N).all())
+            full_batch = h.bmin == N and not replacement
             cache["c"] = (bmax, w, h.momentum[None, :, None], (-h.lr)[None, :, None], full_batch)
         bmax, w, beta, neg_lr, full_batch = cache["c"]
         d, v = st["d"], st["v"]

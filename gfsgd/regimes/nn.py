@@ -33,10 +33,12 @@ import time
 
 import numpy as np
 import torch
-from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+from torch.func import functional_call, grad_and_value, vmap
 
-from ..ntk import NetworkProblem, _params_and_buffers
-from ._engine import Curves, check_log_steps, check_n_steps, drive, resolve_device, resolve_dtype, sample_batches
+from ..configs import check_log_steps, check_n_steps
+from ..curves import Curves
+from ..ntk import NetworkProblem, params_and_buffers
+from ._engine import drive, resolve_device, resolve_dtype, sample_batches
 
 REGIME = "nn"
 __all__ = ["run", "REGIME", "as_network", "validation_curves", "sample_batches"]
@@ -61,25 +63,40 @@ def as_network(problem, network=None) -> NetworkProblem:
                                                             f", network={type(network).__name__}"))
 
 
-def run(problem, configs, n_steps, *, network=None, schedule=None, log_steps=None, seed: int = 0,
-        device="auto", dtype="float64", replacement: bool = False, chunk_size: int | None = None,
-        memory_budget: float = 2e9, record_batches: bool = False, progress: bool = True) -> Curves:
+def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str = "shared", schedule=None,
+        log_steps=None, seed: int = 0, device="auto", dtype="float64", replacement: bool = False,
+        chunk_size: int | None = None, memory_budget: float = 2e9, record_batches: bool = False,
+        progress: bool = True) -> Curves:
     """Train the real network with mini-batch SGD + momentum for G configs (lr, momentum, batch_size).
 
     Args:
         problem: a Problem from Problem.from_network, a NetworkProblem or a (model, X, y) tuple
             (see as_network); `network=` overrides it (e.g. when `problem` is a plain Problem).
         configs: (alpha, beta, b) triples, alpha in normalised-kernel units (module docstring).
+        repeats: R independent training paths per config, vectorised with the configs; Curves.loss is their
+            mean and Curves.loss_se its standard error. Path r draws its batches from its own generator,
+            seeded seed + r, so path r equals a single run (repeats=1) with seed + r and the same chunk_size.
+        init: "shared" (every path starts from the model's own initialisation: only the batches differ) or
+            "independent" (path r starts from model.reinitialized(seed + r); the model must provide it, as
+            gfsgd.models.MLP does).
         n_steps, schedule, log_steps, seed, device, dtype, replacement: as in every regime.
-        chunk_size: configs trained together (default: as many as fit in memory_budget bytes).
+        chunk_size: configs trained together (default: as many as fit in memory_budget bytes, R paths each).
         record_batches: keep the drawn batch indices in meta["batches"] (a list with one LongTensor
-            [n_steps, b_max] per config; only the first b_t entries of a row are used), for tests.
+            [n_steps, b_max] per config, of path 0; only the first b_t entries of a row are used), for tests.
 
     Returns Curves(regime="nn"); meta holds lambda_max_raw, lr_scale (= N / lambda_max_raw, so
     lr_nn = alpha * lr_scale) and, when the network has held-out points, val_loss [G, T] (0.5 * MSE on
-    them, at the same steps; see validation_curves).
+    them, at the same steps, the mean over paths; see validation_curves).
     """
     net = as_network(problem, network)
+    if isinstance(repeats, bool) or not float(repeats).is_integer() or int(repeats) < 1:
+        raise ValueError(f"repeats must be an integer >= 1, got repeats={repeats!r}")
+    R = int(repeats)
+    if init not in ("shared", "independent"):
+        raise ValueError(f"init must be 'shared' or 'independent', got init={init!r}")
+    if init == "independent" and not hasattr(net.model, "reinitialized"):
+        raise ValueError(f"init='independent' needs a model with a reinitialized(seed) method (gfsgd.models.MLP "
+                         f"has one); {type(net.model).__name__} has none: use init='shared'")
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     n_steps = check_n_steps(n_steps)
     steps = check_log_steps(log_steps, n_steps)
@@ -89,8 +106,12 @@ def run(problem, configs, n_steps, *, network=None, schedule=None, log_steps=Non
     model = net.model
     N = net.N
     scale = net.lr_scale(device)
-    params0, fixed = _params_and_buffers(model, device, dtype)
+    params0, fixed = params_and_buffers(model, device, dtype)
     names = list(params0)
+    if init == "independent":
+        inits = [params_and_buffers(model.reinitialized(int(seed) + r), device, dtype)[0] for r in range(R)]
+    else:
+        inits = [params0] * R
     P = sum(p.numel() for p in params0.values())
     X = net.X.to(device, dtype)  # [N, ...]
     y = net.y.to(device, dtype)  # [N]
@@ -98,8 +119,8 @@ def run(problem, configs, n_steps, *, network=None, schedule=None, log_steps=Non
     yv = None if net.y_val is None else net.y_val.to(device, dtype)
     item = torch.finfo(dtype).bits // 8
     if chunk_size is None:
-        chunk_size = max(1, int(memory_budget // (4 * P * item)))
-    gen = torch.Generator(device=device).manual_seed(int(seed))
+        chunk_size = max(1, int(memory_budget // (4 * P * item * R)))
+    gens = [torch.Generator(device=device).manual_seed(int(seed) + r) for r in range(R)]
     constant = schedule is None or schedule.is_constant
 
     def f(p, x):  # one config: x [n, ...] -> [n]
@@ -112,13 +133,18 @@ def run(problem, configs, n_steps, *, network=None, schedule=None, log_steps=Non
     grad_fn = vmap(grad_and_value(batch_loss))
     out_fn = vmap(f, in_dims=(0, None))
 
-    def mse(p, Xs, ys, g):  # 0.5 * mean squared error of g stacked configs on Xs: [g]
-        rows = max(64, int(memory_budget // (8 * g * max(1, Xs[0].numel()) * item * 8)))
-        tot = torch.zeros(g, dtype=dtype, device=device)
+    def mse(p, Xs, ys, n):  # 0.5 * mean squared error of n stacked networks on Xs: [n]
+        rows = max(64, int(memory_budget // (8 * n * max(1, Xs[0].numel()) * item * 8)))
+        tot = torch.zeros(n, dtype=dtype, device=device)
         for s in range(0, Xs.shape[0], rows):
-            r = out_fn(p, Xs[s:s + rows]) - ys[s:s + rows]  # [g, n]
+            r = out_fn(p, Xs[s:s + rows]) - ys[s:s + rows]  # [n, rows]
             tot += (r * r).sum(1)
         return 0.5 * tot / Xs.shape[0]
+
+    def path_mean(x, g):  # [R g] (path-major) -> mean [g], standard error [g]
+        x = x.reshape(R, g)
+        mean = x.mean(0)
+        return mean, (x.std(0) / math.sqrt(R) if R > 1 else torch.zeros_like(mean))
 
     # group the configs by batch size (same b: one vmapped group)
     cfgs = [tuple(c) for c in (configs.configs if hasattr(configs, "configs") else configs)]
@@ -136,43 +162,43 @@ def run(problem, configs, n_steps, *, network=None, schedule=None, log_steps=Non
     for b_key, members in groups.items():
         states = []
 
-        def init(lr, mom, b):
+        def init_state(lr, mom, b):
             g = lr.numel()
-            stacked, _ = stack_module_state([model] * g)
-            p = {k: stacked[k].detach().to(device, dtype).clone() for k in names}  # [g, ...] each
-            st = dict(p=p, v={k: torch.zeros_like(t) for k, t in p.items()},
-                      live=torch.ones(g, dtype=dtype, device=device), val=[], batches=[], cache={})
+            # stacked parameters [R g, ...], path-major: entry r g + j is path r of config j
+            p = {k: torch.stack([inits[r][k] for r in range(R) for _ in range(g)]).clone() for k in names}
+            st = dict(p=p, v={k: torch.zeros_like(t) for k, t in p.items()}, g=g,
+                      live=torch.ones(R * g, dtype=dtype, device=device), val=[], batches=[], cache={})
             states.append(st)
             return st
 
         def step(st, h):
-            p, v, cache = st["p"], st["v"], st["cache"]
-            g = h.lr.numel()
+            p, v, cache, g = st["p"], st["v"], st["cache"], st["g"]
             if h.t == 0 or not constant:
-                bmax = int(h.batch_size.max().item())
+                bmax = h.bmax
                 pos = torch.arange(bmax, device=device)
                 w = torch.where(pos[None, :] < h.batch_size[:, None], 1.0 / h.batch_size[:, None],
                                 torch.zeros((), dtype=dtype, device=device))  # [g, bmax]
-                cache.update(bmax=bmax, w=w)
+                cache.update(bmax=bmax, w=w.repeat(R, 1))  # [R g, bmax]
             bmax, w = cache["bmax"], cache["w"]
-            lr = (h.lr * scale * st["live"]).to(dtype)  # [g] lr_nn = alpha N / lambda_max(K_emp)
-            beta = h.momentum.to(dtype)
-            idx = sample_batches(gen, g, N, bmax, replacement, device)  # [g, bmax]
+            lr = (h.lr.repeat(R) * scale * st["live"]).to(dtype)  # [R g]  lr_nn = alpha N / lambda_max(K_emp)
+            beta = h.momentum.repeat(R).to(dtype)
+            idx = torch.cat([sample_batches(gen, g, N, bmax, replacement, device) for gen in gens])  # [R g, bmax]
             if record_batches:
-                st["batches"].append(idx.cpu())
+                st["batches"].append(idx[:g].cpu())
             grads, bl = grad_fn(p, X[idx], y[idx], w)
             for k in names:
-                shape = (g,) + (1,) * (p[k].ndim - 1)
+                shape = (R * g,) + (1,) * (p[k].ndim - 1)
                 v[k].mul_(beta.view(shape)).sub_(lr.view(shape) * grads[k])
                 p[k].add_(v[k])
             if logged[h.t + 1]:
-                loss = mse(p, X, y, g)
+                loss, se = path_mean(mse(p, X, y, R * g), g)
                 if Xv is not None:
-                    st["val"].append((h.t + 1, mse(p, Xv, yv, g)))
-                return st, loss, None
-            return st, bl, None
+                    st["val"].append((h.t + 1, path_mean(mse(p, Xv, yv, R * g), g)[0]))
+                return st, loss, se
+            return st, bl.reshape(R, g).mean(0), None
 
         def kill(st, mask):
+            mask = mask.repeat(R)
             st["live"][mask] = 0.0
             for k in names:
                 st["p"][k][mask] = params0[k].to(st["p"][k].dtype)
@@ -180,17 +206,19 @@ def run(problem, configs, n_steps, *, network=None, schedule=None, log_steps=Non
 
         sub = [cfgs[i] for i in members]
         cur = drive(regime=REGIME, problem=net, configs=sub, n_steps=n_steps, schedule=schedule,
-                    log_steps=steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init, step=step,
-                    kill=kill, replacement=replacement, progress=progress, meta=dict(seed=seed, repeats=1))
+                    log_steps=steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init_state,
+                    step=step, kill=kill, replacement=replacement, progress=progress, with_se=True,
+                    meta=dict(seed=seed, repeats=R))
         val = None
         if Xv is not None:
             val = np.full((len(sub), len(steps)), math.nan)
             col = {int(s): j for j, s in enumerate(steps)}
             start = 0
+            val0 = mse({k: torch.stack([inits[r][k] for r in range(R)]) for k in names}, Xv, yv, R).mean().item()
             for st in states:
-                g = st["live"].numel()
+                g = st["g"]
                 if 0 in col:
-                    val[start:start + g, col[0]] = mse({k: params0[k][None] for k in names}, Xv, yv, 1).item()
+                    val[start:start + g, col[0]] = val0
                 for t, vals in st["val"]:
                     val[start:start + g, col[t]] = vals.cpu().double().numpy()
                 start += g
@@ -198,29 +226,34 @@ def run(problem, configs, n_steps, *, network=None, schedule=None, log_steps=Non
                 if ds is not None:
                     val[j, steps >= ds] = math.nan
         batches = [bt for st in states for bt in (torch.stack(st["batches"], 1).unbind(0) if st["batches"] else
-                                                   [torch.zeros(0, 0, dtype=torch.long)] * st["live"].numel())]
+                                                   [torch.zeros(0, 0, dtype=torch.long)] * st["g"])]
         results.append((members, cur, val, batches))
 
     G, T = len(cfgs), len(steps)
     loss = np.full((G, T), math.nan)
+    loss_se = np.full((G, T), math.nan)
     val_loss = np.full((G, T), math.nan) if Xv is not None else None
     status, div = [None] * G, [None] * G
     out_cfgs, batches = [None] * G, [None] * G
     for members, cur, val, bts in results:
         for j, i in enumerate(members):
             loss[i], status[i], div[i], out_cfgs[i] = cur.loss[j], cur.status[j], cur.diverged_step[j], cur.configs[j]
+            loss_se[i] = cur.loss_se[j]
             if val is not None:
                 val_loss[i] = val[j]
             batches[i] = bts[j] if record_batches else None
     meta = dict(results[0][1].meta)
-    meta.update(seed=seed, repeats=1, wall_time=time.perf_counter() - t_start, lambda_max_raw=net.lambda_max(),
-                lr_scale=scale, n_params=P, batch_groups=len(groups))
+    meta.update(seed=seed, repeats=R, init=init, wall_time=time.perf_counter() - t_start,
+                lambda_max_raw=net.lambda_max(), lr_scale=scale, n_params=P, batch_groups=len(groups))
+    if init == "independent":  # L_0 differs between paths: the mean initial loss over paths
+        loss[:, steps == 0] = mse({k: torch.stack([inits[r][k] for r in range(R)]) for k in names},
+                                  X, y, R).mean().item()
     if val_loss is not None:
         meta.update(val_loss=val_loss, n_val=int(Xv.shape[0]))
     if record_batches:
         meta["batches"] = batches
     return Curves(regime=REGIME, steps=steps, loss=loss, configs=out_cfgs, status=status, diverged_step=div,
-                  meta=meta)
+                  loss_se=loss_se if R > 1 else None, meta=meta)
 
 
 def validation_curves(curves: Curves) -> Curves:

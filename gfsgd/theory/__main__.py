@@ -66,7 +66,7 @@ def main(argv=None):
         nu, kappa = args.nu, args.kappa
     if nu is not None and nu > 0 and kappa > 0:
         rows.append(("phase", phase(nu, kappa)))
-        rows.append(("loss exponent  L_t ~ t^-xi", f"{loss_exponent(nu, kappa):.4g}"))
+        rows.append(("loss exponent xi (L_t ~ t^-xi)", f"{loss_exponent(nu, kappa):.4g}"))
     method = args.method
     if method == "auto":
         method = "renewal" if N * args.budget <= 2e7 else "asymptotic"
