@@ -5,7 +5,7 @@ The learning rate is in normalised-kernel units: the network is trained with lr_
 
 Example:
     python train_nn.py --dataset digits --N 256 --width 1000 --lr 0.5 1.0 --momentum 0 -0.3 --batch_size 8 32 --n_steps 1000
-    python train_nn.py --dataset mnist --data_root ../shared/data --N 1000 --lr 1.0 --batch_size 10 100 --n_val 1000
+    python train_nn.py --dataset mnist --data_root ../shared/data --N 1000 --lr 1.0 --batch_size 10 100 --n_test 1000
 """
 from gfsgd.network_cli import network_main
 

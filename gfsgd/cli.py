@@ -53,6 +53,9 @@ def add_problem_args(p: argparse.ArgumentParser, *, network: bool = False) -> No
     g.add_argument("--lambda_min", type=float, default=0.0, help="synthetic: eigenvalue floor")
     g.add_argument("--basis", default="random", choices=["random", "hadamard", "none"],
                    help="synthetic: eigenbasis ('none' = spectral only: SD regime and theory only)")
+    g.add_argument("--n_test", type=int, default=0,
+                   help="synthetic: held-out points drawn from the same model; every regime then reports the "
+                        "test loss (needs a basis)")
 
 
 def add_grid_args(p: argparse.ArgumentParser) -> None:
@@ -113,7 +116,8 @@ def problem_from_args(args) -> Problem:
         raise SystemExit(f"error: --dataset {args.dataset!r} needs a network; this script supports only "
                          f"--dataset synthetic or --kernel FILE (see train_nn.py / train_4_regimes.py)")
     basis = None if args.basis == "none" else args.basis
-    return Problem.synthetic(args.N, args.nu, args.kappa, args.lambda_min, seed=args.seed, basis=basis)
+    return Problem.synthetic(args.N, args.nu, args.kappa, args.lambda_min, seed=args.seed, basis=basis,
+                             n_test=args.n_test)
 
 
 def grid_from_args(args) -> Grid:

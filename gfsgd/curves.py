@@ -23,6 +23,9 @@ class Curves:
     configs: the G (lr, momentum, batch_size) triples; status[g]: "ok" | "diverged";
     diverged_step[g]: the first step whose loss was non-finite or above 1e6 * L_0 (None if ok);
     loss_se: standard error of the mean loss over sample paths [G, T] (sampled regimes with repeats);
+    test_loss: the expected loss on the problem's held-out set [G, T] (|r_t|^2 / (2M)), None without one
+        (full: exact; linearized: mean over paths; sd: the diagonal approximation; nn: measured);
+    test_loss_se: its standard error over sample paths (sampled regimes);
     meta: regime name, seed, tau, repeats, device, wall time, ...
     """
     regime: str
@@ -33,6 +36,8 @@ class Curves:
     diverged_step: list
     loss_se: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    test_loss: np.ndarray | None = None
+    test_loss_se: np.ndarray | None = None
 
     def __len__(self):
         return len(self.configs)
@@ -42,13 +47,26 @@ class Curves:
         """Loss at the last logged step [G] (NaN for diverged configs)."""
         return self.loss[:, -1]
 
+    def best_test(self):
+        """The predicted early-stopping point: per config the logged step of the smallest test loss and that
+        loss (arrays [G]; step -1 and NaN without a test loss)."""
+        G = len(self.configs)
+        if self.test_loss is None:
+            return np.full(G, -1, dtype=np.int64), np.full(G, np.nan)
+        tl = np.where(np.isfinite(self.test_loss), self.test_loss, np.inf)
+        j = tl.argmin(1)
+        best = tl[np.arange(G), j]
+        ok = np.isfinite(best)
+        return (np.where(ok, np.asarray(self.steps)[j], -1).astype(np.int64), np.where(ok, best, np.nan))
+
     def ids(self) -> dict:
         """The columns that identify this run besides the config: regime, tau, seed, repeats."""
         return dict(regime=self.regime, tau=float(self.meta.get("tau", math.nan)),
                     seed=int(self.meta.get("seed", 0)), repeats=int(self.meta.get("repeats", 1)))
 
     def to_frame(self):
-        """Tidy table: regime, lr, momentum, batch_size, tau, seed, repeats, step, loss[, loss_se]."""
+        """Tidy table: regime, lr, momentum, batch_size, tau, seed, repeats, step, loss[, loss_se]
+        [, test_loss[, test_loss_se]]."""
         import pandas as pd
         G, T = self.loss.shape
         cfg = np.asarray([(float(a), float(m), int(b)) for a, m, b in self.configs], dtype=float).reshape(G, 3)
@@ -63,12 +81,18 @@ class Curves:
         })
         if self.loss_se is not None:
             df["loss_se"] = self.loss_se.reshape(-1)
+        if self.test_loss is not None:
+            df["test_loss"] = np.asarray(self.test_loss, dtype=float).reshape(-1)
+            if self.test_loss_se is not None:
+                df["test_loss_se"] = np.asarray(self.test_loss_se, dtype=float).reshape(-1)
         return df
 
     def status_frame(self):
-        """Per config: regime, lr, momentum, batch_size, tau, seed, status, diverged_step, final_loss, wall_time."""
+        """Per config: regime, lr, momentum, batch_size, tau, seed, status, diverged_step, final_loss, wall_time,
+        and with a test loss: final_test_loss, best_step and best_test_loss (the predicted early stop)."""
         import pandas as pd
         ids = self.ids()
+        best_step, best_loss = self.best_test()
         rows = []
         for g, (a, m, b) in enumerate(self.configs):
             rows.append(dict(regime=ids["regime"], lr=float(a), momentum=float(m), batch_size=int(b),
@@ -76,6 +100,9 @@ class Curves:
                              diverged_step=-1 if self.diverged_step[g] is None else int(self.diverged_step[g]),
                              final_loss=float(self.loss[g, -1]),
                              wall_time=float(self.meta.get("wall_time", math.nan)) / max(len(self.configs), 1)))
+            if self.test_loss is not None:
+                rows[-1].update(final_test_loss=float(self.test_loss[g, -1]), best_step=int(best_step[g]),
+                                best_test_loss=float(best_loss[g]))
         return pd.DataFrame(rows)
 
     def __repr__(self):

@@ -30,7 +30,9 @@ def add_network_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("network (K = J J^T / lambda_max at initialisation, d0 = f(X; w0) - y)")
     g.add_argument("--data_root", default=None,
                    help="folder holding the dataset files (default $GFSGD_DATA_ROOT, else ./data)")
-    g.add_argument("--n_val", type=int, default=0, help="held-out points for the nn validation loss")
+    g.add_argument("--n_test", type=int, default=0,
+                   help="held-out points (disjoint from the training points, standardised with the training "
+                        "statistics): every regime then reports the test loss")
     g.add_argument("--target", choices=["label", "parity"], default="label",
                    help="classification sets: regress the class label or its parity (standardised)")
     g.add_argument("--dim", type=int, default=16, help="synthetic: input dimension")
@@ -50,13 +52,13 @@ def network_problem_from_args(args) -> Problem:
     """Dataset -> MLP -> Problem.from_network (the returned Problem carries .network for the nn regime)."""
     from .data import load_dataset
     from .models import MLP
-    ds = load_dataset(args.dataset, args.N, seed=args.seed, root=args.data_root, n_val=args.n_val,
+    ds = load_dataset(args.dataset, args.N, seed=args.seed, root=args.data_root, n_test=args.n_test,
                       target=args.target, dim=args.dim)
     seed = args.seed if args.model_seed is None else args.model_seed
     model = MLP(ds.X.shape[1], width=args.width, depth=args.depth, activation=args.activation,
                 sigma_w=args.sigma_w, sigma_b=args.sigma_b, seed=seed)
     name = f"{ds.name}, MLP(width={args.width}, depth={args.depth}, {args.activation})"
-    return Problem.from_network(model, ds.X, ds.y, X_val=ds.X_val, y_val=ds.y_val, method=args.ntk_method,
+    return Problem.from_network(model, ds.X, ds.y, X_test=ds.X_test, y_test=ds.y_test, method=args.ntk_method,
                                 device=args.device, name=name, meta=dict(dataset=ds.info, model_seed=seed))
 
 
@@ -66,21 +68,6 @@ def log_steps_from_args(args):
         return None
     pts = np.unique(np.round(np.logspace(0, np.log10(max(args.n_steps, 1)), args.n_log)).astype(int))
     return np.unique(np.concatenate([[0], pts, [args.n_steps]]))
-
-
-class _NNWithValidation:
-    """The nn regime for gfsgd.grid.execute, also appending the validation curves ("nn_val") when present."""
-    REGIME = "nn"
-
-    def __init__(self, folder: RunFolder):
-        self.folder = folder
-
-    def run(self, problem, configs, n_steps, **kw):
-        from .regimes import nn
-        curves = nn.run(problem, configs, n_steps, **kw)
-        if "val_loss" in curves.meta:
-            self.folder.append(nn.validation_curves(curves))
-        return curves
 
 
 def network_main(regimes, script: str, description: str, argv=None, choose_regimes: bool = False,
@@ -116,16 +103,17 @@ def network_main(regimes, script: str, description: str, argv=None, choose_regim
     log_steps = log_steps_from_args(args)
     kw = {name: dict(log_steps=log_steps) for name in regimes}
     kw["nn"] = dict(kw.get("nn", {}), network=problem.network)
-    run_regimes(args, problem, regimes, folder, modules={"nn": _NNWithValidation(folder)}, regime_kwargs=kw)
+    from .regimes import nn
+    run_regimes(args, problem, regimes, folder, modules={"nn": nn}, regime_kwargs=kw)
     from .results import load
     res = load(folder.path)
     if not args.no_plots:
         from . import plots
         fig = plots.loss_curves(res.curves, title=f"{script}: {problem.name}")
         folder.save_figure(fig, "loss_curves")
-        save_extra_plots(res.curves[res.curves["regime"] != "nn_val"], problem, folder, script)
+        save_extra_plots(res.curves, problem, folder, script)
     print(summarize(folder))
-    st = res.status[res.status["regime"] != "nn_val"] if "regime" in res.status else res.status
+    st = res.status
     if "wall_time" in st:
         wall = st.groupby(["regime"] + (["tau"] if "tau" in st else []), dropna=False)["wall_time"].sum()
         print("\nwall time per regime (s):\n" + wall.to_string(float_format=lambda x: f"{x:.1f}"))

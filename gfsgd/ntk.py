@@ -395,15 +395,15 @@ class NetworkProblem:
     """What the nn regime needs to train the real network: the model at init and its data.
 
     model: the network (scalar output), at its initialisation w0 (never modified by gfsgd);
-    X [N, ...], y [N]: training points; X_val, y_val: optional held-out points (validation loss);
+    X [N, ...], y [N]: training points; X_test, y_test: optional held-out points (validation loss);
     lambda_max_raw: top eigenvalue of the empirical NTK K_emp at w0 (converts the learning rate:
         lr_nn = alpha * N / lambda_max_raw); computed on first use when None.
     """
     model: nn.Module
     X: torch.Tensor
     y: torch.Tensor
-    X_val: torch.Tensor | None = None
-    y_val: torch.Tensor | None = None
+    X_test: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None
     lambda_max_raw: float | None = None
     name: str = "network"
     ntk_method: str = "auto"
@@ -415,13 +415,13 @@ class NetworkProblem:
         if self.y.ndim != 1 or self.X.shape[0] != self.y.shape[0]:
             raise ValueError(f"X [N, ...] and y [N] must have the same N, got X {tuple(self.X.shape)} and "
                              f"y {tuple(self.y.shape)}")
-        if (self.X_val is None) != (self.y_val is None):
-            raise ValueError("give both X_val and y_val, or neither")
-        if self.X_val is not None:
-            self.X_val, self.y_val = torch.as_tensor(self.X_val), torch.as_tensor(self.y_val)
-            if self.y_val.ndim != 1 or self.X_val.shape[0] != self.y_val.shape[0]:
-                raise ValueError(f"X_val and y_val must have the same length, got {tuple(self.X_val.shape)} "
-                                 f"and {tuple(self.y_val.shape)}")
+        if (self.X_test is None) != (self.y_test is None):
+            raise ValueError("give both X_test and y_test, or neither")
+        if self.X_test is not None:
+            self.X_test, self.y_test = torch.as_tensor(self.X_test), torch.as_tensor(self.y_test)
+            if self.y_test.ndim != 1 or self.X_test.shape[0] != self.y_test.shape[0]:
+                raise ValueError(f"X_test and y_test must have the same length, got {tuple(self.X_test.shape)} "
+                                 f"and {tuple(self.y_test.shape)}")
 
     @property
     def N(self) -> int:
@@ -447,7 +447,7 @@ class NetworkProblem:
         return self.N / self.lambda_max(device)
 
 
-def problem_from_network(model, X, y, *, X_val=None, y_val=None, method: str = "auto", dtype=None,
+def problem_from_network(model, X, y, *, X_test=None, y_test=None, method: str = "auto", dtype=None,
                          device="auto", memory_budget: float | None = None, name: str | None = None,
                          meta: dict | None = None):
     """Problem of the network linearised at its initialisation w0.
@@ -456,7 +456,10 @@ def problem_from_network(model, X, y, *, X_val=None, y_val=None, method: str = "
         d0 = f(X; w0) - y                                              [N]
         problem.lambda_max_raw = lambda_max(K_emp)   (lr_nn = alpha * N / lambda_max_raw)
 
-    The returned gfsgd.Problem carries `problem.network`, a NetworkProblem (model, X, y, X_val, y_val,
+    With held-out points (X_test [M, ...], y_test [M]) the problem also carries the test set of the
+    linearised model: K_test = K_emp(X_test, X) / lambda_max(K_emp) and r_test = f(X_test; w0) - y_test.
+
+    The returned gfsgd.Problem carries `problem.network`, a NetworkProblem (model, X, y, X_test, y_test,
     lambda_max_raw) that gfsgd.regimes.nn trains; `problem.meta` holds only light, JSON-able facts (model
     description, N, lambda_max_raw, the lr conversion factor N / lambda_max_raw, the NTK method).
     Problem.to() and Problem.save() drop `network`; pass it to the nn regime explicitly then (network=...).
@@ -472,6 +475,20 @@ def problem_from_network(model, X, y, *, X_val=None, y_val=None, method: str = "
     K = empirical_ntk(model, X_t, method=method, dtype=dt, device=dev, memory_budget=memory_budget)
     f0 = network_output(model, X_t, dtype=dt, device=dev)
     d0 = (f0 - y_t.to(dev, dt)).cpu().double()
+    K_test = r_test = None
+    if (X_test is None) != (y_test is None):
+        raise ValueError("give both X_test and y_test, or neither")
+    if X_test is not None:
+        X_test = torch.as_tensor(np.asarray(X_test) if not isinstance(X_test, torch.Tensor) else X_test)
+        y_test = torch.as_tensor(np.asarray(y_test) if not isinstance(y_test, torch.Tensor) else y_test)
+        if y_test.ndim == 2 and y_test.shape[1] == 1:
+            y_test = y_test[:, 0]
+        if y_test.ndim != 1 or X_test.shape[0] != y_test.shape[0] or X_test.shape[1:] != X_t.shape[1:]:
+            raise ValueError(f"X_test must be [M, {', '.join(map(str, X_t.shape[1:]))}] and y_test [M], got "
+                             f"X_test {tuple(X_test.shape)}, y_test {tuple(y_test.shape)}")
+        K_test = empirical_ntk(model, X_test, X_t, method=method, dtype=dt, device=dev,
+                               memory_budget=memory_budget).cpu().double()
+        r_test = (network_output(model, X_test, dtype=dt, device=dev) - y_test.to(dev, dt)).cpu().double()
     used = "structured" if method != "jacobian" and structured_support(model)[0] else "jacobian"
     info = dict(kind="network", N=int(X_t.shape[0]), ntk_method=used, ntk_dtype=str(dt).replace("torch.", ""))
     if hasattr(model, "describe"):
@@ -479,9 +496,10 @@ def problem_from_network(model, X, y, *, X_val=None, y_val=None, method: str = "
     info.update(meta or {})
     psd_tol = 1e-8 if dt == torch.float64 else 1e-4
     problem = Problem.from_kernel(K.cpu().double(), d0, name=name or f"network(N={X_t.shape[0]})", meta=info,
-                                  psd_tol=psd_tol, sym_tol=1e-8 if dt == torch.float64 else 1e-5)
+                                  psd_tol=psd_tol, sym_tol=1e-8 if dt == torch.float64 else 1e-5,
+                                  K_test=K_test, r_test=r_test)
     problem.meta.update(lambda_max_raw=problem.lambda_max_raw, lr_nn_per_alpha=problem.N / problem.lambda_max_raw)
-    problem.network = NetworkProblem(model=model, X=X_t, y=y_t, X_val=X_val, y_val=y_val,
+    problem.network = NetworkProblem(model=model, X=X_t, y=y_t, X_test=X_test, y_test=y_test,
                                      lambda_max_raw=problem.lambda_max_raw, name=problem.name,
                                      ntk_method=method, _loss0=problem.loss0)
     return problem

@@ -11,6 +11,15 @@ A problem is a quadratic (linearized) training problem on N points, described in
 
 The initial loss is L_0 = |d0|^2 / (2N) = sum_k c_k / (2N).
 
+A problem may carry a held-out (test) set of M points:
+
+    K_test   cross-kernel K_raw(test, train) / lambda_max(K_raw), normalised like K           # [M, N]
+    r_test   initial test residual f(X_test; w0) - y_test                                      # [M]
+
+Weights move in the row space of the training Jacobian, so the test residual is an exact linear function
+of the training residual: r_t = r_0 + Gamma (d_t - d_0), Gamma = K_test K^+ (docs/theory.md, "Test loss").
+`test_terms()` gives the pieces the regimes need in the eigenbasis.
+
 A problem may be *spectral only* (eigvecs is None): it then carries eigvals and coef, which is all the
 spectral-diagonal regime and the theory module need, and lets synthetic problems with N = 10^5 modes be
 built instantly. K, eigvecs and d0 of such a problem raise a clear error.
@@ -62,7 +71,8 @@ class Problem:
         meta: free-form dict saved with the problem (dataset, model, ...).
     """
 
-    def __init__(self, eigvals, coef, eigvecs=None, *, lambda_max_raw=1.0, name="problem", meta=None):
+    def __init__(self, eigvals, coef, eigvecs=None, *, lambda_max_raw=1.0, name="problem", meta=None,
+                 K_test=None, r_test=None):
         eigvals = _as_tensor(eigvals, "eigvals")
         coef = _as_tensor(coef, "coef")
         if eigvals.ndim != 1 or eigvals.numel() == 0:
@@ -88,11 +98,13 @@ class Problem:
         self.name = str(name)
         self.meta = dict(meta or {})
         self._K = None
+        self.K_test, self.r_test = _check_test_set(K_test, r_test, self.N)
+        self._test_terms = {}
 
     # ------------------------------------------------------------------ constructors
     @classmethod
     def synthetic(cls, N: int, nu: float, kappa: float, lambda_min: float = 0.0, seed: int = 0,
-                  *, basis: str | None = "random", norm: float = 1.0) -> "Problem":
+                  *, basis: str | None = "random", norm: float = 1.0, n_test: int = 0) -> "Problem":
         """Power-law problem: lambda_k = max(k^-nu, lambda_min), c_k proportional to k^-(kappa+1).
 
         The residual's eigen-coefficients are coef_k = s_k sqrt(c_k) with random signs s_k, scaled so that
@@ -127,14 +139,28 @@ class Problem:
             U = hadamard(N)
         else:
             raise ValueError(f"basis must be 'random', 'hadamard' or None, got {basis!r}")
+        n_test = _check_int(n_test, "n_test", 0)
+        K_test = r_test = None
+        if n_test:
+            if U is None:
+                raise ValueError(f"n_test={n_test} needs a basis (the held-out set lives in the eigenbasis); "
+                                 f"got basis={basis!r}")
+            Z = torch.randn(n_test, N, generator=gen, dtype=_DEFAULT_DTYPE)
+            K_test = (Z * eigvals) @ U.T / math.sqrt(N)
+            r_test = Z @ coef / math.sqrt(N)
         name = f"synthetic(N={N}, nu={nu}, kappa={kappa}, lambda_min={lambda_min}, basis={basis})"
         meta = dict(kind="synthetic", N=N, nu=nu, kappa=kappa, lambda_min=lambda_min, seed=seed,
-                    basis=basis, norm=norm)
-        return cls(eigvals, coef, U, lambda_max_raw=1.0, name=name, meta=meta)
+                    basis=basis, norm=norm, n_test=n_test)
+        return cls(eigvals, coef, U, lambda_max_raw=1.0, name=name, meta=meta, K_test=K_test, r_test=r_test)
 
     @classmethod
-    def from_kernel(cls, K, d0, *, name="kernel", meta=None, sym_tol=1e-8, psd_tol=1e-8) -> "Problem":
-        """Any symmetric PSD kernel K [N, N] and initial residual d0 [N]; K is normalised to top eigenvalue 1."""
+    def from_kernel(cls, K, d0, *, K_test=None, r_test=None, name="kernel", meta=None, sym_tol=1e-8,
+                    psd_tol=1e-8) -> "Problem":
+        """Any symmetric PSD kernel K [N, N] and initial residual d0 [N]; K is normalised to top eigenvalue 1.
+
+        K_test [M, N]: the raw cross-kernel K(test, train), normalised here by the same lambda_max as K;
+        r_test [M]: the initial test residual. Give both or neither.
+        """
         K = _as_tensor(K, "K")
         d0 = _as_tensor(d0, "d0")
         if K.ndim != 2 or K.shape[0] != K.shape[1] or K.shape[0] == 0:
@@ -161,7 +187,13 @@ class Problem:
                              f"< -{psd_tol} * lambda_max ({lmax:.3g})")
         lam = torch.clamp(lam, min=0.0) / lmax
         coef = U.T @ d0
-        return cls(lam, coef, U, lambda_max_raw=lmax, name=name, meta=meta)
+        if K_test is not None:
+            K_test = _as_tensor(K_test, "K_test")
+            if K_test.ndim != 2 or K_test.shape[1] != N:
+                raise ValueError(f"K_test must be the [M, N={N}] cross-kernel (test rows, training columns), "
+                                 f"got shape {tuple(K_test.shape)}")
+            K_test = K_test / lmax
+        return cls(lam, coef, U, lambda_max_raw=lmax, name=name, meta=meta, K_test=K_test, r_test=r_test)
 
     # ------------------------------------------------------------------ derived quantities
     @property
@@ -206,6 +238,58 @@ class Problem:
         self.require_basis("d0")
         return self.eigvecs @ self.coef
 
+    # ------------------------------------------------------------------ held-out set
+    @property
+    def has_test(self) -> bool:
+        return self.K_test is not None
+
+    @property
+    def M(self) -> int:
+        """Number of held-out points (0 without a held-out set)."""
+        return 0 if self.K_test is None else int(self.K_test.shape[0])
+
+    @property
+    def test_loss0(self) -> float:
+        """Initial test loss |r_test|^2 / (2M)."""
+        self.require_test("test_loss0")
+        return float(self.r_test @ self.r_test / (2 * self.M))
+
+    def require_test(self, what: str) -> None:
+        """Raise a clear error if this problem has no held-out set (or it cannot be used)."""
+        if self.K_test is None:
+            raise ValueError(f"{what} needs a held-out set, but this problem has none ({self.name}); build it "
+                             f"with one: Problem.from_kernel(K, d0, K_test=..., r_test=...), "
+                             f"Problem.from_network(..., X_test=..., y_test=...) or Problem.synthetic(..., n_test=M)")
+        if self.eigvecs is None:
+            raise ValueError(f"{what} needs the held-out set in the kernel's eigenbasis, but this problem is "
+                             f"spectral only ({self.name}): the test loss works on dense-basis problems only")
+
+    def test_terms(self, cutoff: float = 1e-10):
+        """The held-out set in the eigenbasis (docs/theory.md, "Test loss"):
+
+            G = K_test U Lambda^+ = Gamma U                   [M, N]   (Gamma = K_test K^+)
+            e = r_test - G coef  (= r_0 - Gamma d_0)          [M]
+            h = G^T e            (= U^T Gamma^T e)            [N]
+            W = G^T G            (= Lambda^+ U^T K_te,tr K_tr,te U Lambda^+)   [N, N]
+
+        so that E|r_t|^2 = |e|^2 + 2 h^T E[d~_t] + Tr(W C~_t) with d~ = U^T d, C~ = U^T C U. Lambda^+ inverts
+        the eigenvalues above cutoff * lambda_max (= cutoff, K being normalised) and zeroes the rest (round-off
+        of a zero eigenvalue). Returns dict(e2=|e|^2, h, W, M, n_cut). Cached per cutoff.
+        """
+        self.require_test("test_terms")
+        cutoff = float(cutoff)
+        if not (math.isfinite(cutoff) and 0 < cutoff < 1):
+            raise ValueError(f"cutoff must be in (0, 1), got cutoff={cutoff}")
+        if cutoff not in self._test_terms:
+            lam = self.eigvals
+            keep = lam > cutoff
+            inv = torch.where(keep, 1.0 / torch.where(keep, lam, torch.ones_like(lam)), torch.zeros_like(lam))
+            G = (self.K_test @ self.eigvecs) * inv  # [M, N]
+            e = self.r_test - G @ self.coef
+            self._test_terms[cutoff] = dict(e2=float(e @ e), h=G.T @ e, W=G.T @ G, M=self.M,
+                                            n_cut=int((~keep).sum()))
+        return self._test_terms[cutoff]
+
     @property
     def K(self) -> torch.Tensor:
         """Normalised kernel U diag(lambda) U^T (exactly symmetric).   # [N, N]"""
@@ -223,6 +307,8 @@ class Problem:
         p.eigvals, p.coef, p.eigvecs = conv(self.eigvals), conv(self.coef), conv(self.eigvecs)
         p.lambda_max_raw, p.name, p.meta = self.lambda_max_raw, self.name, dict(self.meta)
         p._K = conv(self._K)
+        p.K_test, p.r_test = conv(self.K_test), conv(self.r_test)
+        p._test_terms = {}
         return p
 
     # ------------------------------------------------------------------ persistence
@@ -233,7 +319,9 @@ class Problem:
         tmp = path.with_name(path.name + ".tmp")
         torch.save(dict(format="gfsgd.Problem/1", eigvals=self.eigvals.cpu(), coef=self.coef.cpu(),
                         eigvecs=None if self.eigvecs is None else self.eigvecs.cpu(),
-                        lambda_max_raw=self.lambda_max_raw, name=self.name, meta=self.meta), tmp)
+                        lambda_max_raw=self.lambda_max_raw, name=self.name, meta=self.meta,
+                        K_test=None if self.K_test is None else self.K_test.cpu(),
+                        r_test=None if self.r_test is None else self.r_test.cpu()), tmp)
         tmp.replace(path)
         return path
 
@@ -249,11 +337,12 @@ class Problem:
         if not isinstance(obj, dict) or obj.get("format") != "gfsgd.Problem/1":
             raise ValueError(f"{path} is not a saved gfsgd Problem (format tag missing)")
         return cls(obj["eigvals"], obj["coef"], obj["eigvecs"], lambda_max_raw=obj["lambda_max_raw"],
-                   name=obj["name"], meta=obj["meta"])
+                   name=obj["name"], meta=obj["meta"], K_test=obj.get("K_test"), r_test=obj.get("r_test"))
 
     def __repr__(self):
+        test = f", M={self.M} held out" if self.has_test else ""
         return (f"Problem({self.name}, N={self.N}, L0={self.loss0:.4g}, "
-                f"basis={'yes' if self.has_basis else 'spectral only'}, dtype={self.dtype})")
+                f"basis={'yes' if self.has_basis else 'spectral only'}{test}, dtype={self.dtype})")
 
 
 def _check_int(value, name, low, high=None):
@@ -264,3 +353,25 @@ def _check_int(value, name, low, high=None):
         rng = f">= {low}" if high is None else f"in [{low}, {high}]"
         raise ValueError(f"{name} must be {rng}, got {name}={value}")
     return value
+
+
+def _check_test_set(K_test, r_test, N):
+    """(K_test [M, N], r_test [M]) validated, or (None, None)."""
+    if K_test is None and r_test is None:
+        return None, None
+    if (K_test is None) != (r_test is None):
+        raise ValueError("give both K_test (the [M, N] cross-kernel) and r_test (the [M] initial test "
+                         "residual), or neither")
+    K_test = _as_tensor(K_test, "K_test")
+    r_test = _as_tensor(r_test, "r_test")
+    if K_test.ndim != 2 or K_test.shape[1] != N or K_test.shape[0] == 0:
+        raise ValueError(f"K_test must have shape [M, N={N}] (test rows, training columns) with M >= 1, "
+                         f"got shape {tuple(K_test.shape)}")
+    if r_test.ndim != 1 or r_test.numel() != K_test.shape[0]:
+        raise ValueError(f"r_test must have length M={K_test.shape[0]} (K_test's rows), got shape "
+                         f"{tuple(r_test.shape)}")
+    if not torch.isfinite(K_test).all():
+        raise ValueError(f"K_test has {int((~torch.isfinite(K_test)).sum())} non-finite entries (NaN or inf)")
+    if not torch.isfinite(r_test).all():
+        raise ValueError(f"r_test has {int((~torch.isfinite(r_test)).sum())} non-finite entries (NaN or inf)")
+    return K_test, r_test

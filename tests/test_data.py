@@ -37,17 +37,17 @@ def test_mnist_idx(tmp_path, gz):
     write_idx(tmp_path / "mnist" / f"train-images-idx3-ubyte{sfx}", images, gz)
     write_idx(tmp_path / "mnist" / f"train-labels-idx1-ubyte{sfx}", labels, gz)
     assert np.array_equal(read_idx(tmp_path / "mnist" / f"train-images-idx3-ubyte{sfx}"), images)
-    ds = load_dataset("mnist", 40, seed=3, root=tmp_path, n_val=10)
+    ds = load_dataset("mnist", 40, seed=3, root=tmp_path, n_test=10)
     assert ds.X.shape == (40, 784) and ds.y.shape == (40,) and ds.X.dtype == torch.float64
-    assert ds.X_val.shape == (10, 784)
+    assert ds.X_test.shape == (10, 784)
     # global standardisation of inputs, standardised targets
     assert abs(ds.X.mean().item()) < 1e-12 and abs(ds.X.std(unbiased=False).item() - 1) < 1e-12
     assert abs(ds.y.mean().item()) < 1e-12 and abs(ds.y.std(unbiased=False).item() - 1) < 1e-12
     # stratified: 4 of each of the 10 classes; labels recoverable from the standardised targets
     lab = np.round(ds.y.numpy() * ds.info["target_std"] + ds.info["target_mean"]).astype(int)
     assert np.bincount(lab, minlength=10).tolist() == [4] * 10
-    same = load_dataset("mnist", 40, seed=3, root=tmp_path, n_val=10)
-    assert torch.equal(same.X, ds.X) and torch.equal(same.X_val, ds.X_val)
+    same = load_dataset("mnist", 40, seed=3, root=tmp_path, n_test=10)
+    assert torch.equal(same.X, ds.X) and torch.equal(same.X_test, ds.X_test)
     other = load_dataset("mnist", 40, seed=4, root=tmp_path)
     assert not torch.equal(other.X, ds.X)
     X, y = ds  # unpacks as (X, y)
@@ -60,8 +60,8 @@ def test_train_and_val_are_disjoint(tmp_path):
     images.reshape(80, -1)[:, 0] = np.arange(80)  # pixel 0 = row id, to identify rows
     write_idx(tmp_path / "mnist" / "train-images-idx3-ubyte.gz", images, True)
     write_idx(tmp_path / "mnist" / "train-labels-idx1-ubyte.gz", labels, True)
-    ds = load_dataset("mnist", 50, seed=0, root=tmp_path, n_val=30, normalize="none")
-    tr, va = set(ds.X[:, 0].int().tolist()), set(ds.X_val[:, 0].int().tolist())
+    ds = load_dataset("mnist", 50, seed=0, root=tmp_path, n_test=30, normalize="none")
+    tr, va = set(ds.X[:, 0].int().tolist()), set(ds.X_test[:, 0].int().tolist())
     assert len(tr) == 50 and len(va) == 30 and not tr & va
 
 
@@ -102,7 +102,7 @@ def test_uci_tables(tmp_path):
     bike["cnt"] = bike["casual"] + bike["registered"]
     (tmp_path / "bike_sharing").mkdir()
     bike.to_csv(tmp_path / "bike_sharing" / "hour.csv", index=False)
-    ds = load_dataset("bike_sharing", 100, root=tmp_path, n_val=20)
+    ds = load_dataset("bike_sharing", 100, root=tmp_path, n_test=20)
     assert ds.X.shape == (100, 12) and ds.info["normalize"] == "feature"
     assert np.allclose(ds.X.numpy().mean(0), 0, atol=1e-12)
     assert np.allclose(ds.X.numpy().std(0)[ds.X.numpy().std(0) > 0], 1)
@@ -124,8 +124,8 @@ def test_uci_tables(tmp_path):
 
 
 def test_embedded_datasets():
-    ds = load_dataset("digits", 300, seed=1, n_val=100)
-    assert ds.X.shape == (300, 64) and ds.X_val.shape == (100, 64)
+    ds = load_dataset("digits", 300, seed=1, n_test=100)
+    assert ds.X.shape == (300, 64) and ds.X_test.shape == (100, 64)
     lab = np.round(ds.y.numpy() * ds.info["target_std"] + ds.info["target_mean"]).astype(int)
     from sklearn.datasets import load_digits
     pool = np.bincount(load_digits().target)
@@ -169,8 +169,8 @@ def test_malformed_files(tmp_path):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="N=2000 .* larger than the dataset: digits has 1797"):
         load_dataset("digits", 2000)
-    with pytest.raises(ValueError, match="n_val"):
-        load_dataset("digits", 1700, n_val=200)
+    with pytest.raises(ValueError, match="n_test"):
+        load_dataset("digits", 1700, n_test=200)
     with pytest.raises(ValueError, match="dataset must be one of"):
         load_dataset("imagenet", 10)
     with pytest.raises(ValueError, match="N must be"):

@@ -50,7 +50,10 @@ def test_lr_conversion_reproduces_the_kernel_dynamics(wide):
     the same batches. Measured max relative gap over 200 steps: 2e-4 to 7e-4; a wrong conversion
     (e.g. a factor N/b or b/N off) gives O(1) gaps."""
     cfgs = [(0.02, 0.0, 6), (0.02, -0.4, 6), (0.01, 0.6, 16)]
-    c = nn.run(wide, cfgs, 200, record_batches=True, progress=False, device="cpu")
+    c = nn.run(wide, cfgs, 200, record_batches=True, progress=False, device="cpu", log_steps=np.arange(201))
+    default = nn.run(wide, cfgs, 200, progress=False, device="cpu")  # default logging: log-spaced
+    assert default.steps[:101].tolist() == list(range(101)) and 100 < len(default.steps) < 201
+    np.testing.assert_allclose(default.loss[0], c.loss[0, default.steps], rtol=1e-12)
     assert c.regime == "nn" and c.loss.shape == (3, 201) and c.status == ["ok"] * 3
     assert abs(c.meta["lr_scale"] - wide.N / wide.lambda_max_raw) < 1e-12
     for g, cfg in enumerate(cfgs):
@@ -101,22 +104,25 @@ def test_equals_torch_sgd_for_constant_lr():
     np.testing.assert_allclose(c.loss[0], losses, rtol=1e-10)
 
 
-def test_divergence_and_order_and_validation():
-    ds = load_dataset("digits", 60, seed=0, n_val=20)
+def test_divergence_and_order_and_test_loss():
+    ds = load_dataset("digits", 60, seed=0, n_test=20)
     model = MLP(64, width=64, depth=2, seed=0)
-    net = NetworkProblem(model, ds.X, ds.y, ds.X_val, ds.y_val)
+    net = NetworkProblem(model, ds.X, ds.y, ds.X_test, ds.y_test)
     cfgs = [(0.5, 0.0, 10), (50.0, 0.0, 4), (0.5, 0.3, 4), (1.0, 0.0, 60)]
     c = nn.run(net, cfgs, 50, progress=False, device="cpu")
     assert c.configs == [(0.5, 0.0, 10), (50.0, 0.0, 4), (0.5, 0.3, 4), (1.0, 0.0, 60)]
     assert c.status == ["ok", "diverged", "ok", "ok"]
     assert c.diverged_step[1] is not None and np.isnan(c.loss[1, -1]) and np.isfinite(c.loss[[0, 2, 3], -1]).all()
     assert c.meta["batch_groups"] == 3
-    val = c.meta["val_loss"]
+    val = c.test_loss
     assert val.shape == c.loss.shape and np.isnan(val[1, -1]) and np.isfinite(val[0]).all()
-    d0 = network_output(model, ds.X_val, device="cpu") - ds.y_val
+    d0 = network_output(model, ds.X_test, device="cpu") - ds.y_test
     assert abs(val[0, 0] - 0.5 * (d0 ** 2).mean().item()) < 1e-12
-    vc = nn.validation_curves(c)
-    assert vc.regime == "nn_val" and np.array_equal(vc.loss, val, equal_nan=True)
+    df = c.to_frame()
+    assert "test_loss" in df and np.allclose(df["test_loss"].to_numpy(), val.reshape(-1), equal_nan=True)
+    st = c.status_frame()
+    j = np.nanargmin(val[0])
+    assert st.loc[0, "best_step"] == c.steps[j] and st.loc[0, "best_test_loss"] == val[0, j]
     # logging only some steps: the loss at the logged steps is unchanged (same seed, same batches)
     c2 = nn.run(net, cfgs[:1], 50, log_steps=[0, 10, 50], progress=False, device="cpu")
     np.testing.assert_allclose(c2.loss[0], c.loss[0, [0, 10, 50]], rtol=1e-12)
@@ -141,10 +147,11 @@ def test_train_4_regimes_script(tmp_path):
                        description="test", argv=["--dataset", "digits", "--N", "32", "--width", "16",
                                                  "--n_steps", "20", "--lr", "0.5", "--momentum", "0", "-0.3",
                                                  "--batch_size", "4", "--repeats", "3", "--tau", "1", "-1",
-                                                 "--n_val", "8", "--save_dir", str(tmp_path / "run"),
+                                                 "--n_test", "8", "--save_dir", str(tmp_path / "run"),
                                                  "--no_progress", "--device", "cpu"])
     res = load(out)
-    assert set(res.curves["regime"]) == {"nn", "nn_val", "linearized", "sd", "full"}
+    assert set(res.curves["regime"]) == {"nn", "linearized", "sd", "full"}
+    assert res.curves["test_loss"].notna().all()  # every regime reports the test loss (n_test = 8)
     assert (out / "regime_comparison.png").is_file() and res.config["lambda_max_raw"] > 0
     assert len(res.status[res.status["regime"] == "sd"]) == 4  # 2 configs x 2 taus
     with pytest.raises(SystemExit, match="larger than the dataset"):

@@ -2,14 +2,14 @@
 
     ds = load_dataset("mnist", N=1000, seed=0, root="data")     # or root=None: $GFSGD_DATA_ROOT, else "data"
     X, y = ds                                                   # X [N, D] float64, y [N] float64
-    ds.X_val, ds.y_val                                          # n_val held-out points (None when n_val=0)
+    ds.X_test, ds.y_test                                          # n_test held-out points (None when n_test=0)
 
 Datasets: mnist, cifar10, bike_sharing, sgemm (standard files under the data root, see data/README.md and
 gfsgd.data.readers; nothing is ever downloaded), digits (scikit-learn's bundled set) and synthetic (Gaussian
 inputs with a smooth teacher; no files). `DATASETS` lists them.
 
 Preparation (the paper's normalisation):
-1. Stratified subsampling of N training points (and n_val held-out points, disjoint from them) from the
+1. Stratified subsampling of N training points (and n_test held-out points, disjoint from them) from the
    dataset's training pool: per class for classification (proportional allocation), per decile of the
    target for regression; the order is then shuffled. Everything is seeded by `seed`.
 2. Targets: classification -> the class label as a number (target="label") or its parity ("parity");
@@ -57,8 +57,8 @@ class Dataset:
     """N training points (X [N, D], y [N]) and optional held-out points; unpacks as X, y = dataset."""
     X: torch.Tensor
     y: torch.Tensor
-    X_val: torch.Tensor | None = None
-    y_val: torch.Tensor | None = None
+    X_test: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None
     name: str = ""
     info: dict = field(default_factory=dict)
 
@@ -70,8 +70,8 @@ class Dataset:
         return int(self.X.shape[0])
 
     def __repr__(self):
-        val = 0 if self.X_val is None else self.X_val.shape[0]
-        return f"Dataset({self.name}, N={self.N}, D={self.X.shape[1]}, n_val={val})"
+        val = 0 if self.X_test is None else self.X_test.shape[0]
+        return f"Dataset({self.name}, N={self.N}, D={self.X.shape[1]}, n_test={val})"
 
 
 def synthetic_inputs(n: int, dim: int = 16, seed: int = 0):
@@ -116,26 +116,26 @@ def _strata(target, kind):
     return np.searchsorted(edges, target, side="right")
 
 
-def load_dataset(name: str, N: int, seed: int = 0, root=None, *, n_val: int = 0, target: str = "label",
+def load_dataset(name: str, N: int, seed: int = 0, root=None, *, n_test: int = 0, target: str = "label",
                  normalize: str = "auto", dim: int = 16, dtype=torch.float64) -> Dataset:
     """Load, subsample (stratified) and standardise a dataset; see the module docstring.
 
     Args:
         name: one of DATASETS (mnist, cifar10, bike_sharing, sgemm, digits, synthetic).
-        N: training points (<= the dataset's training pool minus n_val).
+        N: training points (<= the dataset's training pool minus n_test).
         seed: seeds the subsample (and the synthetic inputs).
         root: data root (default: $GFSGD_DATA_ROOT, else "data").
-        n_val: held-out points, disjoint from the training points, standardised with training statistics.
+        n_test: held-out points, disjoint from the training points, standardised with training statistics.
         target: classification sets: "label" (class index) or "parity" (label mod 2); ignored for regression.
         normalize: "auto" ("global" for images, "feature" for tabular), "feature", "global" or "none".
         dim: input dimension of the synthetic dataset.
-    Returns: Dataset(X [N, D], y [N], X_val, y_val, name, info) with float tensors of `dtype`.
+    Returns: Dataset(X [N, D], y [N], X_test, y_test, name, info) with float tensors of `dtype`.
     """
     key = _ALIASES.get(str(name).lower(), str(name).lower())
     if key not in DATASETS:
         raise ValueError(f"dataset must be one of {list(DATASETS)}, got name={name!r}")
     N = _check_int(N, "N", 1)
-    n_val = _check_int(n_val, "n_val", 0)
+    n_test = _check_int(n_test, "n_test", 0)
     if target not in ("label", "parity"):
         raise ValueError(f"target must be 'label' or 'parity', got target={target!r}")
     if normalize not in ("auto", "feature", "global", "none"):
@@ -144,20 +144,20 @@ def load_dataset(name: str, N: int, seed: int = 0, root=None, *, n_val: int = 0,
     rng = np.random.default_rng(int(seed))
     if key == "synthetic":
         dim = _check_int(dim, "dim", 1)
-        Xall, tall = synthetic_inputs(N + n_val, dim, seed)
+        Xall, tall = synthetic_inputs(N + n_test, dim, seed)
         kind, source = "regression", "synthetic"
     else:
         Xall, tall, kind, source = _READERS[key](root)
     M = Xall.shape[0]
-    if N + n_val > M:
-        raise ValueError(f"N={N} (+ n_val={n_val}) is larger than the dataset: {key} has {M} training points")
+    if N + n_test > M:
+        raise ValueError(f"N={N} (+ n_test={n_test}) is larger than the dataset: {key} has {M} training points")
     if kind == "classification" and target == "parity":
         tall = tall % 2
     strata = _strata(tall, kind)
     idx = _stratified(strata, N, rng) if key != "synthetic" else np.arange(N)
-    if n_val:
+    if n_test:
         rest = np.setdiff1d(np.arange(M), idx)
-        vidx = rest[_stratified(strata[rest], n_val, rng)] if key != "synthetic" else np.arange(N, N + n_val)
+        vidx = rest[_stratified(strata[rest], n_test, rng)] if key != "synthetic" else np.arange(N, N + n_test)
     X, t = Xall[idx], tall[idx].astype(np.float64)
     mode = ("global" if key in _IMAGES else "feature") if normalize == "auto" else normalize
     if mode == "feature":
@@ -173,14 +173,14 @@ def load_dataset(name: str, N: int, seed: int = 0, root=None, *, n_val: int = 0,
         raise ValueError(f"the N={N} sampled targets of {key} are all equal ({t_mu}); cannot standardise "
                          f"(take a larger N)")
     conv = (lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype))
-    Xv = yv = None
-    if n_val:
-        Xv = conv((Xall[vidx] - mu) / sd)
-        yv = conv((tall[vidx].astype(np.float64) - t_mu) / t_sd)
-    info = dict(dataset=key, source=str(source), N=N, n_val=n_val, seed=int(seed), pool=M, D=int(X.shape[1]),
+    Xt = yt = None
+    if n_test:
+        Xt = conv((Xall[vidx] - mu) / sd)
+        yt = conv((tall[vidx].astype(np.float64) - t_mu) / t_sd)
+    info = dict(dataset=key, source=str(source), N=N, n_test=n_test, seed=int(seed), pool=M, D=int(X.shape[1]),
                 kind=kind, target=target if kind == "classification" else "regression", normalize=mode,
                 target_mean=float(t_mu), target_std=float(t_sd))
     if not math.isfinite(float(np.abs(X).max(initial=0.0))):
         raise ValueError(f"{source}: the inputs hold non-finite values")
-    return Dataset(conv((X - mu) / sd), conv((t - t_mu) / t_sd), Xv, yv, name=f"{key}(N={N}, seed={seed})",
+    return Dataset(conv((X - mu) / sd), conv((t - t_mu) / t_sd), Xt, yt, name=f"{key}(N={N}, seed={seed})",
                    info=info)

@@ -23,7 +23,7 @@ from ..curves import Curves
 from ..device import resolve_device, resolve_dtype  # noqa: F401  (re-exported for the regimes)
 from ..schedules import Schedule
 
-__all__ = ["noise_gamma", "sample_batches", "drive", "Hyper", "progress_bar", "DIVERGENCE_FACTOR",
+__all__ = ["test_terms", "noise_gamma", "sample_batches", "drive", "Hyper", "progress_bar", "DIVERGENCE_FACTOR",
            "CHECK_EVERY", "resolve_device", "resolve_dtype"]
 
 DIVERGENCE_FACTOR = 1e6  # a config diverges when its loss exceeds DIVERGENCE_FACTOR * L_0 (or is not finite)
@@ -44,6 +44,22 @@ def sample_batches(gen, rows: int, N: int, bmax: int, replacement: bool, device)
     if bmax == N:
         return keys.argsort(dim=1, descending=True)
     return keys.topk(bmax, dim=1, sorted=True).indices
+
+
+def test_terms(problem, test, cutoff, device, dtype):
+    """The held-out set's terms in the eigenbasis (Problem.test_terms) on `device`, or None.
+
+    test: None (use the held-out set when the problem has one), True (require it: a clear error otherwise)
+    or False (no test loss)."""
+    if test not in (None, True, False):
+        raise ValueError(f"test must be None, True or False, got test={test!r}")
+    if test is False or (test is None and not getattr(problem, "has_test", False)):
+        return None
+    if test is None and not problem.has_basis:
+        return None
+    problem.require_test("the test loss")
+    t = problem.test_terms(cutoff)
+    return dict(e2=t["e2"], h=t["h"].to(device, dtype), W=t["W"].to(device, dtype), M=t["M"], n_cut=t["n_cut"])
 
 
 def noise_gamma(batch_size: torch.Tensor, N: int, replacement: bool = False) -> torch.Tensor:
@@ -78,14 +94,16 @@ class Hyper:
 def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, log_steps, device, dtype,
           chunk_size: int, init: Callable, step: Callable, kill: Callable, replacement: bool = False,
           progress: bool = True, meta: dict | None = None, with_se: bool = False,
-          check_every: int = CHECK_EVERY) -> Curves:
+          test: Callable | None = None, check_every: int = CHECK_EVERY) -> Curves:
     """Run a regime's `step` over all configs, chunk by chunk, recording the loss and divergences.
 
     init(lr, momentum, batch_size) -> state for a chunk of g configs (tensors on `device`);
     step(state, hyper) -> (state, loss [g], se [g] or None) advances one step and returns the loss after it
         (and, for sampled regimes averaging R paths, the standard error of that mean); the returned loss must
         be a new tensor (it is kept until the next divergence check);
-    kill(state, mask) zeroes the state of configs that diverged (so they cost nothing and stay finite).
+    kill(state, mask) zeroes the state of configs that diverged (so they cost nothing and stay finite);
+    test(state) -> (test_loss [g], se [g] or None), called at the logged steps (after `step`) when given: the
+        loss on the problem's held-out set (Curves.test_loss; its value at step 0 is problem.test_loss0).
     """
     t_start = time.perf_counter()
     n_steps = check_n_steps(n_steps)
@@ -104,6 +122,9 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
     loss_out = torch.full((G, len(steps)), math.nan, dtype=torch.float64)
     se_out = torch.full((G, len(steps)), math.nan, dtype=torch.float64) if with_se else None
     div_step = np.full(G, -1, dtype=np.int64)
+    test_out = torch.full((G, len(steps)), math.nan, dtype=torch.float64) if test is not None else None
+    test_se_out = torch.full((G, len(steps)), math.nan, dtype=torch.float64) if test is not None and with_se \
+        else None
     chunk_size = max(1, min(int(chunk_size), G))
     bar = progress_bar(n_steps * math.ceil(G / chunk_size), f"{regime} ({G} configs)", progress and n_steps > 0)
 
@@ -117,9 +138,15 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
             loss_out[sl, log_at[0]] = loss0
             if se_out is not None:
                 se_out[sl, log_at[0]] = 0.0
+            if test_out is not None:
+                tl0, tse0 = test(state)
+                test_out[sl, log_at[0]] = tl0.to("cpu", torch.float64)
+                if test_se_out is not None:
+                    test_se_out[sl, log_at[0]] = 0.0 if tse0 is None else tse0.to("cpu", torch.float64)
         brange = (int(b_host.min()), int(b_host.max()))
         const_hyper = Hyper(lr, mom, b, noise_gamma(b, N, replacement), 0, *brange) if schedule.is_constant else None
         rows, se_rows, cols = [], [], []  # logged losses [g], kept on the device, flushed in blocks
+        test_rows, test_se_rows = [], []
         recent, sched_vals = [], []  # losses (and schedule values) since the last divergence check
         t_checked = 0  # steps 1..t_checked are checked
         for t in range(n_steps):
@@ -142,22 +169,27 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
                 rows.append(loss)
                 if se_out is not None:
                     se_rows.append(se)
+                if test_out is not None:
+                    tl, tse = test(state)
+                    test_rows.append(tl)
+                    if test_se_out is not None:
+                        test_se_rows.append(tse if tse is not None else torch.zeros_like(tl))
             if len(recent) >= check_every or t + 1 == n_steps:
                 _check_schedule(sched_vals, t_checked)
                 _check_divergence(recent, t_checked, bound, div_step, sl, state, kill, device)
                 t_checked = t + 1
                 recent, sched_vals = [], []
             if len(rows) >= 512:
-                _flush(loss_out, se_out, sl, cols, rows, se_rows)
+                _flush(loss_out, se_out, sl, cols, rows, se_rows, test_out, test_se_out, test_rows, test_se_rows)
             if bar is not None:
                 bar.update(1)
-        _flush(loss_out, se_out, sl, cols, rows, se_rows)
+        _flush(loss_out, se_out, sl, cols, rows, se_rows, test_out, test_se_out, test_rows, test_se_rows)
         # NaN from the divergence step on
         for j in np.flatnonzero(div_step[sl] >= 0):
             after = torch.as_tensor(steps >= int(div_step[start + j]))
-            loss_out[start + j, after] = math.nan
-            if se_out is not None:
-                se_out[start + j, after] = math.nan
+            for out in (loss_out, se_out, test_out, test_se_out):
+                if out is not None:
+                    out[start + j, after] = math.nan
     if bar is not None:
         bar.close()
     status = ["diverged" if s >= 0 else "ok" for s in div_step.tolist()]
@@ -166,7 +198,9 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
                 schedule=schedule.name, wall_time=time.perf_counter() - t_start)
     return Curves(regime=regime, steps=steps, loss=loss_out.numpy(), configs=configs, status=status,
                   diverged_step=[None if s < 0 else int(s) for s in div_step.tolist()],
-                  loss_se=None if se_out is None else se_out.numpy(), meta=meta)
+                  loss_se=None if se_out is None else se_out.numpy(), meta=meta,
+                  test_loss=None if test_out is None else test_out.numpy(),
+                  test_loss_se=None if test_se_out is None else test_se_out.numpy())
 
 
 def _check_divergence(recent, t0, bound, div_step, sl, state, kill, device):
@@ -200,12 +234,14 @@ def _check_schedule(sched_vals, t0):
         raise ValueError(f"the momentum schedule left (-1, 1) at step {t0 + k}: {m[k].tolist()[:5]}")
 
 
-def _flush(loss_out, se_out, sl, cols, rows, se_rows):
+def _flush(loss_out, se_out, sl, cols, rows, se_rows, test_out=None, test_se_out=None, test_rows=(),
+           test_se_rows=()):
     if not rows:
         return
     idx = torch.as_tensor(cols)
-    loss_out[sl, idx] = torch.stack(rows, 1).to("cpu", torch.float64)  # [g, len(rows)]
-    if se_out is not None:
-        se_out[sl, idx] = torch.stack(se_rows, 1).to("cpu", torch.float64)
-    for buf in (cols, rows, se_rows):
-        buf.clear()
+    for out, buf in ((loss_out, rows), (se_out, se_rows), (test_out, test_rows), (test_se_out, test_se_rows)):
+        if out is not None:
+            out[sl, idx] = torch.stack(buf, 1).to("cpu", torch.float64)  # [g, len(rows)]
+    for buf in (cols, rows, se_rows, test_rows, test_se_rows):
+        if isinstance(buf, list):
+            buf.clear()

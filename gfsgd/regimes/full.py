@@ -18,13 +18,19 @@ d(t+1) = M d(t) - beta d(t-1) - alpha eps(t), M = (1 + beta) I - alpha K, which 
     B' = m * C - beta B^T,     D' = C.
 
 C and D stay exactly symmetric (every update is a symmetric expression, e.g. F + F^T is formed before it is
-added; see THEORY.md section 10 for what goes wrong otherwise). Configs are batched: the state is [g, N, N].
+added; see docs/theory.md, "Numerical pitfalls", for what goes wrong otherwise). Configs are batched: the state
+is [g, N, N].
+
+Test loss (exact; docs/theory.md, "Test loss"): with a held-out set the mean m = E[d~] is tracked too; it
+follows noiseless heavy ball per mode, m' = (1 + beta - alpha lambda) m - beta m_prev, and at the logged steps
+    E|r_t|^2 = |e|^2 + 2 h^T m + Tr(W C~),   L_test = E|r_t|^2 / (2M),
+Tr(W C~) being one pass over the [g, N, N] state (a matrix-vector product).
 """
 from __future__ import annotations
 
 import torch
 
-from ._engine import drive, resolve_device, resolve_dtype
+from ._engine import drive, resolve_device, resolve_dtype, test_terms
 
 REGIME = "full"
 __all__ = ["run", "REGIME"]
@@ -32,8 +38,11 @@ __all__ = ["run", "REGIME"]
 
 def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int = 0, device="auto",
         dtype="float64", replacement: bool = False, chunk_size: int | None = None,
-        memory_budget: float = 2e9, progress: bool = True):
+        memory_budget: float = 2e9, progress: bool = True, test: bool | None = None, test_cutoff: float = 1e-10):
     """Exact second-moment dynamics for G configs (lr, momentum, batch_size) at once; returns Curves.
+
+    test: the exact test loss on the problem's held-out set (None: when it has one; True: required; False:
+    off). test_cutoff: eigenvalues below it (relative to lambda_max) count as zero in K^+.
 
     chunk_size: configs stepped together (default: as many as fit in `memory_budget` bytes, 8 N x N
     matrices per config). seed is recorded only (the regime is deterministic).
@@ -51,6 +60,10 @@ def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int =
         chunk_size = max(1, int(memory_budget // (8 * N * N * torch.finfo(dtype).bits / 8)))
     constant = schedule is None or schedule.is_constant
     cache = {}
+    tt = test_terms(problem, test, test_cutoff, device, dtype)
+    if tt is not None:
+        W_flat, h = tt["W"].reshape(-1), tt["h"]
+        coef_g = coef[None, :]
 
     def coefficients(h):
         a = h.lr[:, None, None]  # [g, 1, 1]
@@ -64,8 +77,11 @@ def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int =
     def init(lr, mom, b):
         g = lr.numel()
         C = C0.expand(g, N, N).clone()
-        return dict(C=C, B=C.clone(), D=C.clone(), S=torch.empty_like(C), T=torch.empty_like(C),
-                    W=torch.empty_like(C))
+        st = dict(C=C, B=C.clone(), D=C.clone(), S=torch.empty_like(C), T=torch.empty_like(C),
+                  W=torch.empty_like(C))
+        if tt is not None:  # the mean E[d~] and its previous value (v_0 = 0)
+            st.update(mean=coef_g.expand(g, N).clone(), mean_prev=coef_g.expand(g, N).clone())
+        return st
 
     def step(st, h):
         if h.t == 0 or not constant:
@@ -86,14 +102,26 @@ def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int =
         torch.mul(C, m, out=T)  # B' = m * C - beta B^T
         T.addcmul_(B.mT, mb)
         st["C"], st["D"], st["B"], st["T"] = D, C, T, B
+        if tt is not None:  # noiseless heavy ball per mode: m' = (1 + beta - alpha lambda) m - beta m_prev
+            new = st["mean_prev"].mul_(mb[..., 0]).addcmul_(m[..., 0], st["mean"])
+            st["mean_prev"], st["mean"] = st["mean"], new
         loss = torch.diagonal(D, dim1=-2, dim2=-1).sum(-1) / (2 * N)
         return st, loss, None
 
+    def test_loss(st):
+        C = st["C"]
+        g = C.shape[0]
+        val = tt["e2"] + 2.0 * (st["mean"] @ h) + C.reshape(g, -1) @ W_flat
+        return val / (2 * tt["M"]), None
+
     def kill(st, mask):
-        for key in ("C", "B", "D"):
-            st[key][mask] = 0.0
+        for key in ("C", "B", "D", "mean", "mean_prev"):
+            if key in st:
+                st[key][mask] = 0.0
 
     return drive(regime=REGIME, problem=problem, configs=configs, n_steps=n_steps, schedule=schedule,
                  log_steps=log_steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init,
                  step=step, kill=kill, replacement=replacement, progress=progress,
-                 meta=dict(seed=seed, repeats=1))
+                 test=None if tt is None else test_loss,
+                 meta=dict(seed=seed, repeats=1, **({} if tt is None else dict(test_cutoff=test_cutoff,
+                                                                              test_modes_cut=tt["n_cut"]))))

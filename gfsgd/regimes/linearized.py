@@ -12,6 +12,11 @@ b takes its first b indices, itself a uniform b-subset). Each config's paths are
 SGD sample paths (the R paths of one config never share batches), while different configs see correlated
 batches, which makes comparisons across the grid less noisy. The batch gradient of all configs is then one
 batched matmul [R, g, b_max] x [R, b_max, N] with the b_max gathered rows of K.
+
+Test loss: with a held-out set each path also carries its test residual r [R, g, M], moved by the same
+function-space update through the cross-kernel, v_te' = -alpha (N/b) K_test[:, B] d[B] + beta v_te, r' = r + v_te
+(exact for the linearized model; docs/theory.md, "Test loss"); Curves.test_loss is the mean of |r|^2 / (2M)
+over the paths and Curves.test_loss_se its standard error.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import math
 
 import torch
 
-from ._engine import drive, resolve_device, resolve_dtype, sample_batches
+from ._engine import drive, resolve_device, resolve_dtype, sample_batches, test_terms
 
 REGIME = "linearized"
 __all__ = ["run", "REGIME"]
@@ -27,11 +32,12 @@ __all__ = ["run", "REGIME"]
 
 def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps=None, seed: int = 0,
         device="auto", dtype="float64", replacement: bool = False, chunk_size: int | None = None,
-        progress: bool = True):
+        progress: bool = True, test: bool | None = None):
     """Sampled mini-batch SGD on the linearized model for G configs at once; returns Curves.
 
     repeats: independent sample paths per config (their mean and standard error are reported).
     seed: seeds the batch sampler (results also depend on chunk_size, which sets the draw order).
+    test: track the test residual of every path (None: when the problem has a held-out set; True: required).
     """
     if isinstance(repeats, bool) or not float(repeats).is_integer() or int(repeats) < 1:
         raise ValueError(f"repeats must be an integer >= 1, got repeats={repeats!r}")
@@ -46,10 +52,19 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
         chunk_size = max(1, (2 ** 19 // N) // R) if device.type == "cpu" else max(1, 2 ** 24 // (N * R))
     constant = schedule is None or schedule.is_constant
     cache = {}
+    with_test = test_terms(problem, test, 1e-10, device, dtype) is not None
+    if with_test:
+        KtT = problem.K_test.T.to(device, dtype).contiguous()  # [N, M]: K_test^T, rows at training points
+        r0 = problem.r_test.to(device, dtype)  # [M]
+        M = r0.numel()
 
     def init(lr, mom, b):
         d = d0.expand(R, lr.numel(), N).clone()  # [R, g, N]
-        return dict(d=d, v=torch.zeros_like(d))
+        st = dict(d=d, v=torch.zeros_like(d))
+        if with_test:
+            st["r"] = r0.expand(R, lr.numel(), M).clone()  # [R, g, M]
+            st["vt"] = torch.zeros_like(st["r"])
+        return st
 
     def step(st, h):
         if h.t == 0 or not constant:  # per-config coefficients, once per chunk when constant
@@ -64,24 +79,39 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
         bmax, w, beta, neg_lr, full_batch = cache["c"]
         d, v = st["d"], st["v"]
         v.mul_(beta)
+        if with_test:
+            st["vt"].mul_(beta)
         if full_batch:  # g = K d, no sampling
-            v.add_(torch.matmul(d * neg_lr, K))
+            dn = d * neg_lr
+            v.add_(torch.matmul(dn, K))
+            if with_test:
+                st["vt"].add_(torch.matmul(dn, KtT))
         else:
             idx = sample_batches(gen, R, N, bmax, replacement, device)  # [R, bmax]
             Kb = K[idx]  # rows of K at the batch: [R, bmax, N]
             vals = d.gather(2, idx[:, None, :].expand(R, d.shape[1], bmax)).mul_(w)  # [R, g, bmax]
             v.baddbmm_(vals, Kb)
+            if with_test:
+                st["vt"].baddbmm_(vals, KtT[idx])  # the same update at the test points: [R, g, M]
         d.add_(v)
+        if with_test:
+            st["r"].add_(st["vt"])
         path_loss = torch.linalg.vecdot(d, d) / (2 * N)  # [R, g]
         mean = path_loss.mean(0)
         se = path_loss.std(0) / math.sqrt(R) if R > 1 else torch.zeros_like(mean)
         return st, mean, se
 
+    def test_loss(st):
+        path = torch.linalg.vecdot(st["r"], st["r"]) / (2 * M)  # [R, g]
+        mean = path.mean(0)
+        return mean, (path.std(0) / math.sqrt(R) if R > 1 else torch.zeros_like(mean))
+
     def kill(st, mask):
-        st["d"][:, mask] = 0.0
-        st["v"][:, mask] = 0.0
+        for key in ("d", "v", "r", "vt"):
+            if key in st:
+                st[key][:, mask] = 0.0
 
     return drive(regime=REGIME, problem=problem, configs=configs, n_steps=n_steps, schedule=schedule,
                  log_steps=log_steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init,
                  step=step, kill=kill, replacement=replacement, progress=progress, with_se=True,
-                 meta=dict(seed=seed, repeats=R))
+                 test=test_loss if with_test else None, meta=dict(seed=seed, repeats=R))

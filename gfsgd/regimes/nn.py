@@ -24,7 +24,8 @@ groups (a loop over the distinct batch sizes). Divergence as in every regime: a 
 finite or exceeds 1e6 * L_0 is marked diverged at that step and frozen; the others continue.
 
 The full training loss (and, with held-out points, the validation loss) is evaluated at the logged steps
-only (default: every step up to 10^4); between logged steps divergence is detected from the batch loss.
+only (default: every step up to 100, then 100 log-spaced steps per decade); between logged steps divergence
+is detected from the batch loss.
 """
 from __future__ import annotations
 
@@ -35,18 +36,18 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad_and_value, vmap
 
-from ..configs import check_log_steps, check_n_steps
+from ..configs import check_log_steps, check_n_steps, default_log_steps
 from ..curves import Curves
 from ..ntk import NetworkProblem, params_and_buffers
 from ._engine import drive, resolve_device, resolve_dtype, sample_batches
 
 REGIME = "nn"
-__all__ = ["run", "REGIME", "as_network", "validation_curves", "sample_batches"]
+__all__ = ["run", "REGIME", "as_network", "sample_batches"]
 
 
 def as_network(problem, network=None) -> NetworkProblem:
     """The NetworkProblem to train, from `network=` or from `problem` (a NetworkProblem, a (model, X, y) or
-    (model, X, y, X_val, y_val) tuple, or a Problem built by Problem.from_network, which carries .network)."""
+    (model, X, y, X_test, y_test) tuple, or a Problem built by Problem.from_network, which carries .network)."""
     for cand in (network, problem):
         if cand is None:
             continue
@@ -79,14 +80,16 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
         init: "shared" (every path starts from the model's own initialisation: only the batches differ) or
             "independent" (path r starts from model.reinitialized(seed + r); the model must provide it, as
             gfsgd.models.MLP does).
-        n_steps, schedule, log_steps, seed, device, dtype, replacement: as in every regime.
+        log_steps: the steps at which the full training loss is evaluated (one pass over the N points, in
+            row blocks); default: every step up to 100, then 100 log-spaced steps per decade.
+        n_steps, schedule, seed, device, dtype, replacement: as in every regime.
         chunk_size: configs trained together (default: as many as fit in memory_budget bytes, R paths each).
         record_batches: keep the drawn batch indices in meta["batches"] (a list with one LongTensor
             [n_steps, b_max] per config, of path 0; only the first b_t entries of a row are used), for tests.
 
-    Returns Curves(regime="nn"); meta holds lambda_max_raw, lr_scale (= N / lambda_max_raw, so
-    lr_nn = alpha * lr_scale) and, when the network has held-out points, val_loss [G, T] (0.5 * MSE on
-    them, at the same steps, the mean over paths; see validation_curves).
+    Returns Curves(regime="nn"); meta holds lambda_max_raw and lr_scale (= N / lambda_max_raw, so
+    lr_nn = alpha * lr_scale). When the network has held-out points, Curves.test_loss [G, T] is the measured
+    0.5 * MSE on them at the logged steps (mean over paths; test_loss_se its standard error with repeats).
     """
     net = as_network(problem, network)
     if isinstance(repeats, bool) or not float(repeats).is_integer() or int(repeats) < 1:
@@ -99,6 +102,8 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
                          f"has one); {type(net.model).__name__} has none: use init='shared'")
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     n_steps = check_n_steps(n_steps)
+    if log_steps is None:  # the full-data loss costs a pass over all N points: log-spaced by default
+        log_steps = default_log_steps(n_steps, dense_until=100, per_decade=100)
     steps = check_log_steps(log_steps, n_steps)
     logged = np.zeros(n_steps + 1, dtype=bool)
     logged[steps] = True
@@ -115,8 +120,8 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
     P = sum(p.numel() for p in params0.values())
     X = net.X.to(device, dtype)  # [N, ...]
     y = net.y.to(device, dtype)  # [N]
-    Xv = None if net.X_val is None else net.X_val.to(device, dtype)
-    yv = None if net.y_val is None else net.y_val.to(device, dtype)
+    Xt = None if net.X_test is None else net.X_test.to(device, dtype)
+    yt = None if net.y_test is None else net.y_test.to(device, dtype)
     item = torch.finfo(dtype).bits // 8
     if chunk_size is None:
         chunk_size = max(1, int(memory_budget // (4 * P * item * R)))
@@ -192,8 +197,8 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
                 p[k].add_(v[k])
             if logged[h.t + 1]:
                 loss, se = path_mean(mse(p, X, y, R * g), g)
-                if Xv is not None:
-                    st["val"].append((h.t + 1, path_mean(mse(p, Xv, yv, R * g), g)[0]))
+                if Xt is not None:
+                    st["val"].append((h.t + 1, *path_mean(mse(p, Xt, yt, R * g), g)))
                 return st, loss, se
             return st, bl.reshape(R, g).mean(0), None
 
@@ -209,38 +214,43 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
                     log_steps=steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init_state,
                     step=step, kill=kill, replacement=replacement, progress=progress, with_se=True,
                     meta=dict(seed=seed, repeats=R))
-        val = None
-        if Xv is not None:
+        val = val_se = None
+        if Xt is not None:
             val = np.full((len(sub), len(steps)), math.nan)
+            val_se = np.full((len(sub), len(steps)), math.nan)
             col = {int(s): j for j, s in enumerate(steps)}
             start = 0
-            val0 = mse({k: torch.stack([inits[r][k] for r in range(R)]) for k in names}, Xv, yv, R).mean().item()
+            val0 = mse({k: torch.stack([inits[r][k] for r in range(R)]) for k in names}, Xt, yt, R).mean().item()
             for st in states:
                 g = st["g"]
                 if 0 in col:
                     val[start:start + g, col[0]] = val0
-                for t, vals in st["val"]:
+                    val_se[start:start + g, col[0]] = 0.0
+                for t, vals, ses in st["val"]:
                     val[start:start + g, col[t]] = vals.cpu().double().numpy()
+                    val_se[start:start + g, col[t]] = ses.cpu().double().numpy()
                 start += g
             for j, ds in enumerate(cur.diverged_step):
                 if ds is not None:
                     val[j, steps >= ds] = math.nan
+                    val_se[j, steps >= ds] = math.nan
         batches = [bt for st in states for bt in (torch.stack(st["batches"], 1).unbind(0) if st["batches"] else
                                                    [torch.zeros(0, 0, dtype=torch.long)] * st["g"])]
-        results.append((members, cur, val, batches))
+        results.append((members, cur, (val, val_se), batches))
 
     G, T = len(cfgs), len(steps)
     loss = np.full((G, T), math.nan)
     loss_se = np.full((G, T), math.nan)
-    val_loss = np.full((G, T), math.nan) if Xv is not None else None
+    test_loss = np.full((G, T), math.nan) if Xt is not None else None
+    test_se = np.full((G, T), math.nan) if Xt is not None else None
     status, div = [None] * G, [None] * G
     out_cfgs, batches = [None] * G, [None] * G
     for members, cur, val, bts in results:
         for j, i in enumerate(members):
             loss[i], status[i], div[i], out_cfgs[i] = cur.loss[j], cur.status[j], cur.diverged_step[j], cur.configs[j]
             loss_se[i] = cur.loss_se[j]
-            if val is not None:
-                val_loss[i] = val[j]
+            if val[0] is not None:
+                test_loss[i], test_se[i] = val[0][j], val[1][j]
             batches[i] = bts[j] if record_batches else None
     meta = dict(results[0][1].meta)
     meta.update(seed=seed, repeats=R, init=init, wall_time=time.perf_counter() - t_start,
@@ -248,20 +258,10 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
     if init == "independent":  # L_0 differs between paths: the mean initial loss over paths
         loss[:, steps == 0] = mse({k: torch.stack([inits[r][k] for r in range(R)]) for k in names},
                                   X, y, R).mean().item()
-    if val_loss is not None:
-        meta.update(val_loss=val_loss, n_val=int(Xv.shape[0]))
+    if test_loss is not None:
+        meta.update(n_test=int(Xt.shape[0]))
     if record_batches:
         meta["batches"] = batches
     return Curves(regime=REGIME, steps=steps, loss=loss, configs=out_cfgs, status=status, diverged_step=div,
-                  loss_se=loss_se if R > 1 else None, meta=meta)
-
-
-def validation_curves(curves: Curves) -> Curves:
-    """The held-out loss of an nn run as its own Curves (regime "nn_val"), e.g. to save next to "nn"."""
-    if "val_loss" not in curves.meta:
-        raise ValueError("these curves have no validation loss: give the network held-out points "
-                         "(X_val, y_val, e.g. load_dataset(..., n_val=...))")
-    meta = {k: v for k, v in curves.meta.items() if k not in ("val_loss", "batches")}
-    return Curves(regime="nn_val", steps=curves.steps, loss=np.asarray(curves.meta["val_loss"]),
-                  configs=list(curves.configs), status=list(curves.status),
-                  diverged_step=list(curves.diverged_step), meta=meta)
+                  loss_se=loss_se if R > 1 else None, meta=meta, test_loss=test_loss,
+                  test_loss_se=test_se if (R > 1 and test_se is not None) else None)

@@ -17,6 +17,12 @@ follow from d(t+1) = (1 + beta) d(t) - beta d(t-1) - alpha g(t):
 which costs 7 passes over the [G, N] state a step instead of about 12 (D' is a pointer swap). Configs are
 processed in cache-sized chunks, each chunk for all steps (temporal blocking). Only eigvals and c are used,
 so spectral-only problems (no eigenvectors) work at any N.
+
+Test loss (an approximation; docs/theory.md, "Test loss"): with a held-out set (dense-basis problems) the
+per-mode mean m_k = E[d~_k] is tracked as well (noiseless heavy ball, m_k' = (1 + beta - alpha lambda_k) m_k -
+beta m_k,prev, exact) and the covariance term keeps only the diagonal:
+    E|r_t|^2 ~ |e|^2 + 2 h^T m + sum_k W_kk A_k,   L_test = E|r_t|^2 / (2M).
+It drops the off-diagonal W_kl C~_kl (k != l), which the SD closure does not track.
 """
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ import math
 
 import torch
 
-from ._engine import drive, resolve_device, resolve_dtype
+from ._engine import drive, resolve_device, resolve_dtype, test_terms
 
 REGIME = "sd"
 __all__ = ["run", "REGIME"]
@@ -32,11 +38,12 @@ __all__ = ["run", "REGIME"]
 
 def run(problem, configs, n_steps, *, tau: float = 1.0, schedule=None, log_steps=None, seed: int = 0,
         device="auto", dtype="float64", replacement: bool = False, chunk_size: int | None = None,
-        progress: bool = True):
+        progress: bool = True, test: bool | None = None, test_cutoff: float = 1e-10):
     """Simulate the SD recursion for G configs (lr, momentum, batch_size) at once; returns Curves.
 
     tau: the SE parameter (1 = mean field, -1 = Gaussian features); seed is recorded only (deterministic).
     chunk_size: configs per temporal block (default: about 64k modes per block, which stays in cache).
+    test: the diagonal approximation of the test loss (None: when the problem has a dense held-out set).
     """
     tau = float(tau)
     if not math.isfinite(tau):
@@ -49,6 +56,10 @@ def run(problem, configs, n_steps, *, tau: float = 1.0, schedule=None, log_steps
         chunk_size = max(1, 65536 // N) if device.type == "cpu" else max(1, 2 ** 26 // N)
     constant = schedule is None or schedule.is_constant
     cache = {}
+    tt = test_terms(problem, test, test_cutoff, device, dtype)
+    if tt is not None:
+        h, Wd = tt["h"], torch.diagonal(tt["W"]).contiguous()
+        coef = problem.coef.to(device, dtype)
 
     def coefficients(h):
         u = h.lr[:, None] * lam  # [g, N]
@@ -60,7 +71,10 @@ def run(problem, configs, n_steps, *, tau: float = 1.0, schedule=None, log_steps
 
     def init(lr, mom, b):
         A = c.expand(lr.numel(), N).clone()  # [g, N]
-        return dict(A=A, B=A.clone(), D=A.clone(), An=torch.empty_like(A), s=A.sum(1, keepdim=True))
+        st = dict(A=A, B=A.clone(), D=A.clone(), An=torch.empty_like(A), s=A.sum(1, keepdim=True))
+        if tt is not None:
+            st.update(mean=coef.expand(lr.numel(), N).clone(), mean_prev=coef.expand(lr.numel(), N).clone())
+        return st
 
     def step(st, h):
         if h.t == 0 or not constant:  # constant hyperparameters: coefficients once per chunk
@@ -74,13 +88,20 @@ def run(problem, configs, n_steps, *, tau: float = 1.0, schedule=None, log_steps
         B.mul_(mb).addcmul_(m, A)
         st["A"], st["D"], st["An"] = An, A, D  # D' = A; the old D buffer is reused for the next A'
         st["s"] = An.sum(1, keepdim=True)
+        if tt is not None:  # noiseless heavy ball per mode
+            new = st["mean_prev"].mul_(mb).addcmul_(m, st["mean"])
+            st["mean_prev"], st["mean"] = st["mean"], new
         return st, st["s"][:, 0] / (2 * N), None
 
+    def test_loss(st):
+        return (tt["e2"] + 2.0 * (st["mean"] @ h) + st["A"] @ Wd) / (2 * tt["M"]), None
+
     def kill(st, mask):
-        for key in ("A", "B", "D", "s"):
-            st[key][mask] = 0.0
+        for key in ("A", "B", "D", "s", "mean", "mean_prev"):
+            if key in st:
+                st[key][mask] = 0.0
 
     return drive(regime=REGIME, problem=problem, configs=configs, n_steps=n_steps, schedule=schedule,
                  log_steps=log_steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init,
                  step=step, kill=kill, replacement=replacement, progress=progress,
-                 meta=dict(tau=tau, seed=seed, repeats=1))
+                 test=None if tt is None else test_loss, meta=dict(tau=tau, seed=seed, repeats=1))
