@@ -100,13 +100,15 @@ def _normalized(sub):
     return sub
 
 
-def _draw(ax, sub, color, ls, label, band=True):
+def _draw(ax, sub, color, ls, label, band=True, col="loss"):
     x = sub["step"].to_numpy()
-    y = sub["loss"].to_numpy()
-    keep = x > 0
+    y = sub[col].to_numpy()
+    keep = (x > 0) & np.isfinite(y)
+    if not keep.any():
+        return
     ax.plot(x[keep], y[keep], color=color, ls=ls, lw=1.6, label=label)
-    if band and "loss_se" in sub and sub["loss_se"].notna().any():
-        se = sub["loss_se"].to_numpy()[keep]
+    if band and f"{col}_se" in sub and sub[f"{col}_se"].notna().any():
+        se = sub[f"{col}_se"].to_numpy()[keep]
         lo = y[keep] - 2 * se
         lo = np.where(lo > 0, lo, 0.1 * y[keep])  # log axes: a band reaching 0 is cut a decade below the mean
         ax.fill_between(x[keep], lo, y[keep] + 2 * se, color=color, alpha=0.2, lw=0)
@@ -147,37 +149,51 @@ def loss_curves(curves, *, ax=None, title=None, normalize=False):
 
 
 def regime_comparison(curves, *, ncols=None, title=None, sharey=False):
-    """One panel per config, one line per regime (log-log), ±2 SE bands for sampled regimes."""
+    """One panel per config, one line per regime (log-log), ±2 SE bands for sampled regimes.
+
+    When the curves carry a test loss, each config gets two panels side by side: training loss (left) and
+    test loss on the held-out set (right), one config per row."""
     style()
     df = _frame(curves)
     configs = list(dict.fromkeys(zip(df["lr"], df["momentum"], df["batch_size"])))
     n = len(configs)
-    ncols = ncols or min(n, 3)
-    nrows = math.ceil(n / ncols)
+    with_test = "test_loss" in df and df["test_loss"].notna().any()
+    cols = ["loss", "test_loss"] if with_test else ["loss"]
+    if with_test:
+        ncols, nrows = 2, n
+    else:
+        ncols = ncols or min(n, 3)
+        nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False, sharey=sharey)
     taus = df["tau"] if "tau" in df else [math.nan] * len(df)
     keys = list(dict.fromkeys(_rk(r, t) for r, t in zip(df["regime"], taus)))
     keys.sort(key=lambda k: (REGIME_ORDER.index(k[0]) if k[0] in REGIME_ORDER else 99, -(k[1] or 0)))
     colors = {k: plt.get_cmap("tab10")(i) for i, k in enumerate(keys)}
-    for ax, cfg in zip(axes.flat, configs):
+    panels = [(axes[i, j], cfg, col) for i, cfg in enumerate(configs) for j, col in enumerate(cols)] if with_test \
+        else [(ax, cfg, "loss") for ax, cfg in zip(axes.flat, configs)]
+    for ax, cfg, col in panels:
         sub_cfg = df[(df["lr"] == cfg[0]) & (df["momentum"] == cfg[1]) & (df["batch_size"] == cfg[2])]
         for key, sub in _series(sub_cfg):
             rk = _rk(key["regime"], key.get("tau"))
             _draw(ax, sub, colors[rk], "--" if key["regime"] in ("full", "theory") else "-",
-                  regime_label(key["regime"], key.get("tau", math.nan), key.get("repeats", 1)))
+                  regime_label(key["regime"], key.get("tau", math.nan), key.get("repeats", 1)), col=col)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(config_label(*cfg), fontsize=10)
+        what = "test" if col == "test_loss" else ("train" if with_test else "")
+        ax.set_title(config_label(*cfg) + (f" — {what}" if what else ""), fontsize=10)
         ax.set_xlabel("step t")
-        ax.set_ylabel("loss $L_t$")
-    for ax in list(axes.flat)[n:]:
+        ax.set_ylabel("test loss (held out)" if col == "test_loss" else "loss $L_t$")
+    for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), bbox_to_anchor=(0.5, -0.02),
-               fontsize=9)
+    handles, labels = {}, {}
+    for ax in axes.flat:  # every regime once in the legend, whichever panel has it
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 4),
+               bbox_to_anchor=(0.5, -0.02), fontsize=9)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, 0.06 if nrows < 3 else 0.03, 1, 1))
     return fig
 
 
@@ -287,7 +303,7 @@ def alpha_beta_map(data, lr=None, momentum=None, *, step=None, batch_size=None, 
     data: Curves / list of Curves / tidy DataFrame of one batch size (pivoted by map_values at `step`), or a
         2-d array values[i, j] at (lr[i], momentum[j]) (then lr and momentum are required).
     Diverged cells (NaN / inf) are hatched grey. With a `problem` (or eigenvalues) and `batch_size`, the theory
-    lines of gfsgd.theory are drawn over beta (THEORY.md section 5):
+    lines of gfsgd.theory are drawn over beta (docs/theory.md section 5):
         alpha_crit(beta): the convergence edge (U(1) = 1, or a mode's limit),          gid "alpha_crit"
         alpha = 2 (1 + beta) / lambda_max (per-mode asymptote),                       gid "asymptote_mode"
         alpha = 2 (1 - beta) / (gamma lambda_crit) (noise asymptote; absent at b = N), gid "asymptote_noise"
@@ -451,7 +467,7 @@ def budget_plot(curves, *, regime=None, normalize=True, ax=None, title=None):
     """Loss against the number of samples processed t * b, one line per (lr, momentum, b), log-log.
 
     Colour = batch size (log scale). Under the linear scaling rule (lr proportional to b at b << N) the curves
-    collapse onto one (THEORY.md section 8). Sampled regimes get ±2 s.e. bands.
+    collapse onto one (docs/theory.md section 8). Sampled regimes get ±2 s.e. bands.
     """
     style()
     df = _frame(curves)
@@ -494,7 +510,7 @@ def _phase_code(nu, kappa):
 
 def phase_diagram(*, nu=(0.6, 3.0), kappa=(0.0, 5.0), points=None, values=None, values_label=None,
                   levels=(0.0,), cmap="RdBu_r", center=0.0, ax=None, title=None):
-    """The (nu, kappa) phase diagram of power-law problems lambda_k = k^-nu, c_k ~ k^-(kappa + 1) (THEORY.md 6).
+    """The (nu, kappa) phase diagram of power-law problems lambda_k = k^-nu, c_k ~ k^-(kappa + 1) (docs/theory.md 6).
 
     Regions: nu < 1 (U(1) grows without bound with N: divergence at any alpha > 0 for b < N), signal-dominated
     (kappa < 2 nu - 1, L_t ~ t^-(kappa/nu)) and noise-dominated (kappa > 2 nu - 1, L_t ~ t^-(2 - 1/nu)); the

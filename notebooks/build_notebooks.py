@@ -59,7 +59,7 @@ NEGATIVE_MOMENTUM = [
 # Negative momentum: (α, β) maps for b ∈ {1, 10, 100, N}
 
 For a power-law problem in the **noise-dominated phase** (κ > 2ν − 1), the paper predicts that with small batches
-the best momentum is slightly **negative**, and that the optimum moves to β > 0 as the batch grows (THEORY.md §7).
+the best momentum is slightly **negative**, and that the optimum moves to β > 0 as the batch grows (docs/theory.md §7).
 Here we sweep a grid of learning rates α and momenta β for four batch sizes:
 
 * **simulated**: the spectral-diagonal (SD, τ = 1) second-moment recursion, loss L_T/L_0 after T steps;
@@ -147,7 +147,7 @@ BUDGET = [
 
 With batch size b ≪ N the noise level is γ ≈ 1/b. Scaling the learning rate linearly, α = α₁·b, keeps γα fixed,
 and the loss becomes a function of the number of samples processed t·b only (the linear scaling rule,
-THEORY.md §8). It breaks when α = α₁·b approaches the per-mode limit 2(1+β)/λ_max: there the run diverges.
+docs/theory.md §8). It breaks when α = α₁·b approaches the per-mode limit 2(1+β)/λ_max: there the run diverges.
 Momentum (with α_eff = α/(1−β) held fixed) pushes the break to larger batches, and the **critical batch size**
 b* ≈ λ_crit(1+β)/((1−β)λ_max) marks where the *optimally tuned* loss for a fixed sample budget stops being
 independent of b.'''),
@@ -255,14 +255,14 @@ PHASE = [
     new_markdown_cell('''\
 # The (ν, κ) phase diagram
 
-Power-law problems λ_k = k^−ν, c_k ∝ k^−(κ+1) fall into three phases (THEORY.md §6):
+Power-law problems λ_k = k^−ν, c_k ∝ k^−(κ+1) fall into three phases (docs/theory.md §6):
 
 * **ν < 1**: U(1) grows without bound with N — any α > 0 diverges at finite batch size;
 * **signal-dominated**, κ < 2ν − 1: L_t ~ t^−κ/ν, as for full-batch gradient descent;
 * **noise-dominated**, κ > 2ν − 1: L_t ~ t^−(2−1/ν) whatever κ — the SGD noise sets the rate.
 
 Below: the diagram with the fitted point of a real problem (the ReLU NTK of scikit-learn's digits), the
-**negative-momentum condition** (THEORY.md §7) over the noise phase, and loss exponents measured on SD simulations
+**negative-momentum condition** (docs/theory.md §7) over the noise phase, and loss exponents measured on SD simulations
 against the predicted ones.'''),
     new_code_cell(SETUP),
     new_code_cell(params('''\
@@ -360,7 +360,7 @@ SYMBOLIC = [
     new_markdown_cell('''\
 # SGD through generating functions: the symbolic derivation
 
-Runs on Colab: the first cell installs gfsgd when it is not importable. The derivation (THEORY.md §4) in sympy:
+Runs on Colab: the first cell installs gfsgd when it is not importable. The derivation (docs/theory.md §4) in sympy:
 per mode k, the second moments M = [[m11, m12], [m12, m22]] of (mode of d, mode of v) evolve by the linear map
 
 A_k(M) = R M Rᵀ − γτ α² λ² m11 E,  R = [[1 − αλ, β], [−αλ, β]],  E = [[1, 1], [1, 1]],
@@ -413,7 +413,7 @@ S_fact'''),
 print("U_k(z) ="); display(sp.factor(d["U"]))
 print("V_k(z) ="); display(sp.factor(d["V"]))'''),
     new_markdown_cell('''\
-**Checks.** The derived expressions equal the closed forms of THEORY.md §4; γ and τ enter only through γτ;
+**Checks.** The derived expressions equal the closed forms of docs/theory.md §4; γ and τ enter only through γτ;
 S at λ = 0 is (1 − z)(1 − βz)(1 − β²z); the values at z = 1; and, numerically over the stability region
 (−1 < β < 1, 0 < αλ < 2(1+β), 0 ≤ γτ ≤ 1, 0 < z < 1), S_k(z) > 0 and d/dz[z U_k(z)] ≥ 0.'''),
     new_code_cell('''\

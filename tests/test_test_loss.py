@@ -115,3 +115,96 @@ def test_full_regime_test_loss_against_weight_space_sgd():
     z = np.abs(f.test_loss[0, steps] - mean[steps]) / se[steps]
     assert z.max() < 4.5, z
     assert mean[-1] < 0.9 * mean[0]
+
+
+def test_linearized_sd_and_theory_test_loss():
+    """linearized: at b = N (no sampling) equal to full to 1e-10; sampled (200 paths) within 5 s.e. of full
+    at every 10th step. SD and the theory: equal to each other to 1e-10 (two implementations of the same
+    approximation), exact at b = N (mean part exact, no covariance), and an approximation otherwise: on this
+    random-features problem the SD test gap to full is about the size of SD's own training-loss gap."""
+    N, M = 120, 60
+    p, _, _ = joint_problem(N, M, P=160, seed=2)
+    cfgs = [(0.4, -0.3, 1), (1.0, 0.0, 10), (1.0, 0.0, N)]
+    n = 150
+    f = full.run(p, cfgs, n, progress=False, device="cpu")
+    lin = linearized.run(p, cfgs, n, repeats=200, progress=False, device="cpu", seed=3)
+    np.testing.assert_allclose(lin.test_loss[2], f.test_loss[2], rtol=1e-10)
+    steps = np.arange(10, n + 1, 10)
+    z = np.abs(lin.test_loss[:2, steps] - f.test_loss[:2, steps]) / lin.test_loss_se[:2, steps]
+    assert z.max() < 5, z
+    s = sd.run(p, cfgs, n, progress=False, device="cpu")
+    L, T = th.loss_curve(p, *th.split_configs(cfgs), n, test=True)
+    np.testing.assert_allclose(T, s.test_loss, rtol=1e-10)
+    np.testing.assert_allclose(L, s.loss, rtol=1e-10)
+    np.testing.assert_allclose(s.test_loss[2], f.test_loss[2], rtol=1e-10)
+    test_gap = np.max(np.abs(s.test_loss[:2] - f.test_loss[:2]) / f.test_loss[:2])
+    train_gap = np.max(np.abs(s.loss[:2] - f.loss[:2]) / f.loss[:2])
+    assert 1e-3 < test_gap < 2 * train_gap + 0.05, (test_gap, train_gap)
+    # log_steps pick the same values
+    L2, T2 = th.loss_curve(p, 1.0, 0.0, 10, n, test=True, log_steps=[0, 50, n])
+    np.testing.assert_allclose(T2, s.test_loss[1, [0, 50, n]], rtol=1e-10)
+
+
+def test_pseudo_inverse_cutoff_changes_nothing():
+    """A singular kernel (P = 90 features for N = 120 points): its 30 null eigenvalues sit at round-off
+    (~1e-17) and are cut at any cutoff from 1e-14 to 1e-6, and the test loss is the same to 1e-10 for all of
+    them. A cutoff that reaches real eigenvalues (here 1e-1) does change it: the check can fail."""
+    N, M = 120, 40
+    p, _, _ = joint_problem(N, M, P=90, seed=4)
+    cfgs = [(0.8, 0.0, 4), (1.0, -0.3, N)]
+    ref = full.run(p, cfgs, 80, progress=False, device="cpu", test_cutoff=1e-10)
+    assert p.test_terms(1e-10)["n_cut"] == N - 90
+    for cut in (1e-14, 1e-12, 1e-8, 1e-6):
+        assert p.test_terms(cut)["n_cut"] == N - 90
+        other = full.run(p, cfgs, 80, progress=False, device="cpu", test_cutoff=cut)
+        np.testing.assert_allclose(other.test_loss, ref.test_loss, rtol=1e-10)
+    coarse = full.run(p, cfgs, 80, progress=False, device="cpu", test_cutoff=1e-1)
+    assert np.max(np.abs(coarse.test_loss - ref.test_loss) / ref.test_loss) > 1e-3
+
+
+def test_synthetic_held_out_set_and_outputs(tmp_path):
+    """Problem.synthetic(n_test=M) draws test points from the same model; the held-out set survives
+    save/load and to(); the outputs carry test_loss columns and the predicted early-stopping step."""
+    p = Problem.synthetic(64, 1.5, 1.0, seed=0, n_test=32)
+    assert p.M == 32 and p.K_test.shape == (32, 64)
+    q = Problem.load(p.save(tmp_path / "p.pt"))
+    assert torch.equal(q.K_test, p.K_test) and torch.equal(q.r_test, p.r_test)
+    assert q.to(dtype=torch.float32).K_test.dtype == torch.float32
+    # noiseless same-model data: the test residual is Gamma d exactly (e = 0), and the test loss falls
+    assert p.test_terms()["e2"] < 1e-20
+    c = full.run(p, [(1.0, 0.0, 4), (0.5, 0.0, 64)], 200, progress=False, device="cpu")
+    assert c.test_loss[:, -1].max() < 0.5 * p.test_loss0
+    df, st = c.to_frame(), c.status_frame()
+    assert {"test_loss", "loss"} <= set(df.columns)
+    assert {"best_step", "best_test_loss", "final_test_loss"} <= set(st.columns)
+    j = np.argmin(c.test_loss[0])
+    assert st.loc[0, "best_step"] == c.steps[j] and st.loc[0, "best_test_loss"] == pytest.approx(c.test_loss[0, j])
+    # a problem without a held-out set: no test column, no error
+    plain = full.run(Problem.synthetic(16, 1.5, 1.0), [(1.0, 0.0, 4)], 5, progress=False, device="cpu")
+    assert plain.test_loss is None and "test_loss" not in plain.to_frame()
+
+
+def test_bad_input_is_a_clear_error():
+    K = torch.eye(10, dtype=torch.float64)
+    d0 = torch.ones(10, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"K_test must be the \[M, N=10\] cross-kernel"):
+        Problem.from_kernel(K, d0, K_test=torch.ones(3, 9), r_test=torch.ones(3))
+    with pytest.raises(ValueError, match="K_test has 1 non-finite"):
+        bad = torch.ones(3, 10)
+        bad[1, 2] = float("nan")
+        Problem.from_kernel(K, d0, K_test=bad, r_test=torch.ones(3))
+    with pytest.raises(ValueError, match="r_test must have length M=3"):
+        Problem.from_kernel(K, d0, K_test=torch.ones(3, 10), r_test=torch.ones(4))
+    with pytest.raises(ValueError, match="give both K_test"):
+        Problem.from_kernel(K, d0, K_test=torch.ones(3, 10))
+    plain = Problem.synthetic(16, 1.5, 1.0)
+    for call in (lambda: full.run(plain, [(1.0, 0.0, 4)], 5, test=True, progress=False),
+                 lambda: sd.run(plain, [(1.0, 0.0, 4)], 5, test=True, progress=False),
+                 lambda: linearized.run(plain, [(1.0, 0.0, 4)], 5, test=True, progress=False),
+                 lambda: th.loss_curve(plain, 1.0, 0.0, 4, 5, test=True)):
+        with pytest.raises(ValueError, match="needs a held-out set"):
+            call()
+    with pytest.raises(ValueError, match="n_test=8 needs a basis"):
+        Problem.synthetic(16, 1.5, 1.0, basis=None, n_test=8)
+    with pytest.raises(ValueError, match="test must be None, True or False"):
+        full.run(plain, [(1.0, 0.0, 4)], 5, test="yes", progress=False)

@@ -1,4 +1,4 @@
-"""Exact batch-averaged regime: the second moments of the residual under random batches (THEORY.md section 2).
+"""Exact batch-averaged regime: the second moments of the residual under random batches (docs/theory.md section 2).
 
 With C = E[d d^T], J = E[d v^T], P = E[v v^T] the dynamics is closed:
 

@@ -1,4 +1,4 @@
-"""Linearized regime: the residual dynamics with sampled mini-batches (THEORY.md section 1).
+"""Linearized regime: the residual dynamics with sampled mini-batches (docs/theory.md section 1).
 
     g_t = (N/b) K[:, B_t] d_t[B_t];   v_{t+1} = -alpha_t g_t + beta_t v_t;   d_{t+1} = d_t + v_{t+1};   v_0 = 0,
 

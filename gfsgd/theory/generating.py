@@ -1,4 +1,4 @@
-"""Generating functions of the loss and the renewal equation (THEORY.md section 4).
+"""Generating functions of the loss and the renewal equation (docs/theory.md section 4).
 
 Per mode k (eigenvalue lam = lambda_k), with alpha = lr, beta = momentum and the noise strength
 gamma_tau = gamma * tau, the per-mode second-moment map is
@@ -71,7 +71,7 @@ def _S(z, lam, a, beta, gt):
 
 
 def S_k(z, lam, lr, momentum, gamma_tau):
-    """Common denominator of the per-mode generating functions (THEORY.md section 4):
+    """Common denominator of the per-mode generating functions (docs/theory.md section 4):
 
     S_k(z) = (1 - beta z)[(1 + beta z)^2 - z (1 + beta - alpha lam)^2] + gamma_tau alpha^2 lam^2 z (1 + beta z)
 
@@ -135,7 +135,7 @@ def U(z, spectrum, lr, momentum, batch_size, *, N=None, tau=1.0, replacement=Fal
 
     spectrum: a Problem or eigenvalues (then N = number of training points, default len(eigvals));
     z in [0, 1], lr, momentum, batch_size: broadcast together; returns an array of the broadcast shape
-    (THEORY.md section 4). Meaningful as a power series where every S_k > 0 on [0, z].
+    (docs/theory.md section 4). Meaningful as a power series where every S_k > 0 on [0, z].
     """
     spec = as_spectrum(spectrum, N=N)
     z = check_z(z)
@@ -147,7 +147,7 @@ def U(z, spectrum, lr, momentum, batch_size, *, N=None, tau=1.0, replacement=Fal
 def V(z, spectrum, lr, momentum, batch_size, *, w=None, c=None, N=None, tau=1.0, replacement=False):
     """Signal generating function V(z) = sum_{t>=0} V_t z^t = sum_k w_k V_k(z), w_k = c_k / (2N).
 
-    spectrum: a Problem (w read from it) or eigenvalues with w= or c=. Shapes as in U (THEORY.md section 4).
+    spectrum: a Problem (w read from it) or eigenvalues with w= or c=. Shapes as in U (docs/theory.md section 4).
     """
     spec = as_spectrum(spectrum, w=w, c=c, N=N, need_w=True)
     z = check_z(z)
@@ -156,7 +156,7 @@ def V(z, spectrum, lr, momentum, batch_size, *, w=None, c=None, N=None, tau=1.0,
 
 
 def L(z, spectrum, lr, momentum, batch_size, *, w=None, c=None, N=None, tau=1.0, replacement=False):
-    """Loss generating function L(z) = sum_{t>=0} L_t z^t = V(z) / (1 - U(z)) (THEORY.md section 4)."""
+    """Loss generating function L(z) = sum_{t>=0} L_t z^t = V(z) / (1 - U(z)) (docs/theory.md section 4)."""
     kw = dict(N=N, tau=tau, replacement=replacement)
     spec = as_spectrum(spectrum, w=w, c=c, N=N, need_w=True)
     return V(z, spec, lr, momentum, batch_size, **kw) / (1 - U(z, spec, lr, momentum, batch_size, **kw))
@@ -168,7 +168,7 @@ def _U1_term(lam, a, beta, gt):
 
 def U1(spectrum, lr, momentum, batch_size, *, N=None, tau=1.0, replacement=False):
     """U(1) = gamma alpha sum_k lambda_k (1 + beta) / [(1 - beta)(2(1 + beta) - alpha lambda_k)
-    + gamma tau alpha lambda_k (1 + beta)]  (THEORY.md section 4). The averaged loss converges iff every mode
+    + gamma tau alpha lambda_k (1 + beta)]  (docs/theory.md section 4). The averaged loss converges iff every mode
     is stable and U(1) < 1 (section 5)."""
     spec = as_spectrum(spectrum, N=N)
     shape, (a, beta, b), gamma, tau = _configs(spec, lr, momentum, batch_size, tau, replacement)
@@ -326,7 +326,7 @@ def _propagators_flat(lam, w, a, beta, gamma, tau, n_steps, device="cpu", bad=No
 
 def propagators(spectrum, lr, momentum, batch_size, n_steps, *, w=None, c=None, N=None, tau=1.0,
                 replacement=False, device="cpu"):
-    """Noise and signal propagators in time (THEORY.md section 4):
+    """Noise and signal propagators in time (docs/theory.md section 4):
 
     U_m = gamma alpha^2 sum_k lambda_k^2 [A_k^{m-1}(E)]_11  (m = 1..n_steps; U_0 = 0 by convention),
     V_t = sum_k w_k [A_k^t(e11)]_11                          (t = 0..n_steps; V_0 = L_0).
@@ -464,8 +464,8 @@ def _renewal_system(Ut, Vt, Hb, Vb, tau):
 
 
 def loss_curve(problem, lr, momentum, batch_size, n_steps, tau=1.0, *, w=None, c=None, N=None,
-               log_steps=None, replacement=False, method="auto", device="cpu"):
-    """Predicted loss curve L_t, t = 0..n_steps, from the renewal equation (THEORY.md section 4):
+               log_steps=None, replacement=False, method="auto", device="cpu", test=False, test_cutoff=1e-10):
+    """Predicted loss curve L_t, t = 0..n_steps, from the renewal equation (docs/theory.md section 4):
 
         L_t = V_t + sum_{s=0}^{t-1} U_{t-s} L_s,   L_0 = V_0 = sum_k w_k = problem.loss0,
 
@@ -505,6 +505,68 @@ def loss_curve(problem, lr, momentum, batch_size, n_steps, tau=1.0, *, w=None, c
             K, F = _renewal_system(Ut[ik], Vt[ik], Hb[ik][:, :, :k], Vb[ik][:, :, :k], tau)
             Lt[ik] = _solve_volterra(K, F, method)[..., 0]
     Lt = Lt.numpy()
+    Tt = None
+    if test:
+        if not hasattr(problem, "test_terms"):
+            raise ValueError(f"test=True needs a Problem with a held-out set, got {type(problem).__name__}")
+        terms = problem.test_terms(test_cutoff)  # clear error without a held-out set or a basis
+        with _single_thread():
+            want = np.zeros(n_steps + 1, dtype=bool)
+            want[steps if log_steps is not None else slice(None)] = True
+            Tt = _test_curve(spec.eigvals, problem.coef.cpu().double().numpy(), terms, spec.N, a, beta, gamma,
+                             tau, Lt, want)
     if log_steps is not None:
         Lt = Lt[:, steps]
-    return Lt.reshape(*shape, Lt.shape[-1])
+        Tt = None if Tt is None else Tt[:, steps]
+    Lt = Lt.reshape(*shape, Lt.shape[-1])
+    if test:
+        return Lt, Tt.reshape(*shape, Tt.shape[-1])
+    return Lt
+
+
+def _test_curve(lam, coef, terms, N, a, beta, gamma, tau, Lt, want):
+    """SD test loss [G, T+1] from the renewal solution Lt [G, T+1] (see loss_curve): per mode, the two-time
+    second moments (A, B, D) driven by the known total 2N L_t, and the heavy-ball mean. Evaluated at the steps
+    where want [T+1] is True (NaN elsewhere): the m^T W m term costs O(N^2) per config and step."""
+    dt = torch.float64
+    lam_t = torch.as_tensor(lam, dtype=dt)
+    h = terms["h"].cpu().to(dt)
+    W = terms["W"].cpu().to(dt)
+    Wd = torch.diagonal(W).contiguous()
+    e2, M = terms["e2"], terms["M"]
+    coef_t = torch.as_tensor(coef, dtype=dt)
+    G, T1 = Lt.shape
+    out = np.empty((G, T1))
+    L = torch.as_tensor(Lt, dtype=dt)
+    step = max(1, (1 << 15) // lam.size)
+    for i in range(0, G, step):
+        sl = slice(i, min(i + step, G))
+        g = sl.stop - sl.start
+        at = torch.as_tensor(a[sl], dtype=dt)[:, None]
+        bt = torch.as_tensor(beta[sl], dtype=dt)[:, None]
+        gm = torch.as_tensor(gamma[sl], dtype=dt)[:, None]
+        u = at * lam_t
+        m = 1 + bt - u
+        k3 = gm * u * u
+        k1 = m * m - tau * k3
+        k2 = -2 * bt * m
+        b2 = bt * bt
+        A = (coef_t ** 2).expand(g, -1).clone()
+        B, D = A.clone(), A.clone()
+        mean, prev = coef_t.expand(g, -1).clone(), coef_t.expand(g, -1).clone()
+        res = torch.full((g, T1), float("nan"), dtype=dt)
+
+        def value(A, mean):
+            return (A - mean * mean) @ Wd + 2 * (mean @ h) + torch.linalg.vecdot(mean @ W, mean)
+        if want[0]:
+            res[:, 0] = value(A, mean)
+        Ls = L[sl] * (2 * N)
+        for t in range(T1 - 1):
+            An = k1 * A + k2 * B + b2 * D + k3 * Ls[:, t:t + 1]
+            B = m * A - bt * B
+            D, A = A, An
+            mean, prev = m * mean - bt * prev, mean
+            if want[t + 1]:
+                res[:, t + 1] = value(A, mean)
+        out[sl] = ((res + e2) / (2 * M)).numpy()
+    return out

@@ -1,4 +1,4 @@
-"""Stability of the averaged dynamics (THEORY.md section 5).
+"""Stability of the averaged dynamics (docs/theory.md section 5).
 
 Per mode (lam = lambda_k > 0, alpha = lr, beta = momentum, gamma_tau = gamma * tau):
 
@@ -28,7 +28,7 @@ __all__ = ["mode_stable", "per_mode_lr_limit", "is_convergent", "critical_lr", "
 
 
 def mode_stable(lam, lr, momentum, gamma_tau):
-    """Per-mode stability (THEORY.md section 5), broadcast over all arguments:
+    """Per-mode stability (docs/theory.md section 5), broadcast over all arguments:
 
     0 < alpha lam < 2 (1 + beta) and alpha lam [(1 - beta) - gamma_tau (1 + beta)] < 2 (1 - beta^2).
     A mode with lam = 0 never moves and counts as stable. Returns a boolean array.
@@ -64,7 +64,7 @@ def per_mode_lr_limit(spectrum, momentum, batch_size, N=None, tau=1.0, *, replac
 
 
 def is_convergent(spectrum, lr, momentum, batch_size, N=None, tau=1.0, *, replacement=False):
-    """True where the averaged loss converges: every mode stable and U(1) < 1 (THEORY.md section 5).
+    """True where the averaged loss converges: every mode stable and U(1) < 1 (docs/theory.md section 5).
     lr, momentum, batch_size broadcast together; returns a boolean array."""
     spec = as_spectrum(spectrum, N=N)
     tau = check_tau(tau)
@@ -79,7 +79,7 @@ def is_convergent(spectrum, lr, momentum, batch_size, N=None, tau=1.0, *, replac
 
 
 def critical_lr(spectrum, momentum, batch_size, N=None, tau=1.0, *, replacement=False, iterations=200):
-    """alpha_crit(beta, b): the smallest alpha at which U(1) = 1 or a mode becomes unstable (THEORY.md sec. 5).
+    """alpha_crit(beta, b): the smallest alpha at which U(1) = 1 or a mode becomes unstable (docs/theory.md sec. 5).
 
     spectrum: a Problem or eigenvalues (N: training points, default from the Problem / len(eigvals)).
     momentum, batch_size: broadcast together (vectorised). U(1) increases with alpha on (0, alpha_mode), so
@@ -115,7 +115,7 @@ def critical_lr(spectrum, momentum, batch_size, N=None, tau=1.0, *, replacement=
 
 
 def lambda_crit(spectrum, tau=1.0, *, iterations=200):
-    """lambda_crit: the root z of sum_k lambda_k / (z + tau lambda_k) = 1 (THEORY.md section 5), on the
+    """lambda_crit: the root z of sum_k lambda_k / (z + tau lambda_k) = 1 (docs/theory.md section 5), on the
     branch where every denominator is positive (z > lambda_max |tau| when tau < 0). Only lambda_k > 0 count."""
     spec = as_spectrum(spectrum)
     tau = check_tau(tau)
@@ -134,7 +134,7 @@ def lambda_crit(spectrum, tau=1.0, *, iterations=200):
 
 
 def asymptotes(spectrum, momentum, batch_size, N=None, tau=1.0, *, replacement=False):
-    """The two asymptotes of the convergence boundary U(1) = 1 (THEORY.md section 5), broadcast over
+    """The two asymptotes of the convergence boundary U(1) = 1 (docs/theory.md section 5), broadcast over
     momentum and batch_size: (alpha = 2 (1 + beta) / lambda_max, alpha = 2 (1 - beta) / (gamma lambda_crit)).
     The second is inf at b = N (gamma = 0)."""
     spec = as_spectrum(spectrum, N=N)
