@@ -106,7 +106,10 @@ def _draw(ax, sub, color, ls, label, band=True, col="loss"):
     keep = (x > 0) & np.isfinite(y)
     if not keep.any():
         return
-    ax.plot(x[keep], y[keep], color=color, ls=ls, lw=1.6, label=label)
+    dashed = ls not in ("-", "solid")
+    # dashed lines (the exact regime, the theory) are drawn on top, so that an approximation lying exactly
+    # under them leaves them visible
+    ax.plot(x[keep], y[keep], color=color, ls=ls, lw=2.0 if dashed else 1.6, label=label, zorder=3 if dashed else 2)
     if band and f"{col}_se" in sub and sub[f"{col}_se"].notna().any():
         se = sub[f"{col}_se"].to_numpy()[keep]
         lo = y[keep] - 2 * se

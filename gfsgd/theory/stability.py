@@ -78,13 +78,29 @@ def is_convergent(spectrum, lr, momentum, batch_size, N=None, tau=1.0, *, replac
     return modes_ok & (u1 < 1)
 
 
-def critical_lr(spectrum, momentum, batch_size, N=None, tau=1.0, *, replacement=False, iterations=200):
+def critical_lr(spectrum, momentum, batch_size, N=None, tau=1.0, *, replacement=False, iterations=200,
+                exact=False, rtol=1e-4):
     """alpha_crit(beta, b): the smallest alpha at which U(1) = 1 or a mode becomes unstable (docs/theory.md sec. 5).
 
     spectrum: a Problem or eigenvalues (N: training points, default from the Problem / len(eigvals)).
     momentum, batch_size: broadcast together (vectorised). U(1) increases with alpha on (0, alpha_mode), so
     the root is found by bisection to full float64 precision. b = N gives 2 (1 + beta) / lambda_max.
+
+    exact=True: the edge of the exact batch-averaged dynamics of a dense problem (a Problem with its
+    eigenvectors; the `full` regime), which can lie well below the SD edge when the eigenvectors are localised
+    (docs/theory.md section 12); tau is not used, rtol is the relative width of its bisection. Cost O(N^3) per
+    bisection step and config (see exact_critical_lr).
     """
+    if exact:
+        beta = check_momentum(momentum)
+        b = check_batch_size(batch_size, getattr(spectrum, "N", 0) or 1)
+        beta, b = np.broadcast_arrays(beta, b)
+        if not hasattr(spectrum, "eigvecs"):
+            raise ValueError("critical_lr(exact=True) needs a Problem with its eigenvectors (a dense problem), "
+                             f"got {type(spectrum).__name__}")
+        out = np.array([exact_critical_lr(spectrum, m, bb, replacement=replacement, rtol=rtol)
+                        for m, bb in zip(beta.reshape(-1), b.reshape(-1))])
+        return out.reshape(beta.shape)
     spec = as_spectrum(spectrum, N=N)
     tau = check_tau(tau)
     beta = check_momentum(momentum)
@@ -158,3 +174,94 @@ def boundary_adjacent(pred):
     adj[:, 1:] |= pred[:, 1:] != pred[:, :-1]
     adj[:, :-1] |= pred[:, :-1] != pred[:, 1:]
     return adj
+
+
+# ------------------------------------------------------------------------------ exact edge (dense problems)
+def _entry_matrices(lam, a, beta, gamma):
+    """Per-entry maps R_kl (k <= l) of the exact second-moment dynamics in the eigenbasis, on the state
+    (C~_kl, B~_kl, B~_lk, D~_kl): [P, 4, 4] with P = N (N + 1) / 2, and the pair indices."""
+    N = lam.size
+    k, l = np.triu_indices(N)
+    m = 1 + beta - a * lam
+    mk, ml = m[k], m[l]
+    akl = mk * ml - a * a * gamma * lam[k] * lam[l]
+    R = np.zeros((k.size, 4, 4))
+    R[:, 0, 0], R[:, 0, 1], R[:, 0, 2], R[:, 0, 3] = akl, -beta * mk, -beta * ml, beta * beta
+    R[:, 1, 0], R[:, 1, 2] = mk, -beta
+    R[:, 2, 0], R[:, 2, 1] = ml, -beta
+    R[:, 3, 0] = 1.0
+    return R, k, l
+
+
+def _noise_gain(lam, a, beta, gamma, N):
+    """H_kl = q_kl [(I - R_kl)^{-1} e_C]_C, q_kl = alpha^2 gamma N lam_k lam_l: the z = 1 response of entry
+    (k, l) to a unit noise injection (docs/theory.md, "The exact stability edge")."""
+    m = 1 + beta - a * lam
+    mk, ml = m[:, None], m[None, :]
+    akl = mk * ml - a * a * gamma * lam[:, None] * lam[None, :]
+    den = 1 - akl - beta * beta + beta * (mk * mk + ml * ml - 2 * beta * mk * ml) / (1 - beta * beta)
+    q = a * a * gamma * N * lam[:, None] * lam[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(q == 0, 0.0, q / den)
+
+
+def exact_stability(problem, lr, momentum, batch_size, *, replacement=False, tol=1e-6, v0=None):
+    """The exact batch-averaged dynamics of a dense problem (the `full` regime) at one config: returns
+    (stable: bool, rho: spectral radius of the z = 1 noise operator A(1) (inf if an entry is unstable),
+    eigenvector for warm starts).
+
+    In the eigenbasis every entry (k, l) of the second moments evolves by its own 4 x 4 map R_kl, except for the
+    noise injection q_kl (U^T diag(c) U)_kl, c the data-basis diagonal of C. Stable iff every R_kl has spectral
+    radius < 1 and the operator c -> A(1) c = diag(U (H o (U^T diag(c) U)) U^T) has spectral radius < 1.
+    A(1) is symmetric; its largest |eigenvalue| is found by Lanczos (scipy eigsh) on matrix-free products that
+    cost two N x N x N matmuls each.
+    """
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    U = problem.eigvecs
+    if U is None:
+        raise ValueError("the exact stability edge needs the kernel's eigenvectors, but this problem is spectral "
+                         f"only ({problem.name}); use exact=False (the SD edge)")
+    U = U.detach().cpu().double().numpy()
+    lam = problem.eigvals.detach().cpu().double().numpy()
+    N = lam.size
+    a, beta = float(lr), float(momentum)
+    gamma = float(noise_gamma(np.asarray(float(batch_size)), N, replacement))
+    R, _, _ = _entry_matrices(lam, a, beta, gamma)
+    if np.max(np.abs(np.linalg.eigvals(R))) >= 1:
+        return False, np.inf, v0
+    if gamma == 0:
+        return True, 0.0, v0
+    H = _noise_gain(lam, a, beta, gamma, N)
+
+    def matvec(c):
+        c = np.asarray(c).reshape(-1)
+        X = (U.T * c) @ U  # U^T diag(c) U
+        return np.einsum("ik,ik->i", U @ (H * X), U)
+
+    op = LinearOperator((N, N), matvec=matvec, dtype=float)
+    vals, vecs = eigsh(op, k=1, which="LM", tol=tol, v0=v0, maxiter=5000)
+    rho = float(abs(vals[0]))
+    return rho < 1, rho, vecs[:, 0]
+
+
+def exact_critical_lr(problem, momentum, batch_size, *, replacement=False, rtol=1e-4, lo=None):
+    """The largest stable alpha of the exact batch-averaged dynamics (see exact_stability) at one
+    (momentum, batch_size), by bisection to relative width rtol between 0 and the per-mode limit.
+    Cost: about 15 bisection steps x (N^2/2 4 x 4 eigenvalue problems + ~20-40 Lanczos products of
+    2 N^3 flops); see benchmarks/README.md for measured times."""
+    beta = float(momentum)
+    hi = float(_mode_limit(float(problem.eigvals.max()), np.asarray(beta), 0.0))
+    ok, _, v = exact_stability(problem, hi * (1 - 1e-12), beta, batch_size, replacement=replacement)
+    if ok:
+        return hi
+    low = 0.0 if lo is None else float(lo)
+    v = None
+    while hi - low > rtol * hi:
+        mid = 0.5 * (low + hi) if low > 0 else (hi / 2 if lo is None else 0.5 * (low + hi))
+        ok, _, v = exact_stability(problem, mid, beta, batch_size, replacement=replacement, v0=v)
+        if ok:
+            low = mid
+        else:
+            hi = mid
+    return 0.5 * (low + hi)
