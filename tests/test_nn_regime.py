@@ -240,3 +240,34 @@ def test_schedules_against_a_hand_written_loop(sched):
         losses.append(0.5 * ((ref(X) - y) ** 2).mean().item())
     np.testing.assert_allclose(c.loss[0], losses, rtol=1e-10)
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_held_out_set_of_a_network_problem():
+    """Problem.from_network(..., X_test, y_test): K_test is the cross block of the NTK of the joint inputs
+    (computed here in one piece) over the same lambda_max, r_test the network's initial test residual; and at
+    small alpha the network's measured test loss follows the kernel v-form of the test residual along the
+    recorded batches, r' = r + v_te, v_te' = -alpha (N/b) K_test[:, B] d[B] + beta v_te (gap < 2e-3)."""
+    from gfsgd.ntk import empirical_ntk
+    X, y = load_dataset("synthetic", 48, seed=0, dim=8)
+    Xt, yt = load_dataset("synthetic", 20, seed=1, dim=8)
+    model = MLP(8, width=4096, depth=2, seed=0)
+    p = Problem.from_network(model, X, y, X_test=Xt, y_test=yt, device="cpu")
+    joint = empirical_ntk(model, torch.cat([X, Xt]), device="cpu", method="jacobian")
+    np.testing.assert_allclose(p.K_test.numpy(), (joint[48:, :48] / p.lambda_max_raw).numpy(), rtol=1e-10,
+                               atol=1e-12)
+    np.testing.assert_allclose(p.r_test.numpy(), (network_output(model, Xt, device="cpu") - yt).numpy(), rtol=1e-12)
+    cfg = (0.02, -0.3, 6)
+    c = nn.run(p, [cfg], 150, record_batches=True, progress=False, device="cpu", log_steps=np.arange(151))
+    a, beta, b = cfg
+    K, Kt, d, r = p.K, p.K_test, p.d0.clone(), p.r_test.clone()
+    v, vt = torch.zeros_like(d), torch.zeros_like(r)
+    ref = [r @ r / (2 * 20)]
+    for t in range(150):
+        idx = c.meta["batches"][0][t, :b]
+        v, vt = -a * (48 / b) * (K[:, idx] @ d[idx]) + beta * v, -a * (48 / b) * (Kt[:, idx] @ d[idx]) + beta * vt
+        d, r = d + v, r + vt
+        ref.append(r @ r / (2 * 20))
+    ref = torch.stack(ref).numpy()
+    gap = np.max(np.abs(c.test_loss[0] - ref) / ref)
+    assert gap < 2e-3, gap
+    assert abs(ref[-1] - ref[0]) > 0.05 * ref[0]  # the test loss moved
