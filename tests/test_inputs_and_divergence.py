@@ -107,3 +107,21 @@ def test_log_steps_and_n_steps_validation():
         sd.run(p, [(0.5, 0.0, 2)], 3, tau=math.nan, progress=False)
     with pytest.raises(ValueError, match="repeats must be an integer >= 1"):
         linearized.run(p, [(0.5, 0.0, 2)], 3, repeats=0, progress=False)
+
+
+def test_diverged_step_is_exact_although_checked_in_blocks():
+    """The engine reads its divergence flags only every 64 steps, yet reports the exact first step whose loss is
+    above 1e6 L_0 (or not finite): here against the theory's renewal solution of the same SD dynamics (an
+    independent computation), for configs that cross the bound at different steps inside a check block,
+    and while logging only a few steps."""
+    from gfsgd import theory as th
+    p = Problem.synthetic(64, 1.5, 1.0, seed=0, basis=None)
+    configs = [(2.05, 0.0, 64), (2.2, 0.0, 64), (3.0, 0.1, 64), (1.0, 0.0, 1), (0.5, 0.0, 8)]
+    c = sd.run(p, configs, 400, log_steps=[0, 400], progress=False)
+    L = th.loss_curve(p, *th.split_configs(configs), 400)
+    for g in range(len(configs)):
+        bad = np.flatnonzero(~(L[g] <= 1e6 * p.loss0))
+        expected = None if bad.size == 0 else int(bad[0])
+        assert c.diverged_step[g] == expected, (configs[g], c.diverged_step[g], expected)
+    assert len({s for s in c.diverged_step if s is not None}) >= 3  # several different steps
+    assert any(s is not None and s % 64 not in (0, 1) for s in c.diverged_step)
