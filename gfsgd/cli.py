@@ -92,7 +92,7 @@ def add_run_args(p: argparse.ArgumentParser, regimes) -> None:
     g.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     g.add_argument("--seed", type=int, default=0, help="seed of the batch sampler and of synthetic data")
     g.add_argument("--chunk_size", type=int, default=None, help="configs per vectorised block")
-    g.add_argument("--save_dir", default=None, help="run folder (default runs/<script>-<time>); "
+    g.add_argument("--save_dir", default=None, help="run folder; None: runs/<script>-<time>; "
                                                     "an existing folder is resumed")
     g.add_argument("--no_progress", action="store_true", help="no progress bar")
     g.add_argument("--no_plots", action="store_true", help="do not write PNG plots")

@@ -29,7 +29,7 @@ def add_network_args(p: argparse.ArgumentParser) -> None:
     from .ntk import METHODS
     g = p.add_argument_group("network (K = J J^T / lambda_max at initialisation, d0 = f(X; w0) - y)")
     g.add_argument("--data_root", default=None,
-                   help="folder holding the dataset files (default $GFSGD_DATA_ROOT, else ./data)")
+                   help="folder holding the dataset files; None: $GFSGD_DATA_ROOT, else ./data")
     g.add_argument("--n_test", type=int, default=0,
                    help="held-out points (disjoint from the training points, standardised with the training "
                         "statistics): every regime then reports the test loss")
@@ -41,11 +41,12 @@ def add_network_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--activation", choices=list(ACTIVATIONS), default="relu", help="hidden-layer nonlinearity")
     g.add_argument("--sigma_w", type=float, default=1.0, help="weight init std (NTK parameterisation)")
     g.add_argument("--sigma_b", type=float, default=0.0, help="bias init std")
-    g.add_argument("--model_seed", type=int, default=None, help="network init seed (default --seed)")
+    g.add_argument("--model_seed", type=int, default=None, help="network init seed; None: --seed")
     g.add_argument("--ntk_method", choices=list(METHODS), default="auto", help="empirical NTK method")
     g.add_argument("--n_log", type=int, default=0,
-                   help="record the loss at about this many log-spaced steps (default 0: every step); the nn "
-                        "regime evaluates its full training loss only at recorded steps")
+                   help="record the loss at about this many log-spaced steps; 0: every step for the kernel "
+                        "regimes, and for nn (whose full training loss costs a pass over the data) every step up "
+                        "to 100, then 100 per decade")
 
 
 def network_problem_from_args(args) -> Problem:
