@@ -87,6 +87,17 @@ def test_cifar10_batches(tmp_path):
     (folder / "data_batch_3").write_bytes(b"not a pickle")
     with pytest.raises(ValueError, match="data_batch_3"):
         load_dataset("cifar10", 50, root=tmp_path)
+    # a crafted pickle that would run code is refused, and the code does not run
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+    with open(folder / "data_batch_3", "wb") as f:
+        pickle.dump({b"data": Evil(), b"labels": [0]}, f)
+    with pytest.raises(ValueError, match="refusing to load"):
+        load_dataset("cifar10", 50, root=tmp_path)
+    assert not marker.exists()
 
 
 def test_uci_tables(tmp_path):

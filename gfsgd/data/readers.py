@@ -114,6 +114,20 @@ def read_mnist(root):
 
 
 # -------------------------------------------------------------------------------------------- CIFAR-10
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles only plain containers and numpy arrays: a CIFAR-10 batch needs nothing else, and a crafted
+    file cannot make the reader call anything (find_class refuses every other global)."""
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR-10 batch holds only a dict of "
+                                     f"arrays, lists and bytes")
+
+
 def read_cifar10(root):
     root = Path(root)
     looked = []
@@ -128,7 +142,7 @@ def read_cifar10(root):
                     raise _missing("cifar10", [p])
                 try:
                     with open(p, "rb") as f:
-                        d = pickle.load(f, encoding="bytes")
+                        d = _ArrayUnpickler(f, encoding="bytes").load()
                     x = np.asarray(d[b"data"], dtype=np.uint8)
                     y = np.asarray(d[b"labels"], dtype=np.int64)
                 except Exception as exc:  # noqa: BLE001 - a bad pickle raises many kinds
