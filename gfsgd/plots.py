@@ -147,6 +147,16 @@ def loss_curves(curves, *, ax=None, title=None, normalize=False):
         ax.set_title(title, fontsize=10)
     if len(configs) * len(reg_keys) <= 16:
         ax.legend(fontsize=7, loc="best")
+    else:  # too many curves for one entry each: a legend of colours (configs) and one of line styles (regimes)
+        from matplotlib.lines import Line2D
+        shown = configs if len(configs) <= 12 else configs[:: math.ceil(len(configs) / 12)]
+        cfg_leg = ax.legend([Line2D([], [], color=colors[c], lw=1.6) for c in shown],
+                            [config_label(*c) for c in shown], fontsize=6.5, loc="upper left",
+                            bbox_to_anchor=(1.01, 1.0), title="config (colour)", title_fontsize=7)
+        ax.add_artist(cfg_leg)
+        ax.legend([Line2D([], [], color="0.3", ls=ls_of[k], lw=1.6) for k in reg_keys],
+                  [regime_label(k[0], math.nan if k[1] is None else k[1]) for k in reg_keys], fontsize=6.5,
+                  loc="lower left", bbox_to_anchor=(1.01, 0.0), title="regime (line style)", title_fontsize=7)
     fig.tight_layout()
     return fig
 
