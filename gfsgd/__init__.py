@@ -8,6 +8,7 @@ from . import ntk  # noqa: F401  (defines Problem.from_network)
 from .curves import Curves
 from .grid import Grid, execute
 from .problem import Problem
+from .recommend import recommend
 from .schedules import Schedule
 from .version import __version__
-__all__ = ["Problem", "Grid", "Curves", "Schedule", "execute", "__version__"]
+__all__ = ["Problem", "Grid", "Curves", "Schedule", "execute", "recommend", "__version__"]

@@ -17,16 +17,17 @@ symbolic     the sympy derivation (import gfsgd.theory.symbolic; not imported he
 from ._inputs import Spectrum, as_spectrum, noise_gamma
 from .asymptotics import (AsymptoticLoss, PowerLawFit, asymptotic_loss, crossover_time, fit_power_law,
                           loss_exponent, phase, q_lambda, spectral_asymptotic_loss)
-from .generating import (L, S_k, U, U1, U_k, V, V1, V_k, loss_curve, propagators, solve_renewal, split_configs,
-                         total_loss)
+from .generating import (L, S_k, U, U1, U_k, V, V1, V_k, loss_curve, mode_second_moments, propagators,
+                         solve_renewal, split_configs, total_loss)
 from .optimal import (BudgetCurves, NegativeMomentumCondition, OptimalHyperparameters, budget_curves,
                       critical_batch_size, negative_momentum_condition, optimal_hyperparameters)
-from .stability import asymptotes, critical_lr, is_convergent, lambda_crit, mode_stable, per_mode_lr_limit
+from .stability import (asymptotes, critical_lr, exact_critical_lr, exact_stability, is_convergent, lambda_crit,
+                        mode_stable, per_mode_lr_limit)
 
 __all__ = [
     "Spectrum", "as_spectrum", "noise_gamma",
     "S_k", "U_k", "V_k", "U", "V", "L", "U1", "V1", "total_loss", "propagators", "solve_renewal", "loss_curve",
-    "split_configs",
+    "split_configs", "mode_second_moments", "exact_critical_lr", "exact_stability",
     "mode_stable", "per_mode_lr_limit", "is_convergent", "critical_lr", "lambda_crit", "asymptotes",
     "phase", "loss_exponent", "PowerLawFit", "fit_power_law", "q_lambda", "AsymptoticLoss", "asymptotic_loss",
     "crossover_time", "spectral_asymptotic_loss",

@@ -37,7 +37,7 @@ from ._inputs import (Spectrum, as_spectrum, check_batch_size, check_eigvals, ch
                       check_momentum, check_positive_int, check_tau, check_z, noise_gamma)
 
 __all__ = ["S_k", "U_k", "V_k", "U", "V", "L", "U1", "V1", "total_loss", "propagators", "solve_renewal",
-           "loss_curve", "split_configs"]
+           "loss_curve", "split_configs", "mode_second_moments"]
 
 _CHUNK_ELEMS = 1 << 21  # configs x modes per block in the spectral sums
 
@@ -570,3 +570,30 @@ def _test_curve(lam, coef, terms, N, a, beta, gamma, tau, Lt, want):
                 res[:, t + 1] = value(A, mean)
         out[sl] = ((res + e2) / (2 * M)).numpy()
     return out
+
+
+def mode_second_moments(problem, lr, momentum, batch_size, t, tau=1.0, *, replacement=False):
+    """Per-mode second moments C_k(t) = E[d~_k(t)^2] [N] of the SD dynamics of one config at step t (numpy).
+
+    From the renewal solution L_s (s < t) the modes decouple: each follows its own two-time recursion driven
+    by the known total 2N L_s (docs/theory.md section 4), C_k' = (m^2 - tau k3) C_k - 2 beta m B_k + beta^2 D_k
+    + k3 (2N L_s), with m = 1 + beta - alpha lam_k and k3 = gamma alpha^2 lam_k^2. Cost O(N t)."""
+    spec = as_spectrum(problem, need_w=True)
+    t = int(t)
+    if t < 0:
+        raise ValueError(f"t must be >= 0, got t={t}")
+    c = 2 * spec.N * spec.w
+    if t == 0:
+        return c.copy()
+    Lt = np.asarray(loss_curve(spec, float(lr), float(momentum), int(batch_size), t, tau,
+                               replacement=replacement)).reshape(-1)
+    gamma = float(noise_gamma(np.asarray(float(batch_size)), spec.N, replacement))
+    a, beta, lam = float(lr), float(momentum), spec.eigvals
+    m = 1 + beta - a * lam
+    k3 = gamma * a * a * lam * lam
+    A, B, D = c.copy(), c.copy(), c.copy()
+    with np.errstate(all="ignore"):
+        for s in range(t):
+            A, B, D = (m * m - tau * k3) * A - 2 * beta * m * B + beta * beta * D + k3 * (2 * spec.N * Lt[s]), \
+                m * A - beta * B, A
+    return A
