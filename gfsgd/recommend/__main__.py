@@ -1,0 +1,141 @@
+"""python -m gfsgd.recommend: the recommendation for a problem, as a table and two PNGs (see gfsgd.recommend)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from .. import theory as th
+from . import MOMENTA, predicted_loss, recommend
+
+# ------------------------------------------------------------------------------------------ command line
+def _parser():
+    p = argparse.ArgumentParser(prog="python -m gfsgd.recommend", description=(
+        "What to run: the (alpha, beta) that minimise the predicted loss at a budget for each batch size, the "
+        "stability edges around them and the critical batch size. Learning rates are in normalised-kernel units "
+        "(lambda_max = 1); lr_nn is the network's own."), formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("problem (a dataset through a network, a saved kernel, or a synthetic power law)")
+    g.add_argument("--dataset", default=None, help="digits, mnist, ... (see data/README.md); None: synthetic")
+    g.add_argument("--data_root", default=None, help="dataset folder; None: $GFSGD_DATA_ROOT, else ./data")
+    g.add_argument("--N", type=int, default=256, help="training points")
+    g.add_argument("--n_test", type=int, default=0, help="held-out points (for --objective test)")
+    g.add_argument("--width", type=int, default=1000, help="network width (datasets)")
+    g.add_argument("--kernel", default=None, help="a saved Problem (Problem.save); overrides --dataset")
+    g.add_argument("--nu", type=float, default=1.5, help="synthetic: lambda_k = k^-nu")
+    g.add_argument("--kappa", type=float, default=1.0, help="synthetic: c_k ~ k^-(kappa+1)")
+    g.add_argument("--rank", type=int, default=None, help="top-k spectrum plus a modelled tail (not available yet)")
+    g.add_argument("--seed", type=int, default=0, help="data, network and synthetic seed")
+    r = p.add_argument_group("budget and search")
+    r.add_argument("--budget_steps", type=int, default=None, help="SGD steps")
+    r.add_argument("--budget_samples", type=int, default=None, help="samples processed (steps x batch size)")
+    r.add_argument("--batch_size", type=int, nargs="+", default=[1, 10, 100, 1000], help="candidate batch sizes")
+    r.add_argument("--objective", choices=["train", "test"], default="train")
+    r.add_argument("--momentum", choices=list(MOMENTA), default="any")
+    r.add_argument("--tau", type=float, default=1.0, help="SD parameter of the predictions")
+    r.add_argument("--out", default=None, help="folder for the PNGs; None: runs/recommend-<time>")
+    return p
+
+
+def _problem_from_args(args):
+    from ..problem import Problem
+    if args.rank is not None:
+        raise ValueError("--rank (a top-k spectrum with a modelled tail) is not available yet; use --kernel, "
+                         "--dataset with a moderate --N, or a synthetic problem")
+    if args.kernel:
+        return Problem.load(args.kernel)
+    if args.dataset:
+        from ..data import load_dataset
+        from ..models import MLP
+        ds = load_dataset(args.dataset, args.N, seed=args.seed, root=args.data_root, n_test=args.n_test)
+        model = MLP(ds.X.shape[1], width=args.width, seed=args.seed)
+        return Problem.from_network(model, ds.X, ds.y, X_test=ds.X_test, y_test=ds.y_test, device="cpu",
+                                    name=f"{ds.name}, MLP(width={args.width})")
+    return Problem.synthetic(args.N, args.nu, args.kappa, seed=args.seed, n_test=args.n_test,
+                             basis="random" if args.N <= 2000 else None)
+
+
+def main(argv=None):
+    import datetime
+    from pathlib import Path
+
+    args = _parser().parse_args(argv)
+    try:
+        problem = _problem_from_args(args)
+        df = recommend(problem, budget_steps=args.budget_steps, budget_samples=args.budget_samples,
+                       batch_sizes=args.batch_size, objective=args.objective, momentum=args.momentum, tau=args.tau)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    cols = ["batch_size", "lr", "momentum", "loss", "horizon", "lr_crit_sd", "lr_crit_exact", "lr_margin",
+            "steps_to_target", "samples_to_target", "lr_nn", "b_noise"]
+    print(f"{problem.name}: N = {problem.N}, L0 = {problem.loss0:.4g}, objective {args.objective}, "
+          f"budget {df.attrs['budget']}, target loss {df.attrs['target']:.4g}")
+    print(df[[c for c in cols if df[c].notna().any()]].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    cb = df.attrs["critical_batch_size"]
+    print(f"\ncritical batch size ({cb['definition']}): {cb['batch_size']}")
+    mc = df.attrs["mccandlish"]
+    print(f"McCandlish B_noise / B_simple at the start: {mc['at_start']['B_noise']:.4g} / "
+          f"{mc['at_start']['B_simple']:.4g}; at the budget ({mc['along']}): {mc['at_budget']['B_noise']:.4g} / "
+          f"{mc['at_budget']['B_simple']:.4g}")
+    lsr = df.attrs["lsr"]
+    print(f"linear scaling from b = {lsr['baseline']['batch_size']}: tracks within 5% up to factor "
+          f"{max(lsr['deviation'], default=1) if not np.isfinite(lsr['breaks_at']) else lsr['breaks_at'] / 2:g}"
+          f"; breaks at {lsr['breaks_at']} (deviations {lsr['deviation']})")
+    if df.attrs["skipped"]:
+        print(f"skipped (larger than N): {df.attrs['skipped']}")
+    out = Path(args.out or Path("runs") / f"recommend-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "recommendation.csv", index=False)
+    _plots(problem, df, out, args.tau)
+    print(f"\nwritten: {out}/recommendation.csv, loss_vs_batch.png, stability_map.png")
+    return df
+
+
+def _plots(problem, df, out, tau):
+    import matplotlib.pyplot as plt
+
+    from .. import plots
+    plots.style()
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    d = df[np.isfinite(df["loss"])]
+    ax.plot(d["batch_size"], d["loss"], "o-", color="C0", label=f"predicted {df.attrs['objective']} loss at the budget")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size b")
+    ax.set_ylabel("loss at the budget (at each b's optimum)")
+    for r in d.itertuples():
+        ax.annotate(f"α={r.lr:.3g}, β={r.momentum:+.2f}", (r.batch_size, r.loss), fontsize=7,
+                    textcoords="offset points", xytext=(4, 4))
+    budget = ", ".join(f"{k.replace('budget_', '')} = {v:,}" for k, v in df.attrs["budget"].items())
+    ax.set_title(f"{problem.name}\nbudget: {budget}", fontsize=8)
+    ax.set_xlim(d["batch_size"].min() / 1.6, d["batch_size"].max() * 3.0)
+    lo, hi = d["loss"].min(), d["loss"].max()
+    ax.set_ylim(lo / 1.4, hi * 1.4)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    plots.save(fig, out / "loss_vs_batch", formats=("png",))
+    plt.close(fig)
+    r = d.iloc[int(np.argmin(d["loss"].to_numpy()))]
+    b, T = int(r.batch_size), int(r.horizon)
+    betas = np.linspace(-0.8, 0.9, 18)
+    a_max = 1.3 * float(max(th.critical_lr(problem, betas, b, tau=tau).max(), r.lr))
+    lrs = np.geomspace(a_max / 200, a_max, 24)
+    predict = predicted_loss(problem, T, tau, df.attrs["objective"])
+    vals = predict(lrs[:, None], betas[None, :], b)
+    fig = plots.alpha_beta_map(np.where(np.isfinite(vals), vals / problem.loss0, np.nan), lr=lrs, momentum=betas,
+                               problem=problem, batch_size=b, tau=tau,
+                               title=f"b = {b}, T = {T}: predicted (SD) loss / L0 and the recommendation")
+    ax = fig.axes[0]
+    # the map's axes: momentum across, learning rate up
+    ax.plot([r.momentum], [r.lr], marker="*", ms=15, color="red", mec="white", ls="none", label="recommended",
+            zorder=5)
+    if np.isfinite(r.lr_crit_exact):
+        ax.plot([r.momentum], [r.lr_crit_exact], marker="_", ms=22, mew=3, color="red", ls="none",
+                label="exact edge at β* (full dynamics)", zorder=5)
+    ax.legend(fontsize=7, loc="lower right")
+    plots.save(fig, out / "stability_map", formats=("png",))
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
