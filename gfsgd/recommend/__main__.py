@@ -78,9 +78,12 @@ def main(argv=None):
           f"{mc['at_start']['B_simple']:.4g}; at the budget ({mc['along']}): {mc['at_budget']['B_noise']:.4g} / "
           f"{mc['at_budget']['B_simple']:.4g}")
     lsr = df.attrs["lsr"]
-    print(f"linear scaling from b = {lsr['baseline']['batch_size']}: tracks within 5% up to factor "
-          f"{max(lsr['deviation'], default=1) if not np.isfinite(lsr['breaks_at']) else lsr['breaks_at'] / 2:g}"
-          f"; breaks at {lsr['breaks_at']} (deviations {lsr['deviation']})")
+    devs = ", ".join(f"x{k}: {100 * v:.1f}%" for k, v in lsr["deviation"].items())
+    verdict = (f"breaks at kappa = {lsr['breaks_at']:g}" if np.isfinite(lsr["breaks_at"]) else
+               f"holds for every kappa tried")
+    print(f"linear scaling (kappa b, kappa alpha) from b = {lsr['baseline']['batch_size']}, alpha = "
+          f"{lsr['baseline']['lr']:.4g}, beta = 0, within 5% of the loss against samples: {verdict} "
+          f"(max deviations {devs})")
     if df.attrs["skipped"]:
         print(f"skipped (larger than N): {df.attrs['skipped']}")
     out = Path(args.out or Path("runs") / f"recommend-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
