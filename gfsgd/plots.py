@@ -73,8 +73,8 @@ def regime_label(regime, tau=math.nan, repeats=1) -> str:
     name = REGIME_NAMES.get(regime, regime)
     if regime == "sd" and tau == tau:
         name += f" τ={tau:g}"
-    if regime == "linearized" and repeats and repeats > 1:
-        name += f" (mean of {int(repeats)})"
+    if regime in ("linearized", "nn") and repeats and repeats > 1:
+        name += f", mean of {int(repeats)} paths ± 2 s.e."
     return name
 
 
@@ -128,7 +128,7 @@ def loss_curves(curves, *, ax=None, title=None, normalize=False):
     configs = list(dict.fromkeys(zip(df["lr"], df["momentum"], df["batch_size"])))
     palette = plt.get_cmap("viridis")(np.linspace(0.05, 0.9, max(len(configs), 1)))
     colors = {c: palette[i] for i, c in enumerate(configs)}
-    styles = ["-", "--", ":", "-.", (0, (5, 1)), (0, (1, 1))]
+    styles = ["-", "--", ":", "-.", (0, (6, 2, 1, 2, 1, 2)), (0, (1, 3))]
     taus = df["tau"] if "tau" in df else [math.nan] * len(df)
     reg_keys = list(dict.fromkeys(_rk(r, t) for r, t in zip(df["regime"], taus)))
     ls_of = {k: styles[i % len(styles)] for i, k in enumerate(reg_keys)}
@@ -175,7 +175,7 @@ def regime_comparison(curves, *, ncols=None, title=None, sharey=False):
     if with_test:
         ncols, nrows = 2, n
     else:
-        ncols = ncols or min(n, 3)
+        ncols = ncols or min(n, math.ceil(math.sqrt(n)) if n > 3 else n)  # 4 configs: 2 x 2, no empty panels
         nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False, sharey=sharey)
     taus = df["tau"] if "tau" in df else [math.nan] * len(df)
