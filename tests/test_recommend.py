@@ -84,3 +84,25 @@ def test_bad_input():
         recommend(p, budget_steps=10, momentum="negative")
     with pytest.raises(ValueError, match="exact=True needs a problem with its eigenvectors"):
         recommend(p, budget_steps=10, exact=True)
+
+
+def test_every_config_diverging_is_a_message_not_a_crash(monkeypatch):
+    """When no candidate converges (here forced: every prediction is inf), recommend raises a ValueError that
+    says so and lists the largest stable learning rate per batch size; the command line prints it."""
+    import sys
+
+    mod = sys.modules["gfsgd.recommend"]
+    p = Problem.synthetic(64, 1.5, 1.0, basis=None)
+
+    def diverging(problem, lr, *a, **k):
+        return np.full(np.broadcast(np.asarray(lr), np.asarray(a[0]), np.asarray(a[1])).shape + (1,), np.inf)
+    monkeypatch.setattr(mod.th, "loss_curve", diverging)
+    with pytest.raises(ValueError, match="no config converges") as info:
+        recommend(p, budget_steps=50, batch_sizes=[1, 8])
+    assert "largest stable learning rates at beta = 0" in str(info.value) and "8:" in str(info.value)
+    main = sys.modules["gfsgd.recommend.__main__"] if "gfsgd.recommend.__main__" in sys.modules else None
+    if main is None:
+        import importlib
+        main = importlib.import_module("gfsgd.recommend.__main__")
+    with pytest.raises(SystemExit, match="error: no config converges"):
+        main.main(["--N", "64", "--budget_steps", "50", "--batch_size", "1", "8"])
