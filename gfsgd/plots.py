@@ -198,7 +198,7 @@ def regime_comparison(curves, *, ncols=None, title=None, sharey=False):
         ax.set_ylabel("test loss (held out)" if col == "test_loss" else "loss $L_t$")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    handles, labels = {}, {}
+    handles = {}
     for ax in axes.flat:  # every regime once in the legend, whichever panel has it
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)

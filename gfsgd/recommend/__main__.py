@@ -80,7 +80,7 @@ def main(argv=None):
     lsr = df.attrs["lsr"]
     devs = ", ".join(f"x{k}: {100 * v:.1f}%" for k, v in lsr["deviation"].items())
     verdict = (f"breaks at kappa = {lsr['breaks_at']:g}" if np.isfinite(lsr["breaks_at"]) else
-               f"holds for every kappa tried")
+               "holds for every kappa tried")
     print(f"linear scaling (kappa b, kappa alpha) from b = {lsr['baseline']['batch_size']}, alpha = "
           f"{lsr['baseline']['lr']:.4g}, beta = 0, within 5% of the loss against samples: {verdict} "
           f"(max deviations {devs})")

@@ -132,7 +132,6 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
         sl = slice(start, min(start + chunk_size, G))
         lr, mom, b = lr_all[sl], mom_all[sl], b_all[sl]
         b_host = torch.tensor(b_host_all[sl], dtype=torch.float64)
-        g = lr.numel()
         state = init(lr, mom, b)
         if log_at[0] >= 0:
             loss_out[sl, log_at[0]] = loss0
