@@ -99,7 +99,10 @@ def main():
                                     predicted_at_2="diverges" if a_mid > a2_crit else "converges",
                                     real_at_2=run.status[k + 1], diverged_step_at_2=run.diverged_step[k + 1],
                                     real_at_2_with_0_8_x_edge=run.status[k + 2])
-    print(json.dumps(summary, indent=2))
+    summary["cells"] = [dict(lr=float(a), momentum=float(m), batch_size=int(b), predicted=float(pv), real=float(rv),
+                             predicted_convergent=bool(cv), real_status=st)
+                        for (a, m, b), pv, rv, cv, st in zip(cells, pred, real, conv, run.status[:G])]
+    print(json.dumps({k: v for k, v in summary.items() if k != "cells"}, indent=2))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     import matplotlib.pyplot as plt
 
@@ -113,6 +116,9 @@ def main():
     ax.plot(lim, lim, color="0.5", lw=1, ls="--", label="predicted = real")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    from matplotlib.ticker import NullFormatter
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log range overlap
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(f"predicted loss at step {T} (SD, τ = 1)")
     ax.set_ylabel(f"real network's loss at step {T}")
     ax.set_title(f"{p.name}: 8 lr x 5 momenta per b", fontsize=9)
