@@ -4,6 +4,7 @@ predictions, and the recommended config trained for real.
 
     python benchmarks/validate_recommend_mnist.py --data_root ../shared/data [--N 10000] [--width 1000]
         [--n_steps 2000] [--out runs/validate_recommend_mnist]
+    python benchmarks/validate_recommend_mnist.py --plot_only runs/validate_recommend_mnist/summary.json
 
 The paper's network on N MNIST images; for b in {10, 100}: 8 learning rates (geometric, 0.1 to 1.6 x the SD
 critical lr at beta = 0) x 5 momenta (-0.5 .. 0.5), trained with the nn regime for n_steps (one path per cell),
@@ -104,28 +105,52 @@ def main():
                         for (a, m, b), pv, rv, cv, st in zip(cells, pred, real, conv, run.status[:G])]
     print(json.dumps({k: v for k, v in summary.items() if k != "cells"}, indent=2))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    plot(summary, out / "predicted_vs_real")
+
+
+def plot(summary, path):
+    """Predicted against real final loss per converging cell, and the recommended configs (stars)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     from gfsgd import plots
     plots.style()
-    fig, ax = plt.subplots(figsize=(5, 4.2))
+    cells = summary["cells"]
+    fig, ax = plt.subplots(figsize=(5.2, 4.3))
+    shown = [x for x in cells if x["predicted_convergent"] and x["real_status"] == "ok" and np.isfinite(x["real"])
+             and np.isfinite(x["predicted"])]
     for b, c in ((10, "C0"), (100, "C1")):
-        sel = (bs == b) & ~diverged & conv
-        ax.scatter(pred[sel], real[sel], s=14, color=c, label=f"b = {b}")
-    lim = [np.nanmin(pred[conv]) / 1.5, np.nanmax(real[~diverged]) * 1.5]
+        pts = np.array([(x["predicted"], x["real"]) for x in shown if x["batch_size"] == b])
+        ax.scatter(pts[:, 0], pts[:, 1], s=14, color=c, label=f"grid cells, b = {b}")
+        rec = summary[f"b={b}"]["recommended"]
+        ax.scatter([rec["predicted"]], [rec["real"]], marker="*", s=160, color=c, edgecolor="black", lw=0.6,
+                   zorder=4, label=f"recommended, b = {b} (β = {rec['momentum']:.2f})")
+    vals = [v for x in shown for v in (x["predicted"], x["real"])]
+    vals += [summary[f"b={b}"]["recommended"][k] for b in (10, 100) for k in ("predicted", "real")]
+    lim = [min(vals) / 1.25, max(vals) * 1.25]
     ax.plot(lim, lim, color="0.5", lw=1, ls="--", label="predicted = real")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    from matplotlib.ticker import NullFormatter
-    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log range overlap
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    ticks = [t for t in (0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0) if lim[0] <= t <= lim[1]]
+    for axis in (ax.xaxis, ax.yaxis):  # plain numbers; minor labels of a short log range would overlap
+        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(lim)
+    ax.set_ylim(lim)
+    T = summary["n_steps"]
     ax.set_xlabel(f"predicted loss at step {T} (SD, τ = 1)")
     ax.set_ylabel(f"real network's loss at step {T}")
-    ax.set_title(f"{p.name}: 8 lr x 5 momenta per b", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.set_title(f"MNIST N = {summary['N']}, width {summary['width']}: 8 lr × 5 momenta per b", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    plots.save(fig, out / "predicted_vs_real", formats=("png",))
+    plots.save(fig, path, formats=("png",))
+    plt.close(fig)
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--plot_only":  # redraw the figure from a summary.json
+        src = Path(sys.argv[2])
+        plot(json.loads(src.read_text()), src.with_name("predicted_vs_real"))
+    else:
+        main()
