@@ -4,7 +4,7 @@ Velikanov, Kuznedelev, Yarotsky, "A view of mini-batch SGD via generating functi
 Public surface: Problem, Grid, Curves, Schedule, the regimes (gfsgd.regimes.*), the theory (gfsgd.theory)
 and the results table (gfsgd.results).
 """
-from . import ntk  # noqa: F401  (defines Problem.from_network)
+from . import ntk, spectrum  # noqa: F401  (define Problem.from_network, Problem.from_operator)
 from .curves import Curves
 from .grid import Grid, execute
 from .problem import Problem

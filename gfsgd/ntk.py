@@ -28,6 +28,7 @@ allowed), without changing the model: parameters are cast and passed through tor
 from __future__ import annotations
 
 import math
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -40,7 +41,7 @@ from .device import resolve_device, resolve_dtype
 from .models import NTKLinear
 from .problem import Problem
 
-__all__ = ["empirical_ntk", "relu_ntk", "network_output", "problem_from_network", "NetworkProblem",
+__all__ = ["empirical_ntk", "kernel_operator", "KernelOperator", "relu_ntk", "network_output", "problem_from_network", "NetworkProblem",
            "structured_support", "params_and_buffers", "METHODS"]
 
 METHODS = ("auto", "structured", "jacobian")
@@ -184,24 +185,52 @@ class _Unsupported(Exception):
     pass
 
 
-def _structured_ntk(model, params, fixed, x1, x2, budget, block_size=None):
+def _structured_parts(model, params, fixed, x, budget):
+    """(A, D, scales, has_bias) of the structured method for all rows of x: per-layer inputs A_l [n, fan_in] and
+    output cotangents D_l [n, fan_out], computed in feature row blocks sized from `budget`."""
     layers = _linear_layers(model)
     scales = [_layer_scale(m) for _, m in layers]
     has_bias = [m.bias is not None and (f"{n}.bias" if n else "bias") in params for n, m in layers]
     width = sum(m.in_features + m.out_features for _, m in layers)
-    item = x1.element_size()
-    fb = max(1, budget // (6 * width * item)) if block_size is None else block_size  # feature row block
+    fb = max(1, budget // (6 * width * x.element_size()))  # feature row block
+    parts = [_structured_features(model, params, fixed, layers, x[s:e]) for s, e in _blocks(x.shape[0], fb)]
+    A = [torch.cat([p[0][k] for p in parts]) for k in range(len(layers))]
+    D = [torch.cat([p[1][k] for p in parts]) for k in range(len(layers))]
+    return A, D, scales, has_bias
 
-    def features(x):
-        parts = [_structured_features(model, params, fixed, layers, x[s:e]) for s, e in _blocks(x.shape[0], fb)]
-        A = [torch.cat([p[0][k] for p in parts]) for k in range(len(layers))]
-        D = [torch.cat([p[1][k] for p in parts]) for k in range(len(layers))]
-        return A, D
 
-    A1, D1 = features(x1)
+def _structured_block(parts1, parts2, r0, r1, c0, c1, out=None):
+    """K[r0:r1, c0:c1] = sum_l (s_l^2 a1 a2^T + [bias]) o (delta1 delta2^T) from the per-layer features."""
+    A1, D1, scales, has_bias = parts1
+    A2, D2 = parts2[0], parts2[1]
+    blk = out if out is not None else torch.empty(r1 - r0, c1 - c0, dtype=A1[0].dtype, device=A1[0].device)
+    blk.zero_()
+    for a1, d1, a2, d2, sc, hb in zip(A1, D1, A2, D2, scales, has_bias):
+        G = d1[r0:r1] @ d2[c0:c1].T  # delta delta^T
+        Aa = a1[r0:r1] @ a2[c0:c1].T  # a a^T
+        if sc != 1.0:
+            Aa.mul_(sc * sc)
+        if hb:
+            Aa.add_(1.0)  # (s^2 a a^T + 1) o delta delta^T  = weight + bias contributions
+        blk.addcmul_(Aa, G)
+    return blk
+
+
+def _structured_diag(parts):
+    """The exact diagonal K_ii = sum_l (s_l^2 |a_i|^2 + [bias]) |delta_i|^2 of the structured kernel."""
+    A, D, scales, has_bias = parts
+    out = torch.zeros(A[0].shape[0], dtype=A[0].dtype, device=A[0].device)
+    for a, d, sc, hb in zip(A, D, scales, has_bias):
+        out += (sc * sc * (a * a).sum(1) + (1.0 if hb else 0.0)) * (d * d).sum(1)
+    return out
+
+
+def _structured_ntk(model, params, fixed, x1, x2, budget, block_size=None):
+    p1 = _structured_parts(model, params, fixed, x1, budget)
     sym = x2 is None
-    A2, D2 = (A1, D1) if sym else features(x2)
+    p2 = p1 if sym else _structured_parts(model, params, fixed, x2, budget)
     N1, N2 = x1.shape[0], (x1 if sym else x2).shape[0]
+    item = x1.element_size()
     K = torch.empty(N1, N2, dtype=x1.dtype, device=x1.device)
     rb = max(1, budget // (3 * N2 * item))  # kernel row block: K block + two Gram temporaries
     if block_size is not None:
@@ -210,16 +239,7 @@ def _structured_ntk(model, params, fixed, x1, x2, budget, block_size=None):
         rb = min(rb, max(256, -(-N1 // 8)))  # several blocks, so that the mirrored half is skipped
     for s, e in _blocks(N1, rb):
         c0 = s if sym else 0  # symmetric: upper part only, mirrored below
-        blk = K[s:e, c0:]
-        blk.zero_()
-        for a1, d1, a2, d2, sc, hb in zip(A1, D1, A2, D2, scales, has_bias):
-            G = d1[s:e] @ d2[c0:].T  # delta delta^T  [b, N2 - c0]
-            Aa = a1[s:e] @ a2[c0:].T  # a a^T
-            if sc != 1.0:
-                Aa.mul_(sc * sc)
-            if hb:
-                Aa.add_(1.0)  # (s^2 a a^T + 1) o delta delta^T  = weight + bias contributions
-            blk.addcmul_(Aa, G)
+        _structured_block(p1, p2, s, e, c0, N2, out=K[s:e, c0:])
         if sym:
             K[e:, s:e] = K[s:e, e:].T
     return K
@@ -324,6 +344,169 @@ def empirical_ntk(model, x1, x2=None, *, method: str = "auto", memory_budget: fl
         if method == "structured":
             raise ValueError(f"method='structured' cannot handle this model: {why}; use method='jacobian'")
     return _jacobian_ntk(model, params, fixed, x1, x2, budget, block_size)
+
+
+# --------------------------------------------------------------------------------- matrix-free operator
+class KernelOperator:
+    """The empirical NTK K_emp = J J^T of a network at w0 as a matrix-free symmetric PSD operator [N, N].
+
+    `op @ V` (V [N] or [N, m]) returns K_emp V; `op.diag()` the exact K_ii; `op.trace()` their sum; `op.N`,
+    `op.dtype`, `op.device`. `op.passes` counts the passes over the kernel (one per `@`), `op.seconds` the
+    time spent in them. Build one with `gfsgd.ntk.kernel_operator`.
+
+    Structured path (MLPs of Linear layers): the per-layer features A_l, D_l of all N points are computed
+    once (N * sum_l (fan_in + fan_out) numbers); each `@` forms K in row blocks [s:e, s:N] (the upper part,
+    used for both halves, so a pass forms N^2/2 entries), multiplies and discards them. When the whole
+    kernel fits in half of memory_budget it is formed once and kept (it is then the one block).
+    Jacobian-vector path (any other model): K V = J (J^T V) with torch.func.vjp and jvp, over row blocks of
+    the inputs and column chunks of V; it never forms J or K.
+    """
+
+    def __init__(self, N, matmul, diag, *, dtype, device, method, info=None):
+        self.N, self.dtype, self.device, self.method = int(N), dtype, device, method
+        self._matmul, self._diag_fn, self._diag = matmul, diag, None
+        self.info = dict(info or {})
+        self.passes, self.seconds = 0, 0.0
+
+    @property
+    def shape(self):
+        return (self.N, self.N)
+
+    def __matmul__(self, V):
+        V = torch.as_tensor(V)
+        vec = V.ndim == 1
+        if vec:
+            V = V[:, None]
+        if V.ndim != 2 or V.shape[0] != self.N:
+            raise ValueError(f"the kernel operator has N={self.N} rows: V must have shape [{self.N}] or "
+                             f"[{self.N}, m], got {tuple(V.shape)}")
+        t0 = time.perf_counter()
+        out = self._matmul(V.to(self.device, self.dtype))
+        self.passes += 1
+        self.seconds += time.perf_counter() - t0
+        return out[:, 0] if vec else out
+
+    def diag(self) -> torch.Tensor:
+        """The exact diagonal K_ii (computed once).   # [N]"""
+        if self._diag is None:
+            self._diag = self._diag_fn()
+        return self._diag
+
+    def trace(self) -> float:
+        return float(self.diag().double().sum())
+
+    def __repr__(self):
+        return (f"KernelOperator(N={self.N}, method={self.method}, dtype={self.dtype}, device={self.device}, "
+                f"passes={self.passes})")
+
+
+def _structured_operator(parts, N, budget, dtype, device):
+    item = torch.finfo(dtype).bits // 8
+    cache = {}
+    keep = N * N * item <= budget // 2
+
+    def matmul(V):
+        if keep:
+            if "K" not in cache:
+                K = torch.empty(N, N, dtype=dtype, device=device)
+                rb = max(1, min(N, max(256, -(-N // 8)), (budget // 2) // (3 * N * item)))
+                for s, e in _blocks(N, rb):
+                    _structured_block(parts, parts, s, e, s, N, out=K[s:e, s:])
+                    K[e:, s:e] = K[s:e, e:].T
+                cache["K"] = K
+            return cache["K"] @ V
+        out = torch.zeros(N, V.shape[1], dtype=dtype, device=device)
+        # row block [s:e, s:N]: the block and two Gram temporaries of the same size fit in the budget
+        rb = max(1, budget // (3 * N * item))
+        for s, e in _blocks(N, rb):
+            blk = _structured_block(parts, parts, s, e, s, N)  # [e - s, N - s]
+            out[s:e] += blk @ V[s:]
+            if e < N:
+                out[e:] += blk[:, e - s:].T @ V[s:e]
+            del blk
+        return out
+
+    return matmul, (lambda: _structured_diag(parts)), dict(cached=keep)
+
+
+def _jvp_operator(model, params, fixed, X, budget, dtype, device):
+    from torch.func import jvp, vjp
+    N = X.shape[0]
+    names = list(params)
+    P = sum(p.numel() for p in params.values())
+    item = torch.finfo(dtype).bits // 8
+    rows = max(1, min(N, budget // (8 * P * item)))  # vjp/jvp temporaries per row block
+    cols = max(1, budget // (4 * P * item))  # columns of V at a time: J^T V holds cols x P numbers
+
+    def f_rows(p, s, e):
+        return _forward(model, p, fixed, X[s:e])
+
+    def matmul(V):
+        out = torch.empty(N, V.shape[1], dtype=dtype, device=device)
+        for c0 in range(0, V.shape[1], cols):
+            Vc = V[:, c0:c0 + cols]  # [N, mc]
+            JtV = {k: torch.zeros((Vc.shape[1],) + params[k].shape, dtype=dtype, device=device) for k in names}
+            for s, e in _blocks(N, rows):
+                _, pull = vjp(lambda p: f_rows(p, s, e), params)
+                g = vmap(pull)(Vc[s:e].T.contiguous())[0]  # {name: [mc, ...]}
+                for k in names:
+                    JtV[k] += g[k]
+            for s, e in _blocks(N, rows):
+                def push(t):
+                    return jvp(lambda p: f_rows(p, s, e), (params,), (t,))[1]
+                out[s:e, c0:c0 + cols] = vmap(push)(JtV).T
+        return out
+
+    def diag():
+        def f_single(p, x):
+            return _forward(model, p, fixed, x.unsqueeze(0)).reshape(())
+        g = vmap(grad(f_single), in_dims=(None, 0))
+        return torch.cat([sum((t.reshape(e - s, -1) ** 2).sum(1) for t in g(params, X[s:e]).values())
+                          for s, e in _blocks(N, rows)])
+
+    return matmul, diag, dict(n_params=P)
+
+
+def kernel_operator(model, X, *, dtype=None, device="auto", memory_budget: float | None = None,
+                    method: str = "auto", params: dict | None = None) -> KernelOperator:
+    """The empirical NTK K_emp = J(X) J(X)^T at the model's parameters, matrix-free (see KernelOperator).
+
+    Args:
+        model: a scalar-output torch.nn.Module (not modified); X: inputs [N, ...].
+        dtype: float64 (default) or float32; device: "auto" (CUDA when available), "cpu", "cuda".
+        memory_budget: bytes for the blocked temporaries (default 1 GiB). Peak memory is this plus the
+            per-layer features (structured) and the caller's [N, m] blocks; never N x N (unless it fits in
+            half the budget, when it is kept) and never the full Jacobian.
+        method: "auto" | "structured" | "jacobian" (as in empirical_ntk; "jacobian" here means the
+            matrix-free jvp/vjp path).
+        params: optional {name: tensor} overriding the model's trainable parameters.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got method={method!r}")
+    device, dtype = resolve_device(device), resolve_dtype(dtype)
+    budget = int(DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget)
+    if budget <= 0:
+        raise ValueError(f"memory_budget must be > 0 bytes, got memory_budget={memory_budget}")
+    X = _inputs(X, "X", device, dtype)
+    params, fixed = params_and_buffers(model, device, dtype, params)
+    with torch.no_grad():
+        _forward(model, params, fixed, X[:2])  # scalar-output check with a clear error
+    N = X.shape[0]
+    if method in ("auto", "structured"):
+        ok, why = structured_support(model)
+        if ok:
+            try:
+                _structured_features(model, params, fixed, _linear_layers(model), X[:2])  # trial pass
+            except _Unsupported as exc:
+                ok, why = False, str(exc)
+        if ok:
+            parts = _structured_parts(model, params, fixed, X, budget)
+            mm, dg, info = _structured_operator(parts, N, budget, dtype, device)
+            return KernelOperator(N, mm, dg, dtype=dtype, device=device, method="structured", info=info)
+        if method == "structured":
+            raise ValueError(f"method='structured' cannot handle this model: {why}; use method='jacobian'")
+    mm, dg, info = _jvp_operator(model, params, fixed, X, budget, dtype, device)
+    return KernelOperator(N, mm, dg, dtype=dtype, device=device, method="jvp", info=info)
 
 
 def _relu_moments(s11, s22, s12, same=False):
@@ -438,8 +621,13 @@ class NetworkProblem:
     def lambda_max(self, device="auto") -> float:
         """lambda_max(K_emp) at w0 (computed once, float64)."""
         if self.lambda_max_raw is None:
-            K = empirical_ntk(self.model, self.X, method=self.ntk_method, device=device)
-            self.lambda_max_raw = float(torch.linalg.eigvalsh(K)[-1])
+            if self.N <= 4096:
+                K = empirical_ntk(self.model, self.X, method=self.ntk_method, device=device)
+                self.lambda_max_raw = float(torch.linalg.eigvalsh(K)[-1])
+            else:  # no N x N matrix: the top eigenpair of the matrix-free operator
+                from .spectrum import top_eigenpairs
+                op = kernel_operator(self.model, self.X, method=self.ntk_method, device=device)
+                self.lambda_max_raw = float(top_eigenpairs(op, 1, tol=1e-10, verify=False).eigvals[0])
         return self.lambda_max_raw
 
     def lr_scale(self, device="auto") -> float:
@@ -449,7 +637,8 @@ class NetworkProblem:
 
 def problem_from_network(model, X, y, *, X_test=None, y_test=None, method: str = "auto", dtype=None,
                          device="auto", memory_budget: float | None = None, name: str | None = None,
-                         meta: dict | None = None):
+                         meta: dict | None = None, rank: int | None = None, tol: float = 1e-8,
+                         progress: bool = False):
     """Problem of the network linearised at its initialisation w0.
 
         K = K_emp / lambda_max(K_emp),   K_emp = J(X) J(X)^T at w0      [N, N]
@@ -463,8 +652,20 @@ def problem_from_network(model, X, y, *, X_test=None, y_test=None, method: str =
     lambda_max_raw) that gfsgd.regimes.nn trains; `problem.meta` holds only light, JSON-able facts (model
     description, N, lambda_max_raw, the lr conversion factor N / lambda_max_raw, the NTK method).
     Problem.to() and Problem.save() drop `network`; pass it to the nn regime explicitly then (network=...).
+
+    rank=k (full datasets, docs/theory.md section 14): no N x N matrix is formed. The kernel is a matrix-free
+    operator (kernel_operator), its top k eigenpairs come from gfsgd.spectrum.top_eigenpairs (relative
+    residual tol) and the modes beyond k from the power-law tail (gfsgd.spectrum.spectral_tail). The result is
+    a spectral-only Problem of N modes (no eigenvectors: the SD regime and the theory run on it; full and
+    linearized need the basis and refuse it); meta["spectrum"] records the fit. With held-out points the
+    network keeps them (the nn regime measures the test loss) but the problem has no test set (the test
+    loss of the kernel regimes needs the basis).
     """
     dev, dt = resolve_device(device), resolve_dtype(dtype)
+    if rank is not None:
+        return _rank_problem(model, X, y, X_test=X_test, y_test=y_test, method=method, dtype=dt, device=dev,
+                             memory_budget=memory_budget, name=name, meta=meta, rank=rank, tol=tol,
+                             progress=progress)
     y_t = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
     X_t = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X)
     if y_t.ndim == 2 and y_t.shape[1] == 1:
@@ -499,6 +700,40 @@ def problem_from_network(model, X, y, *, X_test=None, y_test=None, method: str =
                                   psd_tol=psd_tol, sym_tol=1e-8 if dt == torch.float64 else 1e-5,
                                   K_test=K_test, r_test=r_test)
     problem.meta.update(lambda_max_raw=problem.lambda_max_raw, lr_nn_per_alpha=problem.N / problem.lambda_max_raw)
+    problem.network = NetworkProblem(model=model, X=X_t, y=y_t, X_test=X_test, y_test=y_test,
+                                     lambda_max_raw=problem.lambda_max_raw, name=problem.name,
+                                     ntk_method=method, _loss0=problem.loss0)
+    return problem
+
+
+def _rank_problem(model, X, y, *, X_test, y_test, method, dtype, device, memory_budget, name, meta, rank, tol,
+                  progress):
+    from .spectrum import problem_from_operator
+    X_t = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X)
+    y_t = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+    if y_t.ndim == 2 and y_t.shape[1] == 1:
+        y_t = y_t[:, 0]
+    if y_t.ndim != 1 or X_t.ndim < 2 or y_t.shape[0] != X_t.shape[0]:
+        raise ValueError(f"X must be [N, ...] and y [N] with the same N, got X {tuple(X_t.shape)}, "
+                         f"y {tuple(y_t.shape)}")
+    if (X_test is None) != (y_test is None):
+        raise ValueError("give both X_test and y_test, or neither")
+    if X_test is not None:
+        X_test = torch.as_tensor(np.asarray(X_test) if not isinstance(X_test, torch.Tensor) else X_test)
+        y_test = torch.as_tensor(np.asarray(y_test) if not isinstance(y_test, torch.Tensor) else y_test)
+        if y_test.ndim == 2 and y_test.shape[1] == 1:
+            y_test = y_test[:, 0]
+    op = kernel_operator(model, X_t, dtype=dtype, device=device, memory_budget=memory_budget, method=method)
+    d0 = (network_output(model, X_t, dtype=dtype, device=device) - y_t.to(device, dtype)).cpu().double()
+    info = dict(kind="network", N=int(X_t.shape[0]), ntk_method=op.method, ntk_dtype=str(dtype).replace("torch.", ""),
+                operator=dict(op.info))
+    if hasattr(model, "describe"):
+        info["model"] = model.describe()
+    info.update(meta or {})
+    problem = problem_from_operator(op, d0, rank=rank, tol=tol, name=name or f"network(N={X_t.shape[0]}, rank={rank})",
+                                    meta=info, progress=progress)
+    problem.meta.update(lambda_max_raw=problem.lambda_max_raw, lr_nn_per_alpha=problem.N / problem.lambda_max_raw,
+                        operator_passes=op.passes, operator_seconds=op.seconds)
     problem.network = NetworkProblem(model=model, X=X_t, y=y_t, X_test=X_test, y_test=y_test,
                                      lambda_max_raw=problem.lambda_max_raw, name=problem.name,
                                      ntk_method=method, _loss0=problem.loss0)

@@ -1,0 +1,427 @@
+"""Kernel spectra without an N x N matrix: the top eigenpairs of a matrix-free symmetric PSD operator, a
+power-law model of the modes beyond them, and the spectral-only Problem built from both
+(docs/theory.md section 14, "Full datasets: rank k plus a tail").
+
+    top_eigenpairs(op, k)        block Krylov (block Lanczos with full reorthogonalisation) on op @ V
+    spectral_tail(...)           the modes k+1..N: lambda_j = a j^-nu, c_j = e j^-(kappa+1), with nu and
+                                 kappa fitted by theory.fit_power_law on the top k, and a, e set by the two
+                                 exact constraints sum_j lambda_j = trace(K), sum_j c_j = |d0|^2
+    problem_from_operator(op, d0, rank=k)   = Problem.from_operator: N modes, the top k exact, the rest the tail
+
+An operator is anything with `N` and `op @ V` for V [N, m] (gfsgd.ntk.KernelOperator, or `as_operator(K)`
+for a dense symmetric matrix); `diag()`/`trace()` give the exact trace the tail needs.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .problem import Problem
+from .theory.asymptotics import fit_power_law
+
+__all__ = ["top_eigenpairs", "Eigenpairs", "ConvergenceError", "spectral_tail", "SpectralTail",
+           "problem_from_operator", "as_operator", "DenseOperator", "band_problems"]
+
+
+class ConvergenceError(RuntimeError):
+    """top_eigenpairs did not reach its tolerance within its pass budget."""
+
+
+class DenseOperator:
+    """A dense symmetric matrix [N, N] seen as an operator (op @ V, diag(), trace(), N)."""
+
+    def __init__(self, K):
+        K = torch.as_tensor(K)
+        if K.ndim != 2 or K.shape[0] != K.shape[1] or K.shape[0] == 0:
+            raise ValueError(f"the operator must be a square N x N matrix, got shape {tuple(K.shape)}")
+        if not K.is_floating_point():
+            K = K.double()
+        self.K, self.N, self.dtype, self.device = K, int(K.shape[0]), K.dtype, K.device
+        self.passes = 0
+
+    def __matmul__(self, V):
+        self.passes += 1
+        return self.K @ torch.as_tensor(V).to(self.device, self.dtype)
+
+    def diag(self):
+        return self.K.diagonal().clone()
+
+    def trace(self):
+        return float(self.K.diagonal().double().sum())
+
+
+def as_operator(op):
+    """`op` itself when it has N and @; a dense matrix (tensor or array) wrapped as a DenseOperator."""
+    if hasattr(op, "N") and hasattr(op, "__matmul__") and not isinstance(op, (torch.Tensor, np.ndarray)):
+        return op
+    if isinstance(op, (torch.Tensor, np.ndarray)):
+        return DenseOperator(torch.as_tensor(op))
+    raise TypeError(f"op must be a kernel operator (with N and op @ V, e.g. gfsgd.ntk.kernel_operator) or a "
+                    f"dense N x N matrix, got {type(op).__name__}")
+
+
+@dataclass
+class Eigenpairs:
+    """The top-k eigenpairs of a symmetric PSD operator.
+
+    eigvals [k] descending; eigvecs [N, k] orthonormal columns; residuals [k] = |K u - lambda u| (computed
+    with one more pass over K when verify=True, else the block-Lanczos value, exact up to round-off);
+    tol: the relative tolerance met (|K u - lambda u| <= tol * lambda_1); passes: applications of K;
+    block_size, basis: the Krylov block and the final basis size; seconds: wall time.
+    """
+    eigvals: torch.Tensor
+    eigvecs: torch.Tensor
+    residuals: torch.Tensor
+    tol: float
+    passes: int
+    block_size: int
+    basis: int
+    seconds: float
+    verified: bool = False
+    info: dict = field(default_factory=dict)
+
+
+def _check_int(value, name, low, high=None):
+    if isinstance(value, bool) or not float(value).is_integer():
+        raise ValueError(f"{name} must be an integer, got {name}={value!r}")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be {rng}, got {name}={value}")
+    return value
+
+
+def _orth(W, Q=None):
+    """W orthonormalised against the columns of Q (twice, classical Gram-Schmidt) and then within itself
+    (Householder QR). Returns (V, C, R) with W = Q C + V R."""
+    C = None
+    if Q is not None and Q.shape[1]:
+        C = Q.T @ W
+        W = W - Q @ C
+        C2 = Q.T @ W
+        W = W - Q @ C2
+        C = C + C2
+    V, R = torch.linalg.qr(W)
+    return V, C, R
+
+
+def top_eigenpairs(op, k: int, *, tol: float = 1e-8, seed: int = 0, block_size: int | None = None,
+                   max_passes: int = 40, verify: bool = True, progress: bool = False) -> Eigenpairs:
+    """The k largest eigenpairs of a symmetric PSD operator, by block Krylov (block Lanczos with full
+    reorthogonalisation; docs/theory.md section 14).
+
+    From a random orthonormal block V_1 [N, m] (m = block_size; default 1.5 k + 10, or 1.1 k + 10 when the
+    kernel is held in memory and a pass is cheap), each pass applies K once,
+    W = K V_j, orthogonalises W against the basis Q = [V_1 .. V_j] (twice) and appends the new block, so that
+    K Q_j = Q_j T_j + V_{j+1} R_{j+1} E_j^T exactly. The Ritz pairs of T_j give the eigenpairs, and the
+    residual of Ritz vector u = Q s is |K u - theta u| = |R_{j+1} s_last| with no further pass. It stops when
+    every one of the top k satisfies |K u - theta u| <= tol * theta_1. A basis that would reach N (or a block
+    of rank below m) finishes with the exact eigendecomposition of T on the whole space.
+
+    Args:
+        op: the operator (N and op @ V), or a dense symmetric matrix.
+        k: number of eigenpairs, 1 <= k < N.
+        tol: relative residual tolerance; the working floor is 50 * eps of op.dtype (float32: 6e-6), so that a
+            float32 operator converges to what float32 allows (the value used is Eigenpairs.tol).
+        seed: the random start block. block_size: m (>= k). max_passes: budget of applications of K.
+        verify: recompute the residuals |K u - lambda u| with one more pass (default True).
+    Raises:
+        ValueError on bad arguments or an operator that is not symmetric PSD; ConvergenceError when the
+        tolerance is not met within max_passes.
+    """
+    op = as_operator(op)
+    N = int(op.N)
+    if N < 2:
+        raise ValueError(f"the operator must have N >= 2 rows, got N={N}")
+    k = _check_int(k, "k", 1, N - 1)
+    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and 0 < tol < 1):
+        raise ValueError(f"tol must be in (0, 1), got tol={tol!r}")
+    max_passes = _check_int(max_passes, "max_passes", 1)
+    if block_size is None:  # wider blocks need fewer passes; a pass is cheap when K is held in memory
+        cheap = isinstance(op, DenseOperator) or getattr(op, "info", {}).get("cached", False)
+        block_size = int(math.ceil((1.1 if cheap else 1.5) * k)) + 10
+    m = min(N, _check_int(block_size, "block_size", k))
+    dtype = getattr(op, "dtype", torch.float64)
+    device = getattr(op, "device", torch.device("cpu"))
+    tol_eff = max(float(tol), 50 * torch.finfo(dtype).eps)
+    t0 = time.perf_counter()
+    gen = torch.Generator().manual_seed(int(seed))
+    V = torch.linalg.qr(torch.randn(N, m, generator=gen, dtype=torch.float64))[0].to(device, dtype)
+    Q = V[:, :0]
+    T = torch.zeros(0, 0, dtype=torch.float64)
+    passes = 0
+    bar = _progress(progress, max_passes)
+    sym_checked = False
+    history, next_check = [], 2
+    while True:
+        W = op @ V
+        passes += 1
+        if not torch.isfinite(W).all():
+            raise ValueError("the operator returned non-finite values (NaN or inf)")
+        if not sym_checked:  # V^T K V must be symmetric for a symmetric K
+            B = (V.T @ W).double()
+            asym = float((B - B.T).abs().max()) / max(float(B.abs().max()), 1e-300)
+            if asym > max(1e-6, 1e3 * torch.finfo(dtype).eps):
+                raise ValueError(f"the operator is not symmetric: V^T K V differs from its transpose by "
+                                 f"{asym:.3g} (relative); top_eigenpairs needs a symmetric PSD kernel")
+            sym_checked = True
+        j0 = Q.shape[1]
+        Q = torch.cat([Q, V], 1)
+        full = Q.shape[1] + m > N  # the next block would not fit: finish on the whole space
+        Vn, C, R = _orth(W, Q)
+        # T gains the column block C (= Q^T K V_j) and the subdiagonal block R
+        size = Q.shape[1]
+        Tn = torch.zeros(size, size, dtype=torch.float64)
+        Tn[:j0, :j0] = T
+        Tn[:, j0:] = C.double()
+        Tn[j0:, :j0] = C[:j0].double().T
+        T = Tn
+        if not full and passes < max_passes and passes < next_check:
+            V = Vn  # the residuals cannot have reached tol yet (extrapolated from the last two checks)
+            continue
+        Ts = 0.5 * (T + T.T)
+        theta, S = torch.linalg.eigh(Ts)
+        theta, S = theta.flip(0), S.flip(1)
+        lam1 = float(theta[0])
+        if lam1 <= 0:
+            raise ValueError(f"the operator has no positive eigenvalue (largest Ritz value {lam1:.3g}): it must "
+                             f"be a symmetric PSD kernel")
+        if float(theta[-1]) < -max(1e-6, 1e3 * torch.finfo(dtype).eps) * lam1:
+            raise ValueError(f"the operator is not positive semi-definite: it has an eigenvalue <= "
+                             f"{float(theta[-1]):.3g} (relative {float(theta[-1]) / lam1:.3g} to the largest)")
+        res = (R.double() @ S[j0:, :k]).norm(dim=0)  # |K u - theta u| of the top k Ritz pairs
+        if full:
+            res = torch.zeros(k, dtype=torch.float64) if size >= N else res
+        worst = float(res.max()) / lam1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(basis=size, worst=f"{worst:.1e}")
+        converged = worst <= tol_eff
+        # the worst residual decays about geometrically per pass: skip the O(basis^3) Ritz step until one
+        # pass before the extrapolated convergence (a check costs more than a pass when K is held in memory)
+        history.append((passes, worst))
+        if len(history) >= 2 and not converged:
+            (p1, r1), (p2, r2) = history[-2:]
+            rate = (r2 / r1) ** (1.0 / (p2 - p1)) if r1 > 0 and r2 > 0 else 1.0
+            if rate < 0.9:
+                next_check = passes + max(1, int(math.log(tol_eff / r2) / math.log(rate)) - 1)
+            else:
+                next_check = passes + 1
+        else:
+            next_check = passes + 1
+        if converged or (full and size >= N):
+            break
+        if full or passes >= max_passes or (R.diagonal().abs() < 1e-12 * lam1).any():
+            if bar is not None:
+                bar.close()
+            raise ConvergenceError(
+                f"top_eigenpairs(k={k}) did not converge: after {passes} passes (basis {size} of N={N}, block "
+                f"{m}) the worst relative residual |Ku - lambda u| / lambda_1 is {worst:.3g} > tol={tol_eff:.3g}; "
+                f"raise max_passes (now {max_passes}) or block_size, or loosen tol")
+        V = Vn
+    if bar is not None:
+        bar.close()
+    lam = theta[:k]
+    U = (Q.double() @ S[:, :k].to(Q.device)).to(dtype)
+    verified = False
+    if verify and size < N:
+        KU = op @ U
+        passes += 1
+        res = (KU.double() - U.double() * lam.to(U.device)).norm(dim=0).cpu()
+        verified = True
+        if float(res.max()) > 10 * tol_eff * lam1:
+            raise ConvergenceError(f"top_eigenpairs(k={k}): the verified residual {float(res.max()) / lam1:.3g} "
+                                   f"exceeds 10 x tol={tol_eff:.3g} (round-off in the operator?)")
+    return Eigenpairs(eigvals=lam.to(dtype), eigvecs=U, residuals=res.to(torch.float64), tol=tol_eff,
+                      passes=passes, block_size=m, basis=size, seconds=time.perf_counter() - t0, verified=verified,
+                      info=dict(worst=float(res.max()) / lam1))
+
+
+def _progress(progress, total):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc="top eigenpairs (passes)", leave=False)
+
+
+# ---------------------------------------------------------------------------------------------- the tail
+@dataclass
+class SpectralTail:
+    """The modeled modes k+1..N (docs/theory.md section 14).
+
+    eigvals [N - k], c [N - k]: the tail of the normalised spectrum and of c_j = (u_j^T d0)^2;
+    fit: the theory.fit_power_law result on the top k; amp_lambda, amp_c: the amplitudes a, e set by the
+    constraints; constraints: the exact sums used; warnings: why the tail may not be a power law (empty when
+    none); band: the tail exponents at the ends of the confidence intervals (see band_problems).
+    """
+    eigvals: np.ndarray
+    c: np.ndarray
+    nu: float
+    kappa: float
+    fit: object
+    amp_lambda: float
+    amp_c: float
+    constraints: dict
+    warnings: list
+    band: dict
+
+    def as_dict(self) -> dict:
+        f = self.fit
+        return dict(nu=self.nu, nu_ci=list(f.nu_ci), kappa=self.kappa, kappa_ci=list(f.kappa_ci),
+                    k_range=list(f.k_range), r2_lambda=self.constraints.get("r2_lambda"),
+                    amp_lambda=self.amp_lambda, amp_c=self.amp_c, jump=self.constraints.get("jump"),
+                    constraints=self.constraints, warnings=list(self.warnings), band=self.band)
+
+
+def _tail_law(k, N, exponent, total):
+    """x_j = a j^-exponent for j = k+1..N with sum x_j = total: (x, a)."""
+    j = np.arange(k + 1, N + 1, dtype=float)
+    shape = j ** (-float(exponent))
+    s = shape.sum()
+    a = total / s if s > 0 else 0.0
+    return a * shape, a
+
+
+def spectral_tail(eigvals, c, *, N: int, trace: float, energy: float, k_range=None,
+                  confidence: float = 0.95) -> SpectralTail:
+    """Model the modes k+1..N of a normalised spectrum from its top k (docs/theory.md section 14).
+
+    Args:
+        eigvals: the top k eigenvalues, descending, normalised (top 1).     # [k]
+        c: their c_j = (u_j^T d0)^2.                                       # [k]
+        N: total number of modes; trace: trace(K) in the same units (sum of all N eigenvalues, exact from
+            the diagonal); energy: |d0|^2 (= sum of all N c_j).
+        k_range: the modes on which nu and kappa are fitted (default: (max(2, k // 10), k)).
+    """
+    lam = np.asarray(torch.as_tensor(eigvals, dtype=torch.float64).cpu(), dtype=float)
+    c = np.asarray(torch.as_tensor(c, dtype=torch.float64).cpu(), dtype=float)
+    k = lam.size
+    N = _check_int(N, "N", k + 1)
+    if c.shape != lam.shape:
+        raise ValueError(f"c must have the length of eigvals ({k}), got {c.size}")
+    if k < 8:
+        raise ValueError(f"the tail model fits a power law on the top k modes and needs k >= 8, got k={k}")
+    for name, v in (("trace", trace), ("energy", energy)):
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {name}={v}")
+    if k_range is None:
+        k_range = (max(2, k // 10), k)
+    fit = fit_power_law(lam, c=c, N=N, k_range=k_range, confidence=confidence)
+    warn = []
+    # goodness of the eigenvalue law on the fitted range (R^2 of log lambda on log k)
+    ks = np.unique(np.round(np.geomspace(fit.k_range[0], fit.k_range[1], 60)).astype(int))
+    ks = ks[lam[ks - 1] > 0]
+    yl = np.log(lam[ks - 1])
+    pred = math.log(fit.lambda_scale) - fit.nu * np.log(ks)
+    r2 = 1 - float(((yl - pred) ** 2).sum()) / max(float(((yl - yl.mean()) ** 2).sum()), 1e-300)
+    if fit.nu_ci[0] <= 0:
+        warn.append(f"the eigenvalue exponent's interval reaches 0 (nu = {fit.nu:.3g}, {fit.nu_ci}): the top-k "
+                    f"spectrum does not decay as a power law")
+    if r2 < 0.95:
+        warn.append(f"poor power-law fit of the top-k eigenvalues (R^2 = {r2:.3f} on log-log, k in {fit.k_range})")
+    trace_top, energy_top = float(lam.sum()), float(c.sum())
+    t_tail, e_tail = trace - trace_top, energy - energy_top
+    if t_tail < -1e-8 * max(trace, 1e-300):
+        warn.append(f"trace(K) = {trace:.6g} is below the sum of the top k eigenvalues ({trace_top:.6g}): the tail "
+                    f"is set to 0")
+    if e_tail < -1e-8 * max(energy, 1e-300):
+        warn.append(f"|d0|^2 = {energy:.6g} is below the sum of the top k c_j ({energy_top:.6g}): the tail is set "
+                    f"to 0")
+    t_tail, e_tail = max(t_tail, 0.0), max(e_tail, 0.0)
+    nu = max(fit.nu, 1e-3)
+    lam_tail, a = _tail_law(k, N, nu, t_tail)
+    c_tail, e = _tail_law(k, N, fit.kappa + 1.0, e_tail)
+    jump = float(lam_tail[0] / lam[-1]) if lam[-1] > 0 and lam_tail.size else math.nan
+    if math.isfinite(jump) and not (0.5 <= jump <= 2.0):
+        warn.append(f"the trace-matched tail starts at {jump:.3g} x lambda_k: the power law fitted on the top k "
+                    f"does not carry the remaining trace smoothly (the tail is flatter or steeper than the fit)")
+    band = dict(nu=[float(max(fit.nu_ci[0], 1e-3)), float(fit.nu_ci[1])],
+                kappa=[float(fit.kappa_ci[0]), float(fit.kappa_ci[1])])
+    constraints = dict(trace=float(trace), trace_top=trace_top, trace_tail=t_tail, energy=float(energy),
+                       energy_top=energy_top, energy_tail=e_tail, r2_lambda=r2, jump=jump)
+    return SpectralTail(eigvals=lam_tail, c=c_tail, nu=float(fit.nu), kappa=float(fit.kappa), fit=fit,
+                        amp_lambda=float(a), amp_c=float(e), constraints=constraints, warnings=warn, band=band)
+
+
+# ------------------------------------------------------------------------------------ spectral problems
+def problem_from_operator(op, d0, *, rank: int, tol: float = 1e-8, seed: int = 0, block_size: int | None = None,
+                          max_passes: int = 40, verify: bool = True, k_range=None, name: str | None = None,
+                          meta: dict | None = None, progress: bool = False) -> Problem:
+    """A spectral-only Problem of N modes from a kernel operator: the top `rank` eigenpairs exact, the rest the
+    power-law tail (docs/theory.md section 14). The SD regime and the theory run on it unchanged.
+
+    op: the raw kernel operator (N, op @ V, trace(); e.g. gfsgd.ntk.kernel_operator) or a dense matrix;
+    d0: the initial residual [N]. The spectrum is normalised by the top eigenvalue (lambda_max_raw).
+    problem.meta["spectrum"] records the rank, the tail fit and its warnings, the constraints, the residual
+    norms and the band of tail exponents (band_problems(problem) builds the two band problems).
+    """
+    op = as_operator(op)
+    N = int(op.N)
+    d0 = torch.as_tensor(d0, dtype=torch.float64).detach().cpu()
+    if d0.ndim != 1 or d0.numel() != N:
+        raise ValueError(f"d0 must have length N={N} (the operator's size), got shape {tuple(d0.shape)}")
+    if not torch.isfinite(d0).all():
+        raise ValueError("d0 has non-finite entries")
+    rank = _check_int(rank, "rank", 1, N - 1)
+    if not hasattr(op, "trace"):
+        raise ValueError("the operator must provide trace() (the exact sum of its diagonal): the tail's trace "
+                         "constraint needs it")
+    t0 = time.perf_counter()
+    ep = top_eigenpairs(op, rank, tol=tol, seed=seed, block_size=block_size, max_passes=max_passes,
+                        verify=verify, progress=progress)
+    lmax = float(ep.eigvals[0])
+    lam_top = ep.eigvals.double().cpu() / lmax
+    coef_top = ep.eigvecs.double().cpu().T @ d0
+    tail = spectral_tail(lam_top, coef_top ** 2, N=N, trace=op.trace() / lmax, energy=float(d0 @ d0),
+                         k_range=k_range)
+    for w in tail.warnings:
+        warnings.warn(f"spectral tail: {w}", stacklevel=2)
+    eigvals = torch.cat([lam_top, torch.as_tensor(tail.eigvals)])
+    coef = torch.cat([coef_top, torch.as_tensor(np.sqrt(tail.c))])
+    spec = dict(rank=rank, N=N, tail=tail.as_dict(), warnings=list(tail.warnings),
+                residuals=dict(max=float(ep.residuals.max()), median=float(ep.residuals.median()),
+                               relative_max=float(ep.residuals.max()) / lmax, verified=ep.verified, tol=ep.tol),
+                passes=ep.passes, block_size=ep.block_size, eigen_seconds=ep.seconds,
+                seconds=time.perf_counter() - t0, lambda_k=float(lam_top[-1]),
+                top=dict(eigvals=lam_top.tolist(), coef=coef_top.tolist()))
+    info = dict(meta or {})
+    info["spectrum"] = spec
+    info.setdefault("kind", "operator")
+    p = Problem(eigvals, coef, None, lambda_max_raw=lmax, name=name or f"operator(N={N}, rank={rank})",
+                meta=info)
+    return p
+
+
+def band_problems(problem) -> tuple:
+    """The two problems at the ends of the tail's band: the top k unchanged, the tail re-drawn with (nu, kappa)
+    at the low and at the high ends of their confidence intervals (amplitudes again from the two exact
+    constraints). Running a regime on both brackets the prediction's sensitivity to the tail model."""
+    spec = problem.meta.get("spectrum")
+    if not spec:
+        raise ValueError(f"band_problems needs a rank-k problem (Problem.from_operator / from_network(rank=k)); "
+                         f"{problem.name} has no meta['spectrum']")
+    k, N = int(spec["rank"]), problem.N
+    cons = spec["tail"]["constraints"]
+    # the top k modes: the rank-k problem's k largest are not necessarily its first k after sorting when the
+    # tail starts above lambda_k, so take them back from the recorded lambda_k
+    top = torch.tensor(spec["top"]["eigvals"], dtype=torch.float64), torch.tensor(spec["top"]["coef"],
+                                                                                 dtype=torch.float64)
+    out = []
+    for nu, kappa in zip(spec["tail"]["band"]["nu"], spec["tail"]["band"]["kappa"]):
+        lt, _ = _tail_law(k, N, nu, cons["trace_tail"])
+        ct, _ = _tail_law(k, N, kappa + 1.0, cons["energy_tail"])
+        p = Problem(torch.cat([top[0], torch.as_tensor(lt)]), torch.cat([top[1], torch.as_tensor(np.sqrt(ct))]),
+                    None, lambda_max_raw=problem.lambda_max_raw, name=f"{problem.name} [tail nu={nu:.3g}, "
+                    f"kappa={kappa:.3g}]", meta=dict(problem.meta, band=dict(nu=nu, kappa=kappa)))
+        out.append(p)
+    return tuple(out)
+
+
+# Problem.from_operator is defined here (the spectral side), so that gfsgd.problem imports nothing of the
+# project; gfsgd/__init__.py imports this module, so the method is always present.
+Problem.from_operator = staticmethod(problem_from_operator)
