@@ -20,7 +20,7 @@ from .grid import Grid, execute
 from .problem import Problem
 from .results import RunFolder
 
-__all__ = ["build_parser", "add_problem_args", "add_grid_args", "add_run_args", "problem_from_args",
+__all__ = ["build_parser", "add_problem_args", "add_rank_arg", "add_model_args", "dataset_problem", "refuse_rank", "add_grid_args", "add_run_args", "problem_from_args",
            "grid_from_args", "schedule_from_args", "run_regimes", "save_extra_plots", "summarize", "main",
            "LR_UNITS", "default_save_dir"]
 
@@ -31,31 +31,98 @@ LR_UNITS = ("Learning rates are in normalised-kernel units: K is scaled so its t
 
 
 def add_problem_args(p: argparse.ArgumentParser, *, network: bool = False) -> None:
-    """The problem options: a synthetic power-law problem or a saved kernel (kernel scripts), or a dataset fed
-    through a network (network=True: train_nn.py, train_4_regimes.py; see gfsgd.network_cli)."""
+    """The problem options: a synthetic power-law problem, a saved kernel, or a dataset fed through an MLP
+    (kernel scripts), or a dataset fed through a network (network=True: train_nn.py, train_4_regimes.py;
+    see gfsgd.network_cli). Both flavours take --rank (full datasets without an N x N matrix)."""
+    from .data import DATASETS
     g = p.add_argument_group("problem")
     if network:
-        from .data import DATASETS
         g.add_argument("--dataset", default="digits", choices=list(DATASETS),
                        help="dataset fed through the network: mnist, cifar10, bike_sharing, sgemm (files under "
                             "--data_root, see data/README.md), digits (scikit-learn's bundled set) or synthetic "
                             "(Gaussian inputs); no files are downloaded")
         g.add_argument("--N", type=int, default=256, help="number of training points")
-        return
-    g.add_argument("--dataset", default="synthetic", choices=["synthetic"],
-                   help="'synthetic': a power-law problem, no files (datasets need a network: train_nn.py, "
-                        "train_4_regimes.py)")
-    g.add_argument("--kernel", default=None, metavar="FILE",
-                   help="a saved Problem (Problem.save); overrides --dataset")
-    g.add_argument("--N", type=int, default=200, help="number of training points")
-    g.add_argument("--nu", type=float, default=1.5, help="synthetic: eigenvalues lambda_k = k^-nu")
-    g.add_argument("--kappa", type=float, default=1.0, help="synthetic: target coefficients c_k ~ k^-(kappa+1)")
-    g.add_argument("--lambda_min", type=float, default=0.0, help="synthetic: eigenvalue floor")
-    g.add_argument("--basis", default="random", choices=["random", "hadamard", "none"],
-                   help="synthetic: eigenbasis ('none' = spectral only: SD regime and theory only)")
-    g.add_argument("--n_test", type=int, default=0,
-                   help="synthetic: held-out points drawn from the same model; every regime then reports the "
-                        "test loss (needs a basis)")
+    else:
+        real = [d for d in DATASETS if d != "synthetic"]
+        g.add_argument("--dataset", default="synthetic", choices=["synthetic"] + real,
+                       help="'synthetic': a power-law problem, no files; a dataset name: the empirical NTK of an "
+                            "MLP (see the model options) on that dataset (files under --data_root)")
+        g.add_argument("--kernel", default=None, metavar="FILE",
+                       help="a saved Problem (Problem.save); overrides --dataset")
+        g.add_argument("--N", type=int, default=200, help="number of training points")
+        g.add_argument("--nu", type=float, default=1.5, help="synthetic: eigenvalues lambda_k = k^-nu")
+        g.add_argument("--kappa", type=float, default=1.0, help="synthetic: target coefficients c_k ~ k^-(kappa+1)")
+        g.add_argument("--lambda_min", type=float, default=0.0, help="synthetic: eigenvalue floor")
+        g.add_argument("--basis", default="random", choices=["random", "hadamard", "none"],
+                       help="synthetic: eigenbasis ('none' = spectral only: SD regime and theory only)")
+        g.add_argument("--n_test", type=int, default=0,
+                       help="held-out points (synthetic: drawn from the same model); every regime then reports "
+                            "the test loss (needs a basis)")
+    add_rank_arg(g)
+
+
+def add_rank_arg(g) -> None:
+    g.add_argument("--rank", type=int, default=0, metavar="K",
+                   help="full datasets: keep the top K eigenpairs of the kernel (block Krylov on a matrix-free "
+                        "operator, no N x N matrix) and model the other modes by a power-law tail; the problem "
+                        "is then spectral only (regimes sd and nn, and the theory). 0: the dense kernel")
+
+
+def add_model_args(p: argparse.ArgumentParser, *, network: bool = True) -> None:
+    """The dataset and MLP options (the problem is the MLP's empirical NTK at initialisation)."""
+    from .models import ACTIVATIONS
+    from .ntk import METHODS
+    g = p.add_argument_group("network (K = J J^T / lambda_max at initialisation, d0 = f(X; w0) - y)")
+    g.add_argument("--data_root", default=None,
+                   help="folder holding the dataset files; None: $GFSGD_DATA_ROOT, else ./data")
+    if network:
+        g.add_argument("--n_test", type=int, default=0,
+                       help="held-out points (disjoint from the training points, standardised with the training "
+                            "statistics): every regime then reports the test loss")
+        g.add_argument("--dim", type=int, default=16, help="synthetic: input dimension")
+    g.add_argument("--target", choices=["label", "parity"], default="label",
+                   help="classification sets: regress the class label or its parity (standardised)")
+    g.add_argument("--width", type=int, default=1000, help="hidden units per layer (paper: 1000)")
+    g.add_argument("--depth", type=int, default=2, help="linear layers (2 = one hidden layer, the paper's)")
+    g.add_argument("--activation", choices=list(ACTIVATIONS), default="relu", help="hidden-layer nonlinearity")
+    g.add_argument("--sigma_w", type=float, default=1.0, help="weight init std (NTK parameterisation)")
+    g.add_argument("--sigma_b", type=float, default=0.0, help="bias init std")
+    g.add_argument("--model_seed", type=int, default=None, help="network init seed; None: --seed")
+    g.add_argument("--ntk_method", choices=list(METHODS), default="auto", help="empirical NTK method")
+    g.add_argument("--ntk_dtype", choices=["float64", "float32"], default="float64",
+                   help="dtype of the NTK and of its eigenpairs (float32: about twice as fast, relative "
+                        "eigen-residuals about 1e-5)")
+
+
+def dataset_problem(args, *, progress: bool = True) -> Problem:
+    """Dataset -> MLP -> Problem.from_network (dense, or rank --rank); the Problem carries .network."""
+    from . import ntk  # noqa: F401  (Problem.from_network)
+    from .data import load_dataset
+    from .models import MLP
+    ds = load_dataset(args.dataset, args.N, seed=args.seed, root=args.data_root, n_test=getattr(args, "n_test", 0),
+                      target=args.target, dim=getattr(args, "dim", 16))
+    seed = args.seed if args.model_seed is None else args.model_seed
+    model = MLP(ds.X.shape[1], width=args.width, depth=args.depth, activation=args.activation,
+                sigma_w=args.sigma_w, sigma_b=args.sigma_b, seed=seed)
+    rank = getattr(args, "rank", 0) or None
+    name = f"{ds.name}, MLP(width={args.width}, depth={args.depth}, {args.activation})"
+    if rank:
+        name += f", rank {rank} + tail"
+    return Problem.from_network(model, ds.X, ds.y, X_test=ds.X_test, y_test=ds.y_test, method=args.ntk_method,
+                                device=getattr(args, "device", "auto"), dtype=getattr(args, "ntk_dtype", None),
+                                name=name, meta=dict(dataset=ds.info, model_seed=seed), rank=rank,
+                                progress=progress and not getattr(args, "no_progress", False))
+
+
+def refuse_rank(args, regimes) -> None:
+    """--rank gives a spectral-only problem: refuse the regimes that need the eigenvectors, up front."""
+    need = [r for r in regimes if r in ("full", "linearized")]
+    if getattr(args, "rank", 0) and need:
+        raise SystemExit(f"error: --rank {args.rank} builds a spectral-only problem (top-{args.rank} eigenpairs plus a "
+                         f"power-law tail, no eigenvectors), but regime(s) {need} need the kernel's eigenvectors; "
+                         f"run them without --rank (dense kernel) or choose regimes sd / nn")
+    if getattr(args, "rank", 0) < 0:
+        raise SystemExit(f"error: --rank must be >= 0 (0: the dense kernel), got --rank {args.rank}")
 
 
 def add_grid_args(p: argparse.ArgumentParser) -> None:
@@ -111,13 +178,24 @@ def build_parser(description: str, regimes=("linearized", "full", "sd"), *,
 
 def problem_from_args(args) -> Problem:
     if args.kernel:
-        return Problem.load(args.kernel)
-    if args.dataset != "synthetic":
-        raise SystemExit(f"error: --dataset {args.dataset!r} needs a network; this script supports only "
-                         f"--dataset synthetic or --kernel FILE (see train_nn.py / train_4_regimes.py)")
-    basis = None if args.basis == "none" else args.basis
-    return Problem.synthetic(args.N, args.nu, args.kappa, args.lambda_min, seed=args.seed, basis=basis,
-                             n_test=args.n_test)
+        problem = Problem.load(args.kernel)
+    elif args.dataset != "synthetic":
+        return dataset_problem(args)
+    else:
+        basis = None if args.basis == "none" else args.basis
+        if args.rank and basis is None:
+            raise ValueError("--rank needs a kernel to take eigenpairs from; --basis none has none (it is already "
+                             "spectral only)")
+        problem = Problem.synthetic(args.N, args.nu, args.kappa, args.lambda_min, seed=args.seed, basis=basis,
+                                    n_test=args.n_test)
+    if args.rank:  # top-k of the dense kernel as an operator, plus the tail
+        from . import spectrum
+        problem.require_basis("--rank")
+        problem = spectrum.problem_from_operator(problem.K * problem.lambda_max_raw, problem.d0, rank=args.rank,
+                                                 name=f"{problem.name}, rank {args.rank} + tail",
+                                                 meta=dict(problem.meta, source=problem.name),
+                                                 progress=not args.no_progress)
+    return problem
 
 
 def grid_from_args(args) -> Grid:
@@ -230,13 +308,19 @@ def save_extra_plots(curves, problem, folder: RunFolder, script: str, max_maps: 
 def main(regimes, script: str, description: str, argv=None) -> Path:
     """Entry point of train_linearized.py / train_full.py / train_spectral_diagonal.py."""
     regimes = list(regimes)
-    args = build_parser(description, regimes).parse_args(argv)
+    p = build_parser(description, regimes)
+    add_model_args(p, network=False)
+    args = p.parse_args(argv)
+    refuse_rank(args, regimes)
     try:
         problem = problem_from_args(args)
         check_configs(grid_from_args(args), problem.N)  # validate early
         schedule_from_args(args)
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from None
+    if "spectrum" in problem.meta:
+        from .spectrum import spectrum_summary
+        print(spectrum_summary(problem))
     folder = RunFolder(args.save_dir or default_save_dir(script))
     folder.write_config(dict(script=script, regimes=regimes, argv=sys.argv[1:] if argv is None else list(argv),
                              args=vars(args), problem=problem.name, problem_meta=problem.meta, N=problem.N,

@@ -10,9 +10,10 @@ import sys
 import time as _time
 from pathlib import Path
 
-from .cli import (build_parser, default_save_dir, grid_from_args, run_regimes, save_extra_plots,
-                  schedule_from_args, summarize)
+from .cli import (add_model_args, build_parser, dataset_problem, default_save_dir, grid_from_args, refuse_rank,
+                  run_regimes, save_extra_plots, schedule_from_args, summarize)
 from .configs import check_configs
+from .spectrum import spectrum_summary
 from .problem import Problem
 from .results import RunFolder
 
@@ -24,26 +25,9 @@ NETWORK_REGIMES = ("nn", "linearized", "sd", "full")
 
 def add_network_args(p: argparse.ArgumentParser) -> None:
     """Dataset and model options of the network scripts (the problem is the network's empirical NTK).
-    The parser must come from build_parser(..., network=True), which holds --dataset and --N."""
-    from .models import ACTIVATIONS
-    from .ntk import METHODS
-    g = p.add_argument_group("network (K = J J^T / lambda_max at initialisation, d0 = f(X; w0) - y)")
-    g.add_argument("--data_root", default=None,
-                   help="folder holding the dataset files; None: $GFSGD_DATA_ROOT, else ./data")
-    g.add_argument("--n_test", type=int, default=0,
-                   help="held-out points (disjoint from the training points, standardised with the training "
-                        "statistics): every regime then reports the test loss")
-    g.add_argument("--target", choices=["label", "parity"], default="label",
-                   help="classification sets: regress the class label or its parity (standardised)")
-    g.add_argument("--dim", type=int, default=16, help="synthetic: input dimension")
-    g.add_argument("--width", type=int, default=1000, help="hidden units per layer (paper: 1000)")
-    g.add_argument("--depth", type=int, default=2, help="linear layers (2 = one hidden layer, the paper's)")
-    g.add_argument("--activation", choices=list(ACTIVATIONS), default="relu", help="hidden-layer nonlinearity")
-    g.add_argument("--sigma_w", type=float, default=1.0, help="weight init std (NTK parameterisation)")
-    g.add_argument("--sigma_b", type=float, default=0.0, help="bias init std")
-    g.add_argument("--model_seed", type=int, default=None, help="network init seed; None: --seed")
-    g.add_argument("--ntk_method", choices=list(METHODS), default="auto", help="empirical NTK method")
-    g.add_argument("--n_log", type=int, default=0,
+    The parser must come from build_parser(..., network=True), which holds --dataset, --N and --rank."""
+    add_model_args(p, network=True)
+    p.add_argument("--n_log", type=int, default=0,
                    help="record the loss at about this many log-spaced steps; 0: every step for the kernel "
                         "regimes, and for nn (whose full training loss costs a pass over the data) every step up "
                         "to 100, then 100 per decade")
@@ -51,16 +35,7 @@ def add_network_args(p: argparse.ArgumentParser) -> None:
 
 def network_problem_from_args(args) -> Problem:
     """Dataset -> MLP -> Problem.from_network (the returned Problem carries .network for the nn regime)."""
-    from .data import load_dataset
-    from .models import MLP
-    ds = load_dataset(args.dataset, args.N, seed=args.seed, root=args.data_root, n_test=args.n_test,
-                      target=args.target, dim=args.dim)
-    seed = args.seed if args.model_seed is None else args.model_seed
-    model = MLP(ds.X.shape[1], width=args.width, depth=args.depth, activation=args.activation,
-                sigma_w=args.sigma_w, sigma_b=args.sigma_b, seed=seed)
-    name = f"{ds.name}, MLP(width={args.width}, depth={args.depth}, {args.activation})"
-    return Problem.from_network(model, ds.X, ds.y, X_test=ds.X_test, y_test=ds.y_test, method=args.ntk_method,
-                                device=args.device, name=name, meta=dict(dataset=ds.info, model_seed=seed))
+    return dataset_problem(args)
 
 
 def log_steps_from_args(args):
@@ -86,6 +61,7 @@ def network_main(regimes, script: str, description: str, argv=None, choose_regim
                             "sd: once per --tau; full: exact second moments)")
     args = p.parse_args(argv)
     regimes = list(dict.fromkeys(args.regimes)) if choose_regimes else regimes
+    refuse_rank(args, regimes)
     try:
         check_configs(grid_from_args(args), args.N)
         schedule_from_args(args)
@@ -101,6 +77,8 @@ def network_main(regimes, script: str, description: str, argv=None, choose_regim
                              lr_nn_per_alpha=problem.N / problem.lambda_max_raw, ntk_seconds=t_problem))
     print(f"{problem.name}: N={problem.N}, L0={problem.loss0:.4g}, lambda_max(K_emp)={problem.lambda_max_raw:.4g}, "
           f"lr_nn = {problem.N / problem.lambda_max_raw:.4g} * lr  (NTK + eigendecomposition {t_problem:.1f} s)")
+    if "spectrum" in problem.meta:
+        print(spectrum_summary(problem))
     log_steps = log_steps_from_args(args)
     kw = {name: dict(log_steps=log_steps) for name in regimes}
     kw["nn"] = dict(kw.get("nn", {}), network=problem.network)

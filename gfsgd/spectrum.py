@@ -25,7 +25,10 @@ from .problem import Problem
 from .theory.asymptotics import fit_power_law
 
 __all__ = ["top_eigenpairs", "Eigenpairs", "ConvergenceError", "spectral_tail", "SpectralTail",
-           "problem_from_operator", "as_operator", "DenseOperator", "band_problems"]
+           "problem_from_operator", "as_operator", "DenseOperator", "band_problems", "spectrum_summary"]
+
+
+FLOOR = 50  # residual floor, in units of eps(dtype) * lambda_1
 
 
 class ConvergenceError(RuntimeError):
@@ -71,7 +74,8 @@ class Eigenpairs:
 
     eigvals [k] descending; eigvecs [N, k] orthonormal columns; residuals [k] = |K u - lambda u| (computed
     with one more pass over K when verify=True, else the block-Lanczos value, exact up to round-off);
-    tol: the relative tolerance met (|K u - lambda u| <= tol * lambda_1); passes: applications of K;
+    tol: the relative eigenvalue tolerance asked for; error_bounds [k]: |r|^2 / delta per eigenvalue (absolute);
+    passes: applications of K;
     block_size, basis: the Krylov block and the final basis size; seconds: wall time.
     """
     eigvals: torch.Tensor
@@ -83,6 +87,8 @@ class Eigenpairs:
     basis: int
     seconds: float
     verified: bool = False
+    applied: torch.Tensor | None = None
+    error_bounds: torch.Tensor | None = None
     info: dict = field(default_factory=dict)
 
 
@@ -96,40 +102,65 @@ def _check_int(value, name, low, high=None):
     return value
 
 
-def _orth(W, Q=None):
-    """W orthonormalised against the columns of Q (twice, classical Gram-Schmidt) and then within itself
+class _Basis:
+    """The Krylov basis Q = [V_1 .. V_j] kept as a list of blocks (no concatenated copy: at N = 60,000 the basis
+    is several GB)."""
+
+    def __init__(self):
+        self.blocks = []
+
+    @property
+    def size(self):
+        return sum(b.shape[1] for b in self.blocks)
+
+    def tmul(self, W):  # Q^T W
+        return torch.cat([b.T @ W for b in self.blocks])
+
+    def mul(self, C):  # Q C
+        out, r = None, 0
+        for b in self.blocks:
+            part = b @ C[r:r + b.shape[1]].to(b.dtype)
+            out = part if out is None else out.add_(part)
+            r += b.shape[1]
+        return out
+
+
+def _orth(W, Q):
+    """W orthonormalised against the basis Q (twice, classical Gram-Schmidt) and then within itself
     (Householder QR). Returns (V, C, R) with W = Q C + V R."""
-    C = None
-    if Q is not None and Q.shape[1]:
-        C = Q.T @ W
-        W = W - Q @ C
-        C2 = Q.T @ W
-        W = W - Q @ C2
-        C = C + C2
+    C = Q.tmul(W)
+    W = W - Q.mul(C)
+    C2 = Q.tmul(W)
+    W -= Q.mul(C2)
     V, R = torch.linalg.qr(W)
-    return V, C, R
+    return V, C + C2, R
 
 
 def top_eigenpairs(op, k: int, *, tol: float = 1e-8, seed: int = 0, block_size: int | None = None,
-                   max_passes: int = 40, verify: bool = True, progress: bool = False) -> Eigenpairs:
+                   max_passes: int = 40, verify: bool = True, apply_to=None, progress: bool = False) -> Eigenpairs:
     """The k largest eigenpairs of a symmetric PSD operator, by block Krylov (block Lanczos with full
     reorthogonalisation; docs/theory.md section 14).
 
-    From a random orthonormal block V_1 [N, m] (m = block_size; default 1.5 k + 10, or 1.1 k + 10 when the
+    From a random orthonormal block V_1 [N, m] (m = block_size; default 1.5 k + 10, or 1.3 k + 10 when the
     kernel is held in memory and a pass is cheap), each pass applies K once,
     W = K V_j, orthogonalises W against the basis Q = [V_1 .. V_j] (twice) and appends the new block, so that
     K Q_j = Q_j T_j + V_{j+1} R_{j+1} E_j^T exactly. The Ritz pairs of T_j give the eigenpairs, and the
     residual of Ritz vector u = Q s is |K u - theta u| = |R_{j+1} s_last| with no further pass. It stops when
-    every one of the top k satisfies |K u - theta u| <= tol * theta_1. A basis that would reach N (or a block
-    of rank below m) finishes with the exact eigendecomposition of T on the whole space.
+    every one of the top k has |K u - theta u|^2 / delta <= tol * theta, delta = theta - theta_{m+1} (the first
+    Ritz value beyond the block): a bound on the Ritz value's error, relative to the eigenvalue itself; the
+    residual never needs to go below 50 eps * theta_1 (the operator's own rounding). When the next block would make the basis
+    exceed N (k a large fraction of N), it finishes by the exact route instead: K = op @ I and eigh.
 
     Args:
         op: the operator (N and op @ V), or a dense symmetric matrix.
         k: number of eigenpairs, 1 <= k < N.
-        tol: relative residual tolerance; the working floor is 50 * eps of op.dtype (float32: 6e-6), so that a
-            float32 operator converges to what float32 allows (the value used is Eigenpairs.tol).
+        tol: relative accuracy of each eigenvalue (through the bound |r|^2 / delta above); the residual floor
+            50 * eps(op.dtype) * lambda_1 (float32: 6e-6 lambda_1) lets a float32 operator converge to what
+            float32 allows, which limits the relative accuracy of eigenvalues far below lambda_1.
         seed: the random start block. block_size: m (>= k). max_passes: budget of applications of K.
         verify: recompute the residuals |K u - lambda u| with one more pass (default True).
+        apply_to: optional vectors [N] or [N, r]; K @ apply_to is returned in Eigenpairs.applied, computed in
+            the verification pass (no extra pass when verify=True).
     Raises:
         ValueError on bad arguments or an operator that is not symmetric PSD; ConvergenceError when the
         tolerance is not met within max_passes.
@@ -144,23 +175,28 @@ def top_eigenpairs(op, k: int, *, tol: float = 1e-8, seed: int = 0, block_size: 
     max_passes = _check_int(max_passes, "max_passes", 1)
     if block_size is None:  # wider blocks need fewer passes; a pass is cheap when K is held in memory
         cheap = isinstance(op, DenseOperator) or getattr(op, "info", {}).get("cached", False)
-        block_size = int(math.ceil((1.1 if cheap else 1.5) * k)) + 10
+        block_size = int(math.ceil((1.3 if cheap else 1.5) * k)) + 10
     m = min(N, _check_int(block_size, "block_size", k))
     dtype = getattr(op, "dtype", torch.float64)
     device = getattr(op, "device", torch.device("cpu"))
-    tol_eff = max(float(tol), 50 * torch.finfo(dtype).eps)
+    tol_eff = float(tol)
+    floor = FLOOR * torch.finfo(dtype).eps  # the operator's own rounding, relative to lambda_1
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(int(seed))
     V = torch.linalg.qr(torch.randn(N, m, generator=gen, dtype=torch.float64))[0].to(device, dtype)
-    Q = V[:, :0]
+    Q = _Basis()
     T = torch.zeros(0, 0, dtype=torch.float64)
     passes = 0
     bar = _progress(progress, max_passes)
     sym_checked = False
     history, next_check = [], 2
+    t_ritz, ritz_size, t_since = 0.0, 1, 0.0
     while True:
+        t_pass = time.perf_counter()
         W = op @ V
         passes += 1
+        if bar is not None:
+            bar.update(1)
         if not torch.isfinite(W).all():
             raise ValueError("the operator returned non-finite values (NaN or inf)")
         if not sym_checked:  # V^T K V must be symmetric for a symmetric K
@@ -170,76 +206,145 @@ def top_eigenpairs(op, k: int, *, tol: float = 1e-8, seed: int = 0, block_size: 
                 raise ValueError(f"the operator is not symmetric: V^T K V differs from its transpose by "
                                  f"{asym:.3g} (relative); top_eigenpairs needs a symmetric PSD kernel")
             sym_checked = True
-        j0 = Q.shape[1]
-        Q = torch.cat([Q, V], 1)
-        full = Q.shape[1] + m > N  # the next block would not fit: finish on the whole space
+        j0 = Q.size
+        Q.blocks.append(V)
+        size = Q.size
+        full = size + m > N  # the next block would not fit: finish on the whole space
         Vn, C, R = _orth(W, Q)
+        del W
         # T gains the column block C (= Q^T K V_j) and the subdiagonal block R
-        size = Q.shape[1]
         Tn = torch.zeros(size, size, dtype=torch.float64)
         Tn[:j0, :j0] = T
         Tn[:, j0:] = C.double()
         Tn[j0:, :j0] = C[:j0].double().T
         T = Tn
-        if not full and passes < max_passes and passes < next_check:
-            V = Vn  # the residuals cannot have reached tol yet (extrapolated from the last two checks)
+        t_since += time.perf_counter() - t_pass
+        est = t_ritz * (size / max(ritz_size, 1)) ** 3  # the Ritz step's cost grows as basis^3
+        if not full and passes < max_passes and passes < next_check and t_since < est:
+            V = Vn  # not yet: the residuals are not predicted to have converged, and passes are cheap
             continue
+        t_r = time.perf_counter()
         Ts = 0.5 * (T + T.T)
         theta, S = torch.linalg.eigh(Ts)
+        t_ritz, ritz_size, t_since = time.perf_counter() - t_r, size, 0.0
         theta, S = theta.flip(0), S.flip(1)
-        lam1 = float(theta[0])
-        if lam1 <= 0:
-            raise ValueError(f"the operator has no positive eigenvalue (largest Ritz value {lam1:.3g}): it must "
-                             f"be a symmetric PSD kernel")
-        if float(theta[-1]) < -max(1e-6, 1e3 * torch.finfo(dtype).eps) * lam1:
+        scale = float(theta.abs().max())
+        # Ritz values lie in [lambda_min, lambda_max]: a clearly negative one proves a negative eigenvalue
+        if float(theta[-1]) < -max(1e-6, 1e3 * torch.finfo(dtype).eps) * scale:
             raise ValueError(f"the operator is not positive semi-definite: it has an eigenvalue <= "
-                             f"{float(theta[-1]):.3g} (relative {float(theta[-1]) / lam1:.3g} to the largest)")
+                             f"{float(theta[-1]):.3g} (relative {float(theta[-1]) / scale:.3g} to the largest in "
+                             f"magnitude); top_eigenpairs needs a symmetric PSD kernel")
+        if scale == 0:
+            raise ValueError("the operator is zero on the start block: it must be a nonzero symmetric PSD kernel")
+        lam1 = max(float(theta[0]), 1e-300)
         res = (R.double() @ S[j0:, :k]).norm(dim=0)  # |K u - theta u| of the top k Ritz pairs
-        if full:
-            res = torch.zeros(k, dtype=torch.float64) if size >= N else res
-        worst = float(res.max()) / lam1
+        delta = theta[:k] - theta[min(m, size - 1)]  # distance to the Ritz values beyond the block
+        worst = float((res / _allowed(theta[:k], delta, lam1, tol_eff, floor)).max())  # converged when <= 1
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(basis=size, worst=f"{worst:.1e}")
-        converged = worst <= tol_eff
-        # the worst residual decays about geometrically per pass: skip the O(basis^3) Ritz step until one
-        # pass before the extrapolated convergence (a check costs more than a pass when K is held in memory)
+            bar.set_postfix(basis=size, worst=f"{worst * tol_eff:.1e}")
+        converged = worst <= 1.0
+        # the worst residual decays about geometrically per pass (faster later: Krylov convergence is
+        # superlinear): skip the O(basis^3) Ritz step until the extrapolated convergence, or until the passes
+        # since the last check took as long as a check (when K is held in memory a check costs more than a pass)
         history.append((passes, worst))
         if len(history) >= 2 and not converged:
             (p1, r1), (p2, r2) = history[-2:]
             rate = (r2 / r1) ** (1.0 / (p2 - p1)) if r1 > 0 and r2 > 0 else 1.0
             if rate < 0.9:
-                next_check = passes + max(1, int(math.log(tol_eff / r2) / math.log(rate)) - 1)
+                next_check = passes + max(1, int(math.log(1.0 / r2) / math.log(rate)))
             else:
                 next_check = passes + 1
         else:
             next_check = passes + 1
-        if converged or (full and size >= N):
+        if converged:
             break
-        if full or passes >= max_passes or (R.diagonal().abs() < 1e-12 * lam1).any():
+        if full:  # the Krylov space is about to fill the whole space: the exact dense route is cheaper
+            if bar is not None:
+                bar.close()
+            del Q, Vn
+            return _dense_route(op, k, apply_to, tol_eff, passes, m, t0)
+        if passes >= max_passes or (R.diagonal().abs() < 1e-12 * lam1).any():
             if bar is not None:
                 bar.close()
             raise ConvergenceError(
                 f"top_eigenpairs(k={k}) did not converge: after {passes} passes (basis {size} of N={N}, block "
-                f"{m}) the worst relative residual |Ku - lambda u| / lambda_1 is {worst:.3g} > tol={tol_eff:.3g}; "
+                f"{m}) the worst residual |Ku - lambda u| is {worst:.3g} times its allowance max(tol * lambda, "
+                f"{floor:.2g} * lambda_1) with tol={tol_eff:.3g}; "
                 f"raise max_passes (now {max_passes}) or block_size, or loosen tol")
         V = Vn
     if bar is not None:
         bar.close()
     lam = theta[:k]
-    U = (Q.double() @ S[:, :k].to(Q.device)).to(dtype)
+    U = Q.mul(S[:, :k].to(device))
     verified = False
+    extra = None
+    if apply_to is not None:
+        extra = torch.as_tensor(apply_to).to(device, dtype)
+        extra = extra[:, None] if extra.ndim == 1 else extra
+        if extra.ndim != 2 or extra.shape[0] != N:
+            raise ValueError(f"apply_to must have shape [{N}] or [{N}, r], got {tuple(torch.as_tensor(apply_to).shape)}")
+    applied = None
     if verify and size < N:
-        KU = op @ U
+        KU = op @ (U if extra is None else torch.cat([U, extra], 1))
         passes += 1
+        if extra is not None:
+            KU, applied = KU[:, :k], KU[:, k:]
         res = (KU.double() - U.double() * lam.to(U.device)).norm(dim=0).cpu()
         verified = True
-        if float(res.max()) > 10 * tol_eff * lam1:
-            raise ConvergenceError(f"top_eigenpairs(k={k}): the verified residual {float(res.max()) / lam1:.3g} "
-                                   f"exceeds 10 x tol={tol_eff:.3g} (round-off in the operator?)")
+        allowed = _allowed(lam.cpu(), delta.cpu(), lam1, tol_eff, floor)
+        bad = res > 10 * allowed
+        if bad.any():
+            i = int(torch.nonzero(bad)[0])
+            raise ConvergenceError(f"top_eigenpairs(k={k}): the verified residual of pair {i + 1}, "
+                                   f"{float(res[i]):.3g}, exceeds 10 x its allowance {float(allowed[i]):.3g} "
+                                   f"(round-off in the operator?)")
+    if extra is not None and applied is None:
+        applied = op @ extra
+        passes += 1
     return Eigenpairs(eigvals=lam.to(dtype), eigvecs=U, residuals=res.to(torch.float64), tol=tol_eff,
                       passes=passes, block_size=m, basis=size, seconds=time.perf_counter() - t0, verified=verified,
-                      info=dict(worst=float(res.max()) / lam1))
+                      applied=applied, error_bounds=res ** 2 / torch.clamp(delta.double().cpu(), min=1e-300),
+                      info=dict(worst=float(res.max()) / lam1, route="krylov",
+                                worst_pair=float((res / lam.double().cpu().abs()).max())))
+
+
+def _allowed(theta, delta, lam1, tol, floor):
+    """The residual each Ritz pair may keep. A Ritz value's error is at most |r|^2 / delta (delta: its distance
+    to the spectrum outside the block), so |r| <= sqrt(tol * theta * delta) makes it at most tol * theta; but
+    never below floor * lambda_1 (the rounding of the operator is about eps * lambda_1 in absolute terms)."""
+    theta = theta.double().abs()
+    delta = torch.clamp(delta.double(), min=1e-3 * float(theta.min()))
+    return torch.clamp(torch.sqrt(tol * theta * delta), min=floor * lam1)
+
+
+def _dense_route(op, k, apply_to, tol_eff, passes, m, t0):
+    """K = op @ I (one pass of N columns) and its exact eigendecomposition: used when the Krylov basis would
+    fill the whole space (k a large fraction of N)."""
+    N = int(op.N)
+    dtype = getattr(op, "dtype", torch.float64)
+    device = getattr(op, "device", torch.device("cpu"))
+    K = (op @ torch.eye(N, dtype=dtype, device=device)).double()
+    passes += 1
+    asym = float((K - K.T).abs().max()) / max(float(K.abs().max()), 1e-300)
+    if asym > max(1e-6, 1e3 * torch.finfo(dtype).eps):
+        raise ValueError(f"the operator is not symmetric: |K - K^T| is {asym:.3g} relative to |K|; "
+                         f"top_eigenpairs needs a symmetric PSD kernel")
+    K = 0.5 * (K + K.T)
+    lam, U = torch.linalg.eigh(K)
+    lam, U = lam.flip(0), U.flip(1)
+    if float(lam[-1]) < -max(1e-6, 1e3 * torch.finfo(dtype).eps) * float(lam[0]):
+        raise ValueError(f"the operator is not positive semi-definite: smallest eigenvalue {float(lam[-1]):.3g} "
+                         f"(relative {float(lam[-1]) / float(lam[0]):.3g} to the largest)")
+    lam, U = lam[:k], U[:, :k]
+    res = (K @ U - U * lam).norm(dim=0).cpu()
+    applied = None
+    if apply_to is not None:
+        extra = torch.as_tensor(apply_to).to(K.device, torch.float64)
+        applied = (K @ (extra[:, None] if extra.ndim == 1 else extra)).to(dtype)
+    return Eigenpairs(eigvals=lam.to(dtype), eigvecs=U.to(dtype), residuals=res, tol=tol_eff, passes=passes,
+                      block_size=m, basis=N, seconds=time.perf_counter() - t0, verified=True, applied=applied,
+                      error_bounds=res.clone(),  # |theta - lambda| <= |r| for the exact route
+                      info=dict(worst=float(res.max()) / float(lam[0]), route="dense"))
 
 
 def _progress(progress, total):
@@ -287,8 +392,8 @@ def _tail_law(k, N, exponent, total):
     return a * shape, a
 
 
-def spectral_tail(eigvals, c, *, N: int, trace: float, energy: float, k_range=None,
-                  confidence: float = 0.95) -> SpectralTail:
+def spectral_tail(eigvals, c, *, N: int, trace: float, energy: float, moment: float | None = None,
+                  k_range=None, confidence: float = 0.95) -> SpectralTail:
     """Model the modes k+1..N of a normalised spectrum from its top k (docs/theory.md section 14).
 
     Args:
@@ -296,6 +401,10 @@ def spectral_tail(eigvals, c, *, N: int, trace: float, energy: float, k_range=No
         c: their c_j = (u_j^T d0)^2.                                       # [k]
         N: total number of modes; trace: trace(K) in the same units (sum of all N eigenvalues, exact from
             the diagonal); energy: |d0|^2 (= sum of all N c_j).
+        moment: d0^T K d0 = sum_j lambda_j c_j in the same units (exact, one application of K). When given,
+            the tail's c exponent is the one that meets it (with the modeled tail eigenvalues) instead of the
+            fitted kappa + 1, which the noisy c_j of a real problem make unreliable; when no exponent in
+            [-20, 20] meets it, the fitted one is used and a warning says so.
         k_range: the modes on which nu and kappa are fitted (default: (max(2, k // 10), k)).
     """
     lam = np.asarray(torch.as_tensor(eigvals, dtype=torch.float64).cpu(), dtype=float)
@@ -335,7 +444,18 @@ def spectral_tail(eigvals, c, *, N: int, trace: float, energy: float, k_range=No
     t_tail, e_tail = max(t_tail, 0.0), max(e_tail, 0.0)
     nu = max(fit.nu, 1e-3)
     lam_tail, a = _tail_law(k, N, nu, t_tail)
-    c_tail, e = _tail_law(k, N, fit.kappa + 1.0, e_tail)
+    c_exp, m_tail = fit.kappa + 1.0, None
+    if moment is not None:
+        if not math.isfinite(moment):
+            raise ValueError(f"moment must be finite (d0^T K d0), got moment={moment}")
+        m_tail = float(moment) - float((lam * c).sum())
+        sol = _solve_exponent(lambda ex: float((lam_tail * _tail_law(k, N, ex, e_tail)[0]).sum()), m_tail)
+        if sol is None:
+            warn.append(f"no power law c_j ~ j^-s (s in [-20, 20]) carries the tail's exact moment "
+                        f"sum lambda_j c_j = {m_tail:.4g}: the fitted exponent kappa + 1 = {c_exp:.3g} is used")
+        else:
+            c_exp = sol
+    c_tail, e = _tail_law(k, N, c_exp, e_tail)
     jump = float(lam_tail[0] / lam[-1]) if lam[-1] > 0 and lam_tail.size else math.nan
     if math.isfinite(jump) and not (0.5 <= jump <= 2.0):
         warn.append(f"the trace-matched tail starts at {jump:.3g} x lambda_k: the power law fitted on the top k "
@@ -343,9 +463,22 @@ def spectral_tail(eigvals, c, *, N: int, trace: float, energy: float, k_range=No
     band = dict(nu=[float(max(fit.nu_ci[0], 1e-3)), float(fit.nu_ci[1])],
                 kappa=[float(fit.kappa_ci[0]), float(fit.kappa_ci[1])])
     constraints = dict(trace=float(trace), trace_top=trace_top, trace_tail=t_tail, energy=float(energy),
-                       energy_top=energy_top, energy_tail=e_tail, r2_lambda=r2, jump=jump)
+                       energy_top=energy_top, energy_tail=e_tail, moment=None if moment is None else float(moment),
+                       moment_tail=m_tail, c_exponent=float(c_exp), r2_lambda=r2, jump=jump)
     return SpectralTail(eigvals=lam_tail, c=c_tail, nu=float(fit.nu), kappa=float(fit.kappa), fit=fit,
                         amp_lambda=float(a), amp_c=float(e), constraints=constraints, warnings=warn, band=band)
+
+
+def _solve_exponent(moment_of, target, lo=-20.0, hi=20.0):
+    """The exponent s in [lo, hi] with moment_of(s) = target (Brent's method on a sign change), or None.
+    With a decreasing tail spectrum, moment_of increases with s (a steeper c puts the energy on the larger
+    eigenvalues), so the root is unique."""
+    from scipy.optimize import brentq
+    f = (lambda s: moment_of(s) - target)
+    a, b = f(lo), f(hi)
+    if not (math.isfinite(a) and math.isfinite(b)) or a * b > 0:
+        return None
+    return float(brentq(f, lo, hi, xtol=1e-12))
 
 
 # ------------------------------------------------------------------------------------ spectral problems
@@ -373,12 +506,13 @@ def problem_from_operator(op, d0, *, rank: int, tol: float = 1e-8, seed: int = 0
                          "constraint needs it")
     t0 = time.perf_counter()
     ep = top_eigenpairs(op, rank, tol=tol, seed=seed, block_size=block_size, max_passes=max_passes,
-                        verify=verify, progress=progress)
+                        verify=verify, apply_to=d0, progress=progress)
     lmax = float(ep.eigvals[0])
     lam_top = ep.eigvals.double().cpu() / lmax
     coef_top = ep.eigvecs.double().cpu().T @ d0
+    moment = float(d0 @ ep.applied[:, 0].double().cpu()) / lmax  # d0^T K d0 (normalised units)
     tail = spectral_tail(lam_top, coef_top ** 2, N=N, trace=op.trace() / lmax, energy=float(d0 @ d0),
-                         k_range=k_range)
+                         moment=moment, k_range=k_range)
     for w in tail.warnings:
         warnings.warn(f"spectral tail: {w}", stacklevel=2)
     eigvals = torch.cat([lam_top, torch.as_tensor(tail.eigvals)])
@@ -395,6 +529,24 @@ def problem_from_operator(op, d0, *, rank: int, tol: float = 1e-8, seed: int = 0
     p = Problem(eigvals, coef, None, lambda_max_raw=lmax, name=name or f"operator(N={N}, rank={rank})",
                 meta=info)
     return p
+
+
+def spectrum_summary(problem) -> str:
+    """A few lines on a rank-k problem's spectrum: rank, residuals, tail fit, constraints and warnings."""
+    spec = problem.meta.get("spectrum")
+    if not spec:
+        return f"{problem.name}: dense spectrum ({problem.N} modes)"
+    t, c = spec["tail"], spec["tail"]["constraints"]
+    lines = [f"spectrum: top {spec['rank']} of N={spec['N']} eigenpairs in {spec['eigen_seconds']:.1f} s "
+             f"({spec['passes']} passes, block {spec['block_size']}; worst |Ku - lambda u| / lambda_1 = "
+             f"{spec['residuals']['relative_max']:.2g}), lambda_k = {spec['lambda_k']:.4g}",
+             f"  tail: lambda_j ~ j^-nu, nu = {t['nu']:.3f} [{t['nu_ci'][0]:.3f}, {t['nu_ci'][1]:.3f}] (fitted on k in "
+             f"{t['k_range']}, R^2 {t['r2_lambda']:.3f}); c_j ~ j^-{c['c_exponent']:.3f} (exact moment d0^T K d0; "
+             f"fitted kappa = {t['kappa']:.3f})",
+             f"  exact constraints: tail trace {c['trace_tail']:.4g} of {c['trace']:.4g}; tail residual energy "
+             f"{c['energy_tail']:.4g} of |d0|^2 = {c['energy']:.4g} ({100 * c['energy_tail'] / max(c['energy'], 1e-300):.1f}%)"]
+    lines += [f"  WARNING: {w}" for w in spec.get("warnings", [])]
+    return "\n".join(lines)
 
 
 def band_problems(problem) -> tuple:

@@ -2,6 +2,7 @@
 
     python -m gfsgd.theory --nu 1.5 --kappa 1 --N 10000 --batch-size 10 --budget 10000
     python -m gfsgd.theory --problem kernel.pt --batch-size 32
+    python -m gfsgd.theory --dataset mnist --N 60000 --rank 1000 --data_root ../shared/data --ntk_dtype float32
 
 Prints lambda_crit, the critical lr for a few momenta, the phase (fitted (nu, kappa) for a saved kernel),
 the predicted loss exponent, and the optimal (alpha, beta) for the step budget against the best beta = 0.
@@ -14,6 +15,9 @@ import time
 
 import numpy as np
 
+from ..cli import add_model_args, add_rank_arg, dataset_problem
+from ..data import DATASETS
+
 
 def _parser():
     p = argparse.ArgumentParser(prog="python -m gfsgd.theory", description=__doc__.split("\n\n")[0],
@@ -22,7 +26,15 @@ def _parser():
     src.add_argument("--problem", default=None, help="a Problem file (Problem.save); overrides --nu/--kappa/--N")
     src.add_argument("--nu", type=float, default=1.5, help="eigenvalue decay lambda_k = k^-nu")
     src.add_argument("--kappa", type=float, default=1.0, help="signal decay c_k ~ k^-(kappa+1)")
-    src.add_argument("--N", type=int, default=10000, help="training points (= modes) of the synthetic problem")
+    src.add_argument("--N", type=int, default=10000, help="training points (= modes) of the synthetic problem, or "
+                                                          "of --dataset")
+    src.add_argument("--dataset", default=None, choices=[d for d in DATASETS if d != "synthetic"],
+                     help="a dataset: the problem is the empirical NTK of an MLP on it (model options below); "
+                          "with --rank K no N x N matrix is formed")
+    src.add_argument("--seed", type=int, default=0, help="--dataset: subsample and (without --model_seed) init seed")
+    src.add_argument("--device", default="auto", help="--dataset: 'auto', 'cpu' or 'cuda' for the NTK")
+    add_rank_arg(src)
+    add_model_args(p, network=False)
     p.add_argument("--batch-size", type=int, default=10, help="batch size b")
     p.add_argument("--tau", type=float, default=1.0, help="SE parameter (1 mean field, -1 Gaussian features)")
     p.add_argument("--budget", type=int, default=1000, help="step budget T for the optimal (alpha, beta)")
@@ -40,10 +52,30 @@ def main(argv=None):
     from . import (critical_batch_size, critical_lr, fit_power_law, lambda_crit, loss_exponent,
                    optimal_hyperparameters, phase)
 
+    if args.rank < 0:
+        raise SystemExit(f"error: --rank must be >= 0 (0: the dense kernel), got --rank {args.rank}")
     if args.problem:
         problem = Problem.load(args.problem)
+    elif args.dataset:
+        try:
+            problem = dataset_problem(args, progress=True)
+        except (ValueError, FileNotFoundError) as exc:
+            raise SystemExit(f"error: {exc}") from None
+        if "spectrum" in problem.meta:
+            from ..spectrum import spectrum_summary
+            print(spectrum_summary(problem))
     else:
+        if args.rank:
+            raise SystemExit("error: --rank takes the top eigenpairs of a kernel: give --dataset (or a --problem "
+                             "file with its eigenvectors)")
         problem = Problem.synthetic(args.N, args.nu, args.kappa, basis=None)
+    if args.rank and args.problem:
+        if not problem.has_basis:
+            raise SystemExit(f"error: --rank needs the kernel's eigenvectors; {args.problem} is spectral only")
+        from ..spectrum import problem_from_operator, spectrum_summary
+        problem = problem_from_operator(problem.K * problem.lambda_max_raw, problem.d0, rank=args.rank,
+                                        name=f"{problem.name}, rank {args.rank} + tail")
+        print(spectrum_summary(problem))
     N, b, tau = problem.N, args.batch_size, args.tau
     if not 1 <= b <= N:
         raise SystemExit(f"--batch-size must be in [1, N={N}], got {b}")
@@ -53,7 +85,7 @@ def main(argv=None):
     ac = critical_lr(problem, np.asarray(args.momenta), b, tau=tau)
     for m, a in zip(args.momenta, ac):
         rows.append((f"critical lr at beta = {m:+.2f}", f"{a:.4g}   (alpha_eff = {a / (1 - m):.4g})"))
-    if args.problem:
+    if args.problem or args.dataset:
         try:
             fit = fit_power_law(problem)
             nu, kappa = fit.nu, fit.kappa
