@@ -5,7 +5,7 @@ nn: the network itself (lr_nn = lr * N / lambda_max(K_emp)); linearized: its lin
 (mean of --repeats paths); sd: the spectral-diagonal approximation, once per --tau; full: the exact
 batch-averaged second moments of the linearisation.
 
-Defaults (the main job, about a minute on 2 cores): digits, N = 256, width 1000, lr 1, momentum 0 and -0.3,
+Defaults (the main job, about 2 minutes on 2 cores): digits, N = 256, width 1000, lr 1, momentum 0 and -0.3,
 batch sizes 8 and 32, 2000 steps, linearized averaged over 20 paths, SD with tau = 1 and -1.
 
 Example (the paper's headline comparison):

@@ -115,7 +115,8 @@ def dataset_problem(args, *, progress: bool = True) -> Problem:
 
 
 def refuse_rank(args, regimes) -> None:
-    """--rank gives a spectral-only problem: refuse the regimes that need the eigenvectors, up front."""
+    """Checks before any work: --rank gives a spectral-only problem, so refuse the regimes that need the
+    eigenvectors; --rank and --chunk_size must be in range."""
     need = [r for r in regimes if r in ("full", "linearized")]
     if getattr(args, "rank", 0) and need:
         raise SystemExit(f"error: --rank {args.rank} builds a spectral-only problem (top-{args.rank} eigenpairs plus a "
@@ -123,6 +124,9 @@ def refuse_rank(args, regimes) -> None:
                          f"run them without --rank (dense kernel) or choose regimes sd / nn")
     if getattr(args, "rank", 0) < 0:
         raise SystemExit(f"error: --rank must be >= 0 (0: the dense kernel), got --rank {args.rank}")
+    if getattr(args, "chunk_size", None) is not None and args.chunk_size < 1:
+        raise SystemExit(f"error: --chunk_size must be >= 1 (configs per vectorised block), got --chunk_size "
+                         f"{args.chunk_size}")
 
 
 def add_grid_args(p: argparse.ArgumentParser) -> None:

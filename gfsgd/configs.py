@@ -86,7 +86,14 @@ def check_log_steps(log_steps, n_steps) -> np.ndarray:
     """log_steps (None: default_log_steps) as sorted unique integers in [0, n_steps]."""
     if log_steps is None:
         return default_log_steps(n_steps)
-    steps = np.unique(np.asarray(log_steps, dtype=np.int64).reshape(-1))
+    raw = np.asarray(log_steps).reshape(-1)
+    if raw.dtype == bool or not np.issubdtype(raw.dtype, np.number):
+        raise ValueError(f"log_steps must be integers in [0, n_steps={n_steps}], got {raw[:5].tolist()}")
+    if raw.size and not np.all(np.isfinite(raw.astype(float))) or not np.all(np.mod(raw.astype(float), 1) == 0):
+        bad = raw[~(np.isfinite(raw.astype(float)) & (np.mod(raw.astype(float), 1) == 0))][:5]
+        raise ValueError(f"log_steps must be integers in [0, n_steps={n_steps}], got non-integer values "
+                         f"{bad.tolist()}")
+    steps = np.unique(raw.astype(np.int64))
     if steps.size == 0 or steps[0] < 0 or steps[-1] > n_steps:
         raise ValueError(f"log_steps must be integers in [0, n_steps={n_steps}], got range "
                          f"[{steps.min() if steps.size else None}, {steps.max() if steps.size else None}]")

@@ -12,21 +12,22 @@ from __future__ import annotations
 import itertools
 import time
 
+import numpy as np
 import torch
 
 from .configs import check_configs, config_key
 from .results import RunFolder
 
-__all__ = ["Grid", "execute"]
+__all__ = ["Grid", "execute", "unique_configs"]
 
 Config = tuple  # (lr, momentum, batch_size)
 
 
 def _as_list(x, name):
-    if isinstance(x, (int, float)) and not isinstance(x, bool):
-        return [x]
-    if isinstance(x, torch.Tensor):
-        return x.flatten().tolist()
+    if isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_)):
+        return [x.item() if hasattr(x, "item") else x]
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        return np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x).reshape(-1).tolist()
     try:
         out = list(x)
     except TypeError:
@@ -46,7 +47,7 @@ class Grid:
     def __init__(self, lr, momentum=0.0, batch_size=1, aggr: str = "prod"):
         self.lr = [float(v) for v in _as_list(lr, "lr")]
         self.momentum = [float(v) for v in _as_list(momentum, "momentum")]
-        self.batch_size = _as_list(batch_size, "batch_size")
+        self.batch_size = [v.item() if hasattr(v, "item") else v for v in _as_list(batch_size, "batch_size")]
         if aggr not in ("prod", "zip"):
             raise ValueError(f"aggr must be 'prod' or 'zip', got aggr={aggr!r}")
         self.aggr = aggr
@@ -60,6 +61,7 @@ class Grid:
                 raise ValueError(f"aggr='zip' needs lists of equal length (or length 1); got lengths {lengths}")
             pick = lambda xs, i: xs[0] if len(xs) == 1 else xs[i]  # noqa: E731
             self.configs = [(pick(self.lr, i), pick(self.momentum, i), pick(self.batch_size, i)) for i in range(n)]
+        self.configs = unique_configs(self.configs)
 
     def __len__(self):
         return len(self.configs)
@@ -70,6 +72,17 @@ class Grid:
     def __repr__(self):
         return (f"Grid(lr={self.lr}, momentum={self.momentum}, batch_size={self.batch_size}, "
                 f"aggr={self.aggr!r}) -> {len(self)} configs")
+
+
+def unique_configs(configs) -> list:
+    """configs without repeats (same config_key), in first-seen order: a duplicate would run twice."""
+    seen, out = set(), []
+    for c in configs:
+        key = config_key(c)
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
 
 
 def execute(regime, problem, grid, n_steps: int, *, save_dir=None, chunk_size: int | None = None,
@@ -85,8 +98,12 @@ def execute(regime, problem, grid, n_steps: int, *, save_dir=None, chunk_size: i
         chunk_size: configs per vectorised call (default: all at once).
         extra_columns: constant columns identifying this sweep in the results (e.g. {"tau": 1.0}).
     """
-    configs = list(grid.configs if isinstance(grid, Grid) else grid)
+    configs = unique_configs(grid.configs if isinstance(grid, Grid) else grid)
     check_configs(configs, problem.N)  # fail early, before any work
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not float(chunk_size).is_integer()
+                                   or int(chunk_size) < 1):
+        raise ValueError(f"chunk_size must be an integer >= 1 (configs per vectorised call) or None, got "
+                         f"chunk_size={chunk_size!r}")
     folder = None if save_dir is None else (save_dir if isinstance(save_dir, RunFolder) else RunFolder(save_dir))
     regime_name = getattr(regime, "REGIME", getattr(regime, "__name__", "regime").rsplit(".", 1)[-1])
     extra_columns = dict(extra_columns or {})

@@ -62,7 +62,7 @@ class Problem:
     The constructor itself takes an already normalised spectrum:
 
     Args:
-        eigvals: lambda_k, any order (sorted to descending here), top value 1.     # [N]
+        eigvals: lambda_k, any order (sorted to descending here), top value 1 (else a ValueError).   # [N]
         coef: eigen-coefficients of d0 in the same order as eigvals.               # [N]
         eigvecs: U (columns are eigenvectors, in the order of eigvals), or None.   # [N, N]
         lambda_max_raw: top eigenvalue of the kernel before normalisation (used to convert learning rates
@@ -84,6 +84,11 @@ class Problem:
             raise ValueError("eigvals and coef must be finite")
         if (eigvals < 0).any():
             raise ValueError(f"eigvals must be >= 0 (a PSD kernel), min is {eigvals.min().item():.3g}")
+        top = float(eigvals.max())
+        if abs(top - 1.0) > 1e-9:
+            raise ValueError(f"eigvals must be normalised so that the top eigenvalue is 1 (learning rates are in "
+                             f"these units), got max eigvals = {top:.6g}; pass eigvals / {top:.6g} with "
+                             f"lambda_max_raw={top:.6g} (Problem.from_kernel normalises a raw kernel)")
         order = torch.argsort(eigvals, descending=True)
         self.eigvals = eigvals[order]
         self.coef = coef[order]

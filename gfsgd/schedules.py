@@ -158,13 +158,13 @@ def from_name(name: str, n_steps: int, *, step_size=None, factor=0.1, warmup_ste
     if name == "constant":
         return Schedule(name="constant")
     if name == "step":
-        return Schedule(lr=step_decay(step_size or max(n_steps // 3, 1), factor), name="step")
+        return Schedule(lr=step_decay(max(n_steps // 3, 1) if step_size is None else step_size, factor), name="step")
     if name == "warmup":
         return Schedule(lr=linear_warmup(warmup_steps or max(n_steps // 10, 1)), name="warmup")
     if name == "cosine":
         return Schedule(lr=cosine(n_steps, final_factor, warmup_steps or 0), name="cosine")
     if name == "cyclic":
-        return Schedule(lr=cyclic(period or max(n_steps // 5, 2), low_factor), name="cyclic")
+        return Schedule(lr=cyclic(max(n_steps // 5, 2) if period is None else period, low_factor), name="cyclic")
     if name == "jacobi":
         return jacobi(jacobi_a, jacobi_b)
     raise ValueError(f"sched must be one of {', '.join(SCHEDULE_NAMES)}; got {name!r}")

@@ -117,15 +117,17 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
     check_every = max(1, int(check_every))
     loss0 = problem.loss0
     bound = DIVERGENCE_FACTOR * loss0
-    log_at = np.full(n_steps + 1, -1, dtype=np.int64)
-    log_at[steps] = np.arange(len(steps))
+    log_at = {int(s): j for j, s in enumerate(steps)}  # step -> column (a dict: n_steps may be huge)
     loss_out = torch.full((G, len(steps)), math.nan, dtype=torch.float64)
     se_out = torch.full((G, len(steps)), math.nan, dtype=torch.float64) if with_se else None
     div_step = np.full(G, -1, dtype=np.int64)
     test_out = torch.full((G, len(steps)), math.nan, dtype=torch.float64) if test is not None else None
     test_se_out = torch.full((G, len(steps)), math.nan, dtype=torch.float64) if test is not None and with_se \
         else None
-    chunk_size = max(1, min(int(chunk_size), G))
+    if isinstance(chunk_size, bool) or not float(chunk_size).is_integer() or int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be an integer >= 1 (configs per vectorised block), got "
+                         f"chunk_size={chunk_size!r}")
+    chunk_size = min(int(chunk_size), G)
     bar = progress_bar(n_steps * math.ceil(G / chunk_size), f"{regime} ({G} configs)", progress and n_steps > 0)
 
     for start in range(0, G, chunk_size):
@@ -133,7 +135,7 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
         lr, mom, b = lr_all[sl], mom_all[sl], b_all[sl]
         b_host = torch.tensor(b_host_all[sl], dtype=torch.float64)
         state = init(lr, mom, b)
-        if log_at[0] >= 0:
+        if 0 in log_at:
             loss_out[sl, log_at[0]] = loss0
             if se_out is not None:
                 se_out[sl, log_at[0]] = 0.0
@@ -163,8 +165,8 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
                 hyper = Hyper(a_t, m_t, b_t, noise_gamma(b_t, N, replacement), t, *b_rng)
             state, loss, se = step(state, hyper)
             recent.append(loss)
-            if log_at[t + 1] >= 0:
-                cols.append(int(log_at[t + 1]))
+            if t + 1 in log_at:
+                cols.append(log_at[t + 1])
                 rows.append(loss)
                 if se_out is not None:
                     se_rows.append(se)

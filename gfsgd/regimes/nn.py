@@ -105,8 +105,7 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
     if log_steps is None:  # the full-data loss costs a pass over all N points: log-spaced by default
         log_steps = default_log_steps(n_steps, dense_until=100, per_decade=100)
     steps = check_log_steps(log_steps, n_steps)
-    logged = np.zeros(n_steps + 1, dtype=bool)
-    logged[steps] = True
+    logged = set(int(s) for s in steps)  # a set, not an array of n_steps + 1 (n_steps may be huge)
     t_start = time.perf_counter()
     model = net.model
     N = net.N
@@ -195,7 +194,7 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
                 shape = (R * g,) + (1,) * (p[k].ndim - 1)
                 v[k].mul_(beta.view(shape)).sub_(lr.view(shape) * grads[k])
                 p[k].add_(v[k])
-            if logged[h.t + 1]:
+            if h.t + 1 in logged:
                 loss, se = path_mean(mse(p, X, y, R * g), g)
                 if Xt is not None:
                     st["val"].append((h.t + 1, *path_mean(mse(p, Xt, yt, R * g), g)))
