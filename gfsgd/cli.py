@@ -167,6 +167,11 @@ def add_run_args(p: argparse.ArgumentParser, regimes) -> None:
                                                     "an existing folder is resumed")
     g.add_argument("--no_progress", action="store_true", help="no progress bar")
     g.add_argument("--no_plots", action="store_true", help="do not write PNG plots")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the sweeps of --save_dir that were made with different settings (without it, "
+                        "resuming a folder with another command is refused)")
+    g.add_argument("--repair", action="store_true",
+                   help="set aside damaged parts of --save_dir (a truncated file after a crash) and recompute them")
 
 
 def build_parser(description: str, regimes=("linearized", "full", "sd"), *,
@@ -228,7 +233,8 @@ def run_regimes(args, problem, regimes, folder: RunFolder, modules=None, regime_
     grid = grid_from_args(args)
     schedule = schedule_from_args(args)
     common = dict(schedule=schedule, device=args.device, dtype=args.dtype, replacement=args.replacement,
-                  chunk_size=args.chunk_size, progress=not args.no_progress)
+                  chunk_size=args.chunk_size, progress=not args.no_progress,
+                  overwrite=getattr(args, "overwrite", False))
     for name in regimes:
         mod = modules[name]
         kw = dict(common, **(regime_kwargs or {}).get(name, {}))
@@ -244,6 +250,29 @@ def run_regimes(args, problem, regimes, folder: RunFolder, modules=None, regime_
         else:
             execute(mod, problem, grid, args.n_steps, save_dir=folder, seed=args.seed,
                     extra_columns={"seed": args.seed}, **kw)
+
+
+def open_folder(args, script: str) -> RunFolder:
+    """The run folder of --save_dir (or a new one), repaired with --repair; clear errors, no traceback."""
+    from .results import RunFolderError, repair
+    try:
+        folder = RunFolder(args.save_dir or default_save_dir(script))
+    except RunFolderError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if getattr(args, "repair", False):
+        moved = repair(folder.path)
+        print(f"--repair: {len(moved)} damaged part(s) set aside in {folder.path / 'parts' / 'damaged'}"
+              + (f" ({', '.join(moved[:3])})" if moved else ""))
+    return folder
+
+
+def guarded_run(*a, **kw) -> None:
+    """run_regimes with the run store's refusals (another writer, a different sweep) as clear errors."""
+    from .results import RunFolderError, RunFolderLocked
+    try:
+        run_regimes(*a, **kw)
+    except (RunFolderError, RunFolderLocked) as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def summarize(folder: RunFolder) -> str:
@@ -325,11 +354,11 @@ def main(regimes, script: str, description: str, argv=None) -> Path:
     if "spectrum" in problem.meta:
         from .spectrum import spectrum_summary
         print(spectrum_summary(problem))
-    folder = RunFolder(args.save_dir or default_save_dir(script))
+    folder = open_folder(args, script)
     folder.write_config(dict(script=script, regimes=regimes, argv=sys.argv[1:] if argv is None else list(argv),
                              args=vars(args), problem=problem.name, problem_meta=problem.meta, N=problem.N,
-                             loss0=problem.loss0))
-    run_regimes(args, problem, regimes, folder)
+                             loss0=problem.loss0), keep_existing=True)
+    guarded_run(args, problem, regimes, folder)
     if not args.no_plots:
         from . import plots
         from .results import load

@@ -16,9 +16,8 @@ import numpy as np
 import torch
 
 from .configs import check_configs, config_key
-from .results import RunFolder
 
-__all__ = ["Grid", "execute", "unique_configs"]
+__all__ = ["Grid", "execute", "unique_configs", "sweep_identity", "problem_fingerprint", "schedule_fingerprint"]
 
 Config = tuple  # (lr, momentum, batch_size)
 
@@ -85,40 +84,127 @@ def unique_configs(configs) -> list:
     return out
 
 
+def schedule_fingerprint(schedule, n_steps: int) -> dict:
+    """What a schedule does, as data: its name and its values (for base lr = momentum = 0.5, batch size 1000)
+    at 40 log-spaced steps in [0, n_steps]; any change of a parameter changes them."""
+    if schedule is None or schedule.is_constant:
+        return dict(name="constant")
+    ts = sorted({0, int(n_steps)} | {int(round(x)) for x in np.geomspace(1, max(int(n_steps), 1), 40)})
+    base = torch.tensor([0.5], dtype=torch.float64)
+    vals = []
+    for t in ts:
+        a, m = schedule.lr_momentum(t, base, base)
+        b = schedule.batch_sizes(t, torch.tensor([1000.0], dtype=torch.float64), 10 ** 9)
+        vals.append([round(float(a[0]), 12), round(float(m[0]), 12), int(b[0])])
+    return dict(name=schedule.name, steps=ts, values=vals)
+
+
+def problem_fingerprint(problem) -> str:
+    """sha256 (16 hex digits) of the problem's data: spectrum, coefficients, basis, held-out set; for a network
+    problem its parameters and data."""
+    import hashlib
+    h = hashlib.sha256()
+
+    def add(t):
+        if t is not None:
+            t = torch.as_tensor(t).detach().cpu().contiguous()
+            h.update(str((tuple(t.shape), str(t.dtype))).encode())
+            h.update(t.numpy().tobytes())
+
+    if hasattr(problem, "eigvals"):
+        for t in (problem.eigvals, problem.coef, problem.eigvecs, problem.K_test, problem.r_test):
+            add(t)
+        h.update(repr(float(problem.lambda_max_raw)).encode())
+    net = getattr(problem, "network", None) if hasattr(problem, "eigvals") else problem
+    if net is not None and hasattr(net, "model"):
+        for k, v in sorted(net.model.state_dict().items()):
+            h.update(k.encode())
+            add(v)
+        for t in (net.X, net.y, net.X_test, net.y_test):
+            add(t)
+    return h.hexdigest()[:16]
+
+
+_NOT_IDENTITY = {"progress", "device", "chunk_size", "network", "memory_budget"}
+
+
+def sweep_identity(regime_name, problem, n_steps, extra_columns, run_kwargs) -> dict:
+    """Everything that changes a curve of this sweep (the fields of its identity hash)."""
+    opts = {}
+    for k, v in sorted(run_kwargs.items()):
+        if k in _NOT_IDENTITY or k == "schedule":
+            continue
+        if k == "log_steps":
+            v = None if v is None else np.asarray(v).reshape(-1).tolist()
+        opts[k] = v if isinstance(v, (int, float, str, bool, type(None), list)) else repr(v)
+    net = run_kwargs.get("network")
+    return dict(regime=regime_name, problem=problem_fingerprint(net if net is not None else problem), n_steps=int(n_steps),
+                schedule=schedule_fingerprint(run_kwargs.get("schedule"), n_steps), options=opts,
+                columns=dict(extra_columns), update="sgd", version=1)
+
+
 def execute(regime, problem, grid, n_steps: int, *, save_dir=None, chunk_size: int | None = None,
-            extra_columns: dict | None = None, progress: bool = True, **run_kwargs):
+            extra_columns: dict | None = None, progress: bool = True, overwrite: bool = False,
+            time_budget: float = 60.0, **run_kwargs):
     """Run `regime.run` over every config of `grid`, chunk by chunk, and return a list of Curves.
 
     Args:
         regime: a module or object with `run(problem, configs, n_steps, **kw) -> Curves` (gfsgd.regimes.*).
-        grid: a Grid or a list of configs.
-        save_dir: a run folder (gfsgd.results.RunFolder or a path): each finished chunk is appended there,
-            and configs already in it (same regime and extra columns) are skipped, so an interrupted sweep
-            resumes where it stopped and keeps what it finished.
-        chunk_size: configs per vectorised call (default: all at once).
-        extra_columns: constant columns identifying this sweep in the results (e.g. {"tau": 1.0}).
+        grid: a Grid or a list of configs (duplicates are dropped).
+        save_dir: a run folder (gfsgd.results.RunFolder or a path). Each finished chunk is committed there as one
+            part (gfsgd.results), configs already committed for this sweep are skipped, so an interrupted sweep
+            resumes where it stopped. The sweep's identity (a hash of everything that changes a curve: the
+            problem's data, n_steps, log_steps, schedule, seed, repeats, the regime's options, the extra columns)
+            is kept in the folder: resuming with a different one raises RunFolderError naming the fields that
+            differ (overwrite=True replaces the sweep instead). The folder is locked while this runs: a second
+            writer gets RunFolderLocked, and a lock left by a killed process is taken over.
+        chunk_size: configs per vectorised call; default (None) sizes chunks by time: the first holds 8 configs,
+            the next ones are scaled so that a chunk takes about `time_budget` seconds (so a kill loses at most
+            about that much work).
+        extra_columns: constant columns identifying this sweep in the results (e.g. {"tau": 1.0}); they are
+            written to both curves and status.
     """
+    from .results import RunFolder
     configs = unique_configs(grid.configs if isinstance(grid, Grid) else grid)
     check_configs(configs, problem.N)  # fail early, before any work
     if chunk_size is not None and (isinstance(chunk_size, bool) or not float(chunk_size).is_integer()
                                    or int(chunk_size) < 1):
         raise ValueError(f"chunk_size must be an integer >= 1 (configs per vectorised call) or None, got "
                          f"chunk_size={chunk_size!r}")
+    if not (isinstance(time_budget, (int, float)) and time_budget > 0):
+        raise ValueError(f"time_budget must be > 0 seconds, got time_budget={time_budget!r}")
     folder = None if save_dir is None else (save_dir if isinstance(save_dir, RunFolder) else RunFolder(save_dir))
     regime_name = getattr(regime, "REGIME", getattr(regime, "__name__", "regime").rsplit(".", 1)[-1])
     extra_columns = dict(extra_columns or {})
-    if folder is not None:
+    if folder is None:
+        return _run_chunks(regime, problem, configs, n_steps, None, chunk_size, time_budget, extra_columns,
+                           progress, run_kwargs)
+    with folder.lock():
+        sweep = " ".join([regime_name] + [f"{k}={v}" for k, v in sorted(extra_columns.items())])
+        folder.check_identity(sweep, sweep_identity(regime_name, problem, n_steps, extra_columns, run_kwargs),
+                              overwrite=overwrite)
         done = folder.done_configs(regime_name, extra_columns)
         configs = [c for c in configs if config_key(c) not in done]
-    chunk_size = chunk_size or max(len(configs), 1)
+        return _run_chunks(regime, problem, configs, n_steps, folder, chunk_size, time_budget, extra_columns,
+                           progress, run_kwargs)
+
+
+def _run_chunks(regime, problem, configs, n_steps, folder, chunk_size, time_budget, extra_columns, progress,
+                run_kwargs):
     out = []
-    for start in range(0, len(configs), chunk_size):
-        chunk = configs[start:start + chunk_size]
+    start = 0
+    size = int(chunk_size) if chunk_size else min(8, max(len(configs), 1))
+    while start < len(configs):
+        chunk = configs[start:start + size]
         t0 = time.perf_counter()
         curves = regime.run(problem, chunk, n_steps, progress=progress, **run_kwargs)
-        curves.meta.setdefault("wall_time", time.perf_counter() - t0)
+        wall = time.perf_counter() - t0
+        curves.meta.setdefault("wall_time", wall)
         curves.meta.update(extra_columns)
         if folder is not None:
-            folder.append(curves)
+            folder.append(curves, extra=extra_columns)
         out.append(curves)
+        start += len(chunk)
+        if not chunk_size:  # scale the next chunk to about time_budget seconds (at most 8x growth)
+            size = max(1, min(8 * size, int(size * time_budget / max(wall, 1e-3))))
     return out

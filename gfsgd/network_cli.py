@@ -10,12 +10,11 @@ import sys
 import time as _time
 from pathlib import Path
 
-from .cli import (add_model_args, build_parser, dataset_problem, default_save_dir, grid_from_args, refuse_rank,
-                  run_regimes, save_extra_plots, schedule_from_args, summarize)
+from .cli import (add_model_args, build_parser, dataset_problem, grid_from_args, guarded_run, open_folder,
+                  refuse_rank, save_extra_plots, schedule_from_args, summarize)
 from .configs import check_configs
 from .spectrum import spectrum_summary
 from .problem import Problem
-from .results import RunFolder
 
 __all__ = ["NETWORK_REGIMES", "add_network_args", "network_problem_from_args", "log_steps_from_args",
            "network_main"]
@@ -70,11 +69,12 @@ def network_main(regimes, script: str, description: str, argv=None, choose_regim
         t_problem = _time.perf_counter() - t0
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from None
-    folder = RunFolder(args.save_dir or default_save_dir(script))
+    folder = open_folder(args, script)
     folder.write_config(dict(script=script, regimes=regimes, argv=sys.argv[1:] if argv is None else list(argv),
                              args=vars(args), problem=problem.name, problem_meta=problem.meta, N=problem.N,
                              loss0=problem.loss0, lambda_max_raw=problem.lambda_max_raw,
-                             lr_nn_per_alpha=problem.N / problem.lambda_max_raw, ntk_seconds=t_problem))
+                             lr_nn_per_alpha=problem.N / problem.lambda_max_raw, ntk_seconds=t_problem),
+                       keep_existing=True)
     print(f"{problem.name}: N={problem.N}, L0={problem.loss0:.4g}, lambda_max(K_emp)={problem.lambda_max_raw:.4g}, "
           f"lr_nn = {problem.N / problem.lambda_max_raw:.4g} * lr  (NTK + eigendecomposition {t_problem:.1f} s)")
     if "spectrum" in problem.meta:
@@ -83,7 +83,7 @@ def network_main(regimes, script: str, description: str, argv=None, choose_regim
     kw = {name: dict(log_steps=log_steps) for name in regimes}
     kw["nn"] = dict(kw.get("nn", {}), network=problem.network)
     from .regimes import nn
-    run_regimes(args, problem, regimes, folder, modules={"nn": nn}, regime_kwargs=kw)
+    guarded_run(args, problem, regimes, folder, modules={"nn": nn}, regime_kwargs=kw)
     from .results import load
     res = load(folder.path)
     if not args.no_plots:

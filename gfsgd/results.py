@@ -1,21 +1,36 @@
-"""The results table of a run folder: write, append, load.
+"""The run store: a run folder written chunk by chunk, read back with every part checked.
 
 A run folder holds
-    config.json       every argument of the run, package versions, seed, device
-    curves.parquet    tidy: regime, lr, momentum, batch_size, tau, seed, repeats, step, loss[, loss_se]
-    status.parquet    per config: regime, lr, momentum, batch_size, tau, seed, status ("ok" | "diverged"),
-                      diverged_step (-1 if ok), final_loss, wall_time (seconds per config)
-plus PNG plots. Every write is atomic (temporary file + rename), and curves are appended chunk by chunk, so
-an interrupted sweep keeps what it finished and `gfsgd.grid.execute` resumes by skipping done configs.
+    config.json       every argument of the run, package versions, seed, device (written by the scripts)
+    sweeps.json       the identity of every sweep in the folder (one per regime and extra columns): a hash of
+                      everything that changes a curve, and the fields it was made from
+    parts/part-*/     one finished chunk each: curves.parquet (tidy: regime, lr, momentum, batch_size, extra
+                      columns, step, loss[, loss_se, test_loss, ...]) and status.parquet (per config: status
+                      "ok" | "diverged", diverged_step (-1 if ok), final_loss, wall_time, extra columns)
+    lock              while a process writes: its pid, host and start time
+plus PNG plots.
+
+Commit protocol: a chunk's two files are written (and fsynced) into parts/.tmp-<id>/ and the directory is then
+renamed to parts/part-<id>/, one atomic rename, so a kill at any moment leaves either the whole part or a
+leftover .tmp directory that `load` ignores. Appending costs O(chunk): no file is ever rewritten.
+`load` reads every part, checks that each status row holds its curve, the row counts and that no config appears
+twice, and names a damaged part; `repair` moves damaged parts aside so that a resumed sweep recomputes them.
+Folders written before parts existed (curves.parquet and status.parquet at the top) are still read.
 """
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
+import hashlib
 import json
 import math
 import os
 import platform
+import shutil
+import socket
 import sys
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -23,9 +38,28 @@ import pandas as pd
 from .configs import config_keys
 from .version import __version__
 
-__all__ = ["RunFolder", "Results", "load", "versions"]
+__all__ = ["RunFolder", "Results", "load", "repair", "versions", "RunFolderError", "RunFolderLocked",
+           "identity_hash"]
 
-CURVES, STATUS, CONFIG = "curves.parquet", "status.parquet", "config.json"
+CURVES, STATUS, CONFIG, SWEEPS, PARTS, LOCK = ("curves.parquet", "status.parquet", "config.json", "sweeps.json",
+                                              "parts", "lock")
+KEY = ["regime", "lr", "momentum", "batch_size"]
+
+
+_HOOK = None  # tests: a callable(label) run at each write point of a commit (to inject a kill between writes)
+
+
+def _point(label: str):
+    if _HOOK is not None:
+        _HOOK(label)
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be used as asked: damaged parts, a different sweep identity, not writable."""
+
+
+class RunFolderLocked(RuntimeError):
+    """Another live process holds the run folder's lock."""
 
 
 def versions() -> dict:
@@ -35,9 +69,20 @@ def versions() -> dict:
                 python=sys.version.split()[0], platform=platform.platform())
 
 
+def _fsync_dir(path: Path):
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def _atomic_write(path: Path, write):
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     write(tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -52,43 +97,214 @@ def _jsonable(x):
         return x
     if hasattr(x, "item") and getattr(x, "ndim", 1) == 0:
         return x.item()
+    if hasattr(x, "tolist"):
+        return _jsonable(x.tolist())
     return str(x)
 
 
+def identity_hash(fields: dict) -> str:
+    """sha256 (first 16 hex digits) of the canonical JSON of `fields`."""
+    text = json.dumps(_jsonable(fields), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class RunFolder:
-    """A run folder on disk (created if missing)."""
+    """A run folder on disk (created if missing; a clear error if the path is a file or not writable)."""
 
     def __init__(self, path):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"save_dir {str(self.path)!r} is a file, not a folder; choose another save_dir")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunFolderError(f"cannot create the run folder {str(self.path)!r}: {exc.strerror}") from None
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise RunFolderError(f"the run folder {str(self.path)!r} is not writable; choose another save_dir")
+        self._locked = 0
 
-    def write_config(self, config: dict) -> Path:
+    # ------------------------------------------------------------------------------------------ config
+    def write_config(self, config: dict, *, keep_existing: bool = False) -> Path:
+        """Write config.json. keep_existing=True (the scripts): when the folder already has one (a resumed
+        sweep), keep it and append this invocation to invocations.jsonl instead."""
         cfg = dict(config)
         cfg.setdefault("versions", versions())
+        cfg.setdefault("written", _dt.datetime.now().isoformat(timespec="seconds"))
         target = self.path / CONFIG
+        if keep_existing and target.is_file():
+            with open(self.path / "invocations.jsonl", "a") as fh:
+                fh.write(json.dumps(_jsonable(cfg), sort_keys=True) + "\n")
+            return target
         _atomic_write(target, lambda p: p.write_text(json.dumps(_jsonable(cfg), indent=2, sort_keys=True)))
         return target
 
-    def _read(self, name):
-        f = self.path / name
-        return pd.read_parquet(f) if f.is_file() else None
+    def sweeps(self) -> dict:
+        f = self.path / SWEEPS
+        return json.loads(f.read_text()) if f.is_file() else {}
 
-    def append(self, curves) -> None:
-        """Append one Curves object (curves and status rows), atomically."""
-        for name, new in ((CURVES, curves.to_frame()), (STATUS, curves.status_frame())):
-            old = self._read(name)
-            df = new if old is None else pd.concat([old, new], ignore_index=True)
-            _atomic_write(self.path / name, lambda p, df=df: df.to_parquet(p, index=False))
+    def check_identity(self, sweep: str, fields: dict, *, overwrite: bool = False) -> str:
+        """Record the identity of `sweep` (e.g. "sd tau=1.0 seed=0"), or check it against the recorded one.
+
+        A different identity raises RunFolderError naming the fields that differ, unless overwrite=True, which
+        deletes that sweep's parts and records the new identity."""
+        fields = _jsonable(fields)
+        h = identity_hash(fields)
+        sweeps = self.sweeps()
+        old = sweeps.get(sweep)
+        if old is not None and old["hash"] != h:
+            if not overwrite:
+                keys = sorted(set(old["fields"]) | set(fields))
+                diff = [f"{k}: {old['fields'].get(k)!r} -> {fields.get(k)!r}" for k in keys
+                        if old["fields"].get(k) != fields.get(k)]
+                raise RunFolderError(
+                    f"the run folder {str(self.path)!r} already holds sweep '{sweep}' made with different settings "
+                    f"({'; '.join(diff)[:800]}); resuming would mix two different commands. Use --overwrite "
+                    f"(execute(..., overwrite=True)) to replace it, or another --save_dir")
+            self.drop_sweep(old["fields"].get("regime"), old.get("columns", {}))
+        sweeps[sweep] = dict(hash=h, fields=fields, columns=fields.get("columns", {}))
+        _atomic_write(self.path / SWEEPS, lambda p: p.write_text(json.dumps(sweeps, indent=1, sort_keys=True)))
+        return h
+
+    def drop_sweep(self, regime: str, columns: dict) -> int:
+        """Delete the parts of one sweep (this regime, these extra-column values, no other extra column);
+        returns their number."""
+        n = 0
+        standard = {"tau", "seed", "repeats"}
+        for part in self.parts():
+            try:
+                st = pd.read_parquet(part / STATUS)
+            except Exception:  # noqa: BLE001 - a damaged part is left to repair()
+                continue
+            extra = set(_key_columns(st)) - set(KEY) - standard
+            if not len(st) or extra - set(columns) or not (st["regime"] == regime).all():
+                continue
+            sel = pd.Series(True, index=st.index)
+            for col, val in columns.items():
+                sel &= ((st[col] == val) | (st[col].isna() & (val != val))) if col in st else False
+            if bool(sel.all()):
+                shutil.rmtree(part)
+                n += 1
+        return n
+
+    # ------------------------------------------------------------------------------------------- lock
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the folder's lock (re-entrant in this object). A second live writer gets RunFolderLocked; a lock
+        left by a dead process on this host (a kill) is taken over."""
+        if self._locked:
+            self._locked += 1
+            try:
+                yield self
+            finally:
+                self._locked -= 1
+            return
+        self._acquire()
+        self._locked = 1
+        try:
+            yield self
+        finally:
+            self._locked = 0
+            with contextlib.suppress(FileNotFoundError):
+                info = json.loads((self.path / LOCK).read_text())
+                if info.get("token") == self._token:
+                    (self.path / LOCK).unlink()
+
+    def _acquire(self):
+        f = self.path / LOCK
+        self._token = uuid.uuid4().hex
+        info = dict(pid=os.getpid(), host=socket.gethostname(), start=_dt.datetime.now().isoformat(timespec="seconds"),
+                    token=self._token)
+        for _ in range(3):
+            try:
+                fd = os.open(f, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    held = json.loads(f.read_text())
+                except (OSError, ValueError):
+                    held = {}
+                stale = held.get("host") == socket.gethostname() and not _pid_alive(int(held.get("pid", -1)))
+                if stale or not held:
+                    with contextlib.suppress(FileNotFoundError):
+                        f.unlink()  # a lock left by a killed process (or an empty one from a kill mid-write)
+                    continue
+                raise RunFolderLocked(
+                    f"the run folder {str(self.path)!r} is being written by pid {held.get('pid')} on host "
+                    f"{held.get('host')} since {held.get('start')}; wait for it, use another --save_dir, or delete "
+                    f"{f} if that process is gone") from None
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(info))
+                fh.flush()
+                os.fsync(fh.fileno())
+            return
+        raise RunFolderLocked(f"could not take the lock of {str(self.path)!r}")
+
+    # ------------------------------------------------------------------------------------------ parts
+    def parts(self) -> list:
+        d = self.path / PARTS
+        return sorted(p for p in d.iterdir() if p.is_dir() and p.name.startswith("part-")) if d.is_dir() else []
+
+    def append(self, curves, extra: dict | None = None) -> Path:
+        """Commit one Curves object (its curves and status rows, with the extra columns) as one part: both files
+        written into a temporary directory, fsynced, then one atomic rename."""
+        cur, st = curves.to_frame(), curves.status_frame()
+        for col, val in (extra or {}).items():
+            cur[col] = val
+            st[col] = val
+        d = self.path / PARTS
+        d.mkdir(exist_ok=True)
+        pid = f"{_dt.datetime.now().strftime('%Y%m%d%H%M%S%f')}-{uuid.uuid4().hex[:8]}"
+        tmp = d / f".tmp-{pid}"
+        tmp.mkdir()
+        _point("tmp-created")
+        for name, df in ((CURVES, cur), (STATUS, st)):
+            df.to_parquet(tmp / name, index=False)
+            with open(tmp / name, "rb") as f:
+                os.fsync(f.fileno())
+            _point(f"wrote-{name}")
+        (tmp / "rows.json").write_text(json.dumps(dict(configs=len(st), curve_rows=len(cur))))
+        _fsync_dir(tmp)
+        _point("before-rename")
+        final = d / f"part-{pid}"
+        os.rename(tmp, final)
+        _fsync_dir(d)
+        _point("after-rename")
+        return final
+
+    def _status_frames(self):
+        frames = []
+        for part in self.parts():
+            with contextlib.suppress(Exception):
+                frames.append(pd.read_parquet(part / STATUS))
+        legacy = self.path / STATUS
+        if legacy.is_file():
+            frames.append(pd.read_parquet(legacy))
+        return frames
 
     def done_configs(self, regime: str, extra: dict | None = None) -> set:
-        """(lr, momentum, batch_size) keys already saved for this regime (and matching extra columns)."""
-        st = self._read(STATUS)
-        if st is None or st.empty:
+        """(lr, momentum, batch_size) keys already committed for this regime (and matching extra columns)."""
+        frames = [f for f in self._status_frames() if not f.empty]
+        if not frames:
             return set()
+        st = pd.concat(frames, ignore_index=True)
+        extra = dict(extra or {})
         sel = st["regime"] == regime
-        for col, val in (extra or {}).items():
+        for col, val in extra.items():
             if col in st:
                 sel &= (st[col] == val) | (st[col].isna() & (val != val))
+            else:
+                sel &= False
+        for col in set(_key_columns(st)) - set(KEY) - {"tau", "seed", "repeats"} - set(extra):
+            sel &= st[col].isna()  # rows of another sweep (one with more extra columns)
         st = st[sel]
         return config_keys(zip(st["lr"], st["momentum"], st["batch_size"]))
 
@@ -103,11 +319,13 @@ class RunFolder:
 
 @dataclass
 class Results:
-    """A loaded run folder: config (dict), curves and status (DataFrames)."""
+    """A loaded run folder: config (dict), curves and status (DataFrames), sweeps (identities)."""
     path: Path
     config: dict
     curves: pd.DataFrame
     status: pd.DataFrame
+    sweeps: dict = field(default_factory=dict)
+    parts: int = 0
 
     def curve(self, regime=None, **where) -> pd.DataFrame:
         """Rows of `curves` matching regime and column values (e.g. lr=0.5, batch_size=10)."""
@@ -119,15 +337,111 @@ class Results:
         return df
 
 
-def load(path) -> Results:
-    """Read a run folder written by the scripts or by gfsgd.grid.execute."""
+VALUE_COLUMNS = {"step", "loss", "loss_se", "test_loss", "test_loss_se", "status", "diverged_step", "final_loss",
+                 "wall_time", "final_test_loss", "best_step", "best_test_loss"}
+
+
+def _key_columns(df):
+    """The columns that identify a config's row: regime, lr, momentum, batch_size and every extra column."""
+    return KEY + [c for c in df.columns if c not in VALUE_COLUMNS and c not in KEY]
+
+
+def _check_part(part: Path):
+    """(curves, status) of one part, or raise RunFolderError naming what is wrong."""
+    for name in (CURVES, STATUS):
+        if not (part / name).is_file():
+            raise RunFolderError(f"part {part.name} has no {name}")
+    try:
+        cur = pd.read_parquet(part / CURVES)
+        st = pd.read_parquet(part / STATUS)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds on a truncated file
+        raise RunFolderError(f"part {part.name} cannot be read ({type(exc).__name__}: {str(exc)[:120]})") from None
+    rows = part / "rows.json"
+    if rows.is_file():
+        want = json.loads(rows.read_text())
+        if want.get("configs") != len(st) or want.get("curve_rows") != len(cur):
+            raise RunFolderError(f"part {part.name} holds {len(st)} status and {len(cur)} curve rows, its record "
+                                 f"says {want}")
+    keys = _key_columns(st)
+    if st.duplicated(keys).any():
+        raise RunFolderError(f"part {part.name} has duplicate status rows")
+    ck = cur[keys].drop_duplicates()
+    if len(ck) != len(st) or len(ck.merge(st[keys], on=keys)) != len(st):
+        raise RunFolderError(f"part {part.name}: its curves and status rows are not the same configs")
+    if len(st) and len(cur) % len(st):
+        raise RunFolderError(f"part {part.name}: {len(cur)} curve rows for {len(st)} configs")
+    return cur, st
+
+
+def _read_all(path: Path):
+    folder_parts = RunFolder.parts(_Bare(path))
+    good, bad = [], []
+    for part in folder_parts:
+        try:
+            good.append((part, *_check_part(part)))
+        except RunFolderError as exc:
+            bad.append((part, str(exc)))
+    return good, bad
+
+
+class _Bare:
+    def __init__(self, path):
+        self.path = Path(path)
+
+
+def load(path, *, allow_damaged: bool = False) -> Results:
+    """Read a run folder written by the scripts or by gfsgd.grid.execute, checking every part.
+
+    A damaged or partial part (unreadable, missing a file, rows that do not match) raises RunFolderError naming
+    it, with the way out (`repair(path)` or the scripts' --repair); allow_damaged=True skips such parts
+    instead (with a warning). Configs committed twice (in two parts) raise RunFolderError as well."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"no run folder at {path}")
     cfg_file = path / CONFIG
     config = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
-    curves = pd.read_parquet(path / CURVES) if (path / CURVES).is_file() else pd.DataFrame()
-    status = pd.read_parquet(path / STATUS) if (path / STATUS).is_file() else pd.DataFrame()
+    good, bad = _read_all(path)
+    if bad and not allow_damaged:
+        raise RunFolderError(f"{len(bad)} damaged part(s) in {path}: " + "; ".join(m for _, m in bad[:3])
+                             + f". Run gfsgd.results.repair({str(path)!r}) (or rerun the script with --repair) to "
+                               f"set them aside, then resume the sweep to recompute their configs")
+    if bad:
+        import warnings
+        warnings.warn(f"skipping {len(bad)} damaged part(s) in {path}: " + "; ".join(m for _, m in bad[:3]),
+                      stacklevel=2)
+    curves = [c for _, c, _ in good]
+    status = [s for _, _, s in good]
+    for name, lst in ((CURVES, curves), (STATUS, status)):
+        if (path / name).is_file():
+            lst.append(pd.read_parquet(path / name))
+    curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+    status = pd.concat(status, ignore_index=True) if status else pd.DataFrame()
+    if not status.empty:
+        dup = status.duplicated(_key_columns(status), keep=False)
+        if dup.any():
+            raise RunFolderError(f"{int(dup.sum())} status rows in {path} are the same config committed twice (two "
+                                 f"writers without the lock?); first: "
+                                 f"{status[dup].iloc[0][_key_columns(status)].to_dict()}")
+    sweeps_file = path / SWEEPS
+    sweeps = json.loads(sweeps_file.read_text()) if sweeps_file.is_file() else {}
     if curves.empty and status.empty and not config:
         raise FileNotFoundError(f"{path} holds no {CONFIG}, {CURVES} or {STATUS}: not a gfsgd run folder")
-    return Results(path=path, config=config, curves=curves, status=status)
+    return Results(path=path, config=config, curves=curves, status=status, sweeps=sweeps, parts=len(good))
+
+
+def repair(path) -> list:
+    """Move damaged parts to parts/damaged/ and delete leftovers of interrupted writes (.tmp directories), so
+    that a resumed sweep recomputes the damaged parts' configs. Returns the names of the parts set aside."""
+    path = Path(path)
+    good, bad = _read_all(path)
+    d = path / PARTS
+    moved = []
+    if bad:
+        (d / "damaged").mkdir(parents=True, exist_ok=True)
+        for part, _ in bad:
+            os.rename(part, d / "damaged" / part.name)
+            moved.append(part.name)
+    if d.is_dir():
+        for tmp in d.glob(".tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return moved

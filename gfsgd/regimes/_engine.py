@@ -23,27 +23,70 @@ from ..curves import Curves
 from ..device import resolve_device, resolve_dtype  # noqa: F401  (re-exported for the regimes)
 from ..schedules import Schedule
 
-__all__ = ["test_terms", "noise_gamma", "sample_batches", "drive", "Hyper", "progress_bar", "DIVERGENCE_FACTOR",
+__all__ = ["test_terms", "noise_gamma", "sample_batches", "stream_keys", "streams_for", "drive", "Hyper", "progress_bar", "DIVERGENCE_FACTOR",
            "CHECK_EVERY", "resolve_device", "resolve_dtype"]
 
 DIVERGENCE_FACTOR = 1e6  # a config diverges when its loss exceeds DIVERGENCE_FACTOR * L_0 (or is not finite)
 CHECK_EVERY = 64  # steps between two reads of the divergence flags (the only host syncs of the loop)
 
 
-def sample_batches(gen, rows: int, N: int, bmax: int, replacement: bool, device) -> torch.Tensor:
-    """Indices [rows, bmax]: each row a uniformly random ordered bmax-subset of range(N), so that any
-    prefix of a row is itself a uniform subset; or i.i.d. uniform indices with replacement.
+_M64 = (1 << 64) - 1
 
-    Without replacement the row is the top-bmax of N i.i.d. uniform keys, in descending key order: the
-    largest key's index is uniform, the next one uniform among the rest, and so on, which is sequential
-    sampling without replacement. Keys are float64 (ties have probability ~ N^2 2^-53). No host sync.
+
+def _i64(x: int) -> int:
+    """An unsigned 64-bit constant as the signed int64 with the same bits."""
+    x &= _M64
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+_GOLDEN, _MIX1, _MIX2 = _i64(0x9E3779B97F4A7C15), _i64(0xBF58476D1CE4E5B9), _i64(0x94D049BB133111EB)
+_STEP, _POS = _i64(0xD1B54A32D192ED03), _i64(0xABC98388FB8FAC03)
+
+
+def _srl(z, k):  # logical right shift of int64 tensors
+    return (z >> k) & ((1 << (64 - k)) - 1)
+
+
+def _mix(z):
+    """splitmix64's finaliser on int64 tensors (multiplications wrap modulo 2^64): a bijection whose output bits
+    pass as independent uniform bits (Steele, Lea, Flood 2014)."""
+    z = (z ^ _srl(z, 30)) * _MIX1
+    z = (z ^ _srl(z, 27)) * _MIX2
+    return z ^ _srl(z, 31)
+
+
+def stream_keys(streams: torch.Tensor, t: int, n: int, device) -> torch.Tensor:
+    """Uniform float64 keys in [0, 1) [rows, n], a pure function of (stream id, step t, position i): counter-based,
+    so a stream's draws never depend on what else is drawn, on the chunk it runs in, or on the device."""
+    base = _mix(streams.to(device=device, dtype=torch.int64) * _GOLDEN + _i64((int(t) + 1) * 0xD1B54A32D192ED03))
+    pos = torch.arange(n, device=device, dtype=torch.int64) * _POS
+    z = _mix(_mix(base[:, None] ^ pos[None, :]) + _GOLDEN)
+    return _srl(z, 11).to(torch.float64) * (2.0 ** -53)
+
+
+def sample_batches(streams, t: int, N: int, bmax: int, replacement: bool, device) -> torch.Tensor:
+    """Indices [rows, bmax] for step t of each random stream (one row per stream id in `streams`, a LongTensor):
+    each row a uniformly random ordered bmax-subset of range(N), so that any prefix of a row is itself a uniform
+    subset; or i.i.d. uniform indices with replacement.
+
+    A row is a pure function of (stream id, t): the regimes give path r of a run with seed s the stream s + r, and
+    every config of a run the same rows (common random numbers; a config of batch size b takes the first b), so a
+    config's path depends only on (seed, its own batch size, repeat index), never on the configs beside it.
+    Without replacement the row is the top-bmax of N i.i.d. uniform keys, in descending key order: the largest
+    key's index is uniform, the next one uniform among the rest, and so on, which is sequential sampling without
+    replacement (ties have probability ~ N^2 2^-53). No host sync.
     """
+    keys = stream_keys(streams, t, N if not replacement else bmax, device)
     if replacement:
-        return torch.randint(0, N, (rows, bmax), generator=gen, device=device)
-    keys = torch.rand(rows, N, generator=gen, device=device, dtype=torch.float64)
+        return (keys * N).long().clamp_(max=N - 1)
     if bmax == N:
         return keys.argsort(dim=1, descending=True)
     return keys.topk(bmax, dim=1, sorted=True).indices
+
+
+def streams_for(seed: int, repeats: int, device=None) -> torch.Tensor:
+    """The stream ids of a run: seed + r for path r = 0..repeats-1."""
+    return torch.arange(int(seed), int(seed) + int(repeats), dtype=torch.int64, device=device)
 
 
 def test_terms(problem, test, cutoff, device, dtype):

@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from ._engine import drive, resolve_device, resolve_dtype, sample_batches, test_terms
+from ._engine import drive, resolve_device, resolve_dtype, sample_batches, streams_for, test_terms
 
 REGIME = "linearized"
 __all__ = ["run", "REGIME"]
@@ -36,7 +36,9 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
     """Sampled mini-batch SGD on the linearized model for G configs at once; returns Curves.
 
     repeats: independent sample paths per config (their mean and standard error are reported).
-    seed: seeds the batch sampler (results also depend on chunk_size, which sets the draw order).
+    seed: path r draws its batches from random stream seed + r (gfsgd.regimes._engine.sample_batches); every
+        config sees the same batches (a config of batch size b takes the first b of each), so a config's
+        path depends only on (seed, its batch size, r), not on the configs beside it or on chunk_size.
     test: track the test residual of every path (None: when the problem has a held-out set; True: required).
     """
     if isinstance(repeats, bool) or not float(repeats).is_integer() or int(repeats) < 1:
@@ -47,7 +49,7 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
     N = problem.N
     K = problem.K.to(device, dtype).contiguous()  # [N, N]
     d0 = problem.d0.to(device, dtype)  # [N]
-    gen = torch.Generator(device=device).manual_seed(int(seed))
+    streams = streams_for(seed, R, device)  # path r: random stream seed + r, shared by every config
     if chunk_size is None:
         chunk_size = max(1, (2 ** 19 // N) // R) if device.type == "cpu" else max(1, 2 ** 24 // (N * R))
     constant = schedule is None or schedule.is_constant
@@ -87,7 +89,7 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
             if with_test:
                 st["vt"].add_(torch.matmul(dn, KtT))
         else:
-            idx = sample_batches(gen, R, N, bmax, replacement, device)  # [R, bmax]
+            idx = sample_batches(streams, h.t, N, bmax, replacement, device)  # [R, bmax]
             Kb = K[idx]  # rows of K at the batch: [R, bmax, N]
             vals = d.gather(2, idx[:, None, :].expand(R, d.shape[1], bmax)).mul_(w)  # [R, g, bmax]
             v.baddbmm_(vals, Kb)

@@ -39,7 +39,7 @@ from torch.func import functional_call, grad_and_value, vmap
 from ..configs import check_log_steps, check_n_steps, default_log_steps
 from ..curves import Curves
 from ..ntk import NetworkProblem, params_and_buffers
-from ._engine import drive, resolve_device, resolve_dtype, sample_batches
+from ._engine import drive, resolve_device, resolve_dtype, sample_batches, streams_for
 
 REGIME = "nn"
 __all__ = ["run", "REGIME", "as_network", "sample_batches"]
@@ -76,7 +76,9 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
         configs: (alpha, beta, b) triples, alpha in normalised-kernel units (module docstring).
         repeats: R independent training paths per config, vectorised with the configs; Curves.loss is their
             mean and Curves.loss_se its standard error. Path r draws its batches from its own generator,
-            seeded seed + r, so path r equals a single run (repeats=1) with seed + r and the same chunk_size.
+            random stream seed + r, so path r equals a single run (repeats=1) with seed + r; every config sees the
+            same batches (a config of batch size b takes the first b), so a config's path depends only on (seed,
+            its batch size, r), not on the configs beside it or on chunk_size.
         init: "shared" (every path starts from the model's own initialisation: only the batches differ) or
             "independent" (path r starts from model.reinitialized(seed + r); the model must provide it, as
             gfsgd.models.MLP does).
@@ -124,7 +126,7 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
     item = torch.finfo(dtype).bits // 8
     if chunk_size is None:
         chunk_size = max(1, int(memory_budget // (4 * P * item * R)))
-    gens = [torch.Generator(device=device).manual_seed(int(seed) + r) for r in range(R)]
+    streams = streams_for(seed, R, device)  # path r: random stream seed + r, shared by every config
     constant = schedule is None or schedule.is_constant
 
     def f(p, x):  # one config: x [n, ...] -> [n]
@@ -186,10 +188,13 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
             bmax, w = cache["bmax"], cache["w"]
             lr = (h.lr.repeat(R) * scale * st["live"]).to(dtype)  # [R g]  lr_nn = alpha N / lambda_max(K_emp)
             beta = h.momentum.repeat(R).to(dtype)
-            idx = torch.cat([sample_batches(gen, g, N, bmax, replacement, device) for gen in gens])  # [R g, bmax]
+            idx = sample_batches(streams, h.t, N, bmax, replacement, device)  # [R, bmax]
             if record_batches:
-                st["batches"].append(idx[:g].cpu())
-            grads, bl = grad_fn(p, X[idx], y[idx], w)
+                st["batches"].append(idx[:1].expand(g, bmax).cpu())
+            xb = X[idx]  # [R, bmax, ...]: one draw per path, shared by the configs (common random numbers)
+            xb = xb[:, None].expand(R, g, *xb.shape[1:]).reshape(R * g, *xb.shape[1:])
+            yb = y[idx][:, None].expand(R, g, bmax).reshape(R * g, bmax)
+            grads, bl = grad_fn(p, xb, yb, w)
             for k in names:
                 shape = (R * g,) + (1,) * (p[k].ndim - 1)
                 v[k].mul_(beta.view(shape)).sub_(lr.view(shape) * grads[k])
