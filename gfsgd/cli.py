@@ -170,6 +170,11 @@ def add_run_args(p: argparse.ArgumentParser, regimes) -> None:
     g.add_argument("--overwrite", action="store_true",
                    help="replace the sweeps of --save_dir that were made with different settings (without it, "
                         "resuming a folder with another command is refused)")
+    g.add_argument("--dask_scheduler", default=None, metavar="ADDRESS",
+                   help="run the chunks of configs on a Dask cluster (e.g. tcp://host:8786; see the README for "
+                        "SLURM/PBS with dask-jobqueue); only this process writes the run folder")
+    g.add_argument("--dask_workers", type=int, default=None, metavar="N",
+                   help="run the chunks on a local Dask cluster of N worker processes (1 thread each)")
     g.add_argument("--repair", action="store_true",
                    help="set aside damaged parts of --save_dir (a truncated file after a crash) and recompute them")
 
@@ -222,7 +227,7 @@ def default_save_dir(script: str) -> Path:
     return Path("runs") / f"{script}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-def run_regimes(args, problem, regimes, folder: RunFolder, modules=None, regime_kwargs=None) -> None:
+def run_regimes(args, problem, regimes, folder: RunFolder, modules=None, regime_kwargs=None, client=None) -> None:
     """Run each named regime over the grid into `folder` (SD once per tau, sampled regimes once per seed).
 
     modules: extra regimes by name (e.g. {"nn": gfsgd.regimes.nn}); regime_kwargs: per-regime keyword
@@ -234,7 +239,7 @@ def run_regimes(args, problem, regimes, folder: RunFolder, modules=None, regime_
     schedule = schedule_from_args(args)
     common = dict(schedule=schedule, device=args.device, dtype=args.dtype, replacement=args.replacement,
                   chunk_size=args.chunk_size, progress=not args.no_progress,
-                  overwrite=getattr(args, "overwrite", False))
+                  overwrite=getattr(args, "overwrite", False), client=client)
     for name in regimes:
         mod = modules[name]
         kw = dict(common, **(regime_kwargs or {}).get(name, {}))
@@ -266,13 +271,27 @@ def open_folder(args, script: str) -> RunFolder:
     return folder
 
 
-def guarded_run(*a, **kw) -> None:
-    """run_regimes with the run store's refusals (another writer, a different sweep) as clear errors."""
+def guarded_run(args, *a, **kw) -> None:
+    """run_regimes with the run store's refusals (another writer, a different sweep) and an unreachable Dask
+    scheduler as clear errors; with --dask_scheduler / --dask_workers the chunks run on Dask."""
+    from .grid import dask_client
     from .results import RunFolderError, RunFolderLocked
+    client = None
     try:
-        run_regimes(*a, **kw)
-    except (RunFolderError, RunFolderLocked) as exc:
+        if getattr(args, "dask_scheduler", None) or getattr(args, "dask_workers", None):
+            if args.dask_workers is not None and args.dask_workers < 1:
+                raise ValueError(f"--dask_workers must be >= 1, got {args.dask_workers}")
+            client = dask_client(scheduler=args.dask_scheduler, workers=args.dask_workers)
+            print(f"dask: {client}")
+        run_regimes(args, *a, client=client, **kw)
+    except (RunFolderError, RunFolderLocked, ConnectionError, ImportError) as exc:
         raise SystemExit(f"error: {exc}") from None
+    finally:
+        if client is not None:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None and args.dask_workers:
+                cluster.close()
 
 
 def summarize(folder: RunFolder) -> str:

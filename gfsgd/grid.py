@@ -17,7 +17,7 @@ import torch
 
 from .configs import check_configs, config_key
 
-__all__ = ["Grid", "execute", "unique_configs", "sweep_identity", "problem_fingerprint", "schedule_fingerprint"]
+__all__ = ["Grid", "execute", "dask_client", "unique_configs", "sweep_identity", "problem_fingerprint", "schedule_fingerprint"]
 
 Config = tuple  # (lr, momentum, batch_size)
 
@@ -145,7 +145,7 @@ def sweep_identity(regime_name, problem, n_steps, extra_columns, run_kwargs) -> 
 
 def execute(regime, problem, grid, n_steps: int, *, save_dir=None, chunk_size: int | None = None,
             extra_columns: dict | None = None, progress: bool = True, overwrite: bool = False,
-            time_budget: float = 60.0, **run_kwargs):
+            time_budget: float = 60.0, client=None, **run_kwargs):
     """Run `regime.run` over every config of `grid`, chunk by chunk, and return a list of Curves.
 
     Args:
@@ -163,6 +163,11 @@ def execute(regime, problem, grid, n_steps: int, *, save_dir=None, chunk_size: i
             about that much work).
         extra_columns: constant columns identifying this sweep in the results (e.g. {"tau": 1.0}); they are
             written to both curves and status.
+        client: a dask.distributed Client: the chunks run as tasks on its workers (default chunk size: the
+            configs split into 4 tasks per worker), the problem is sent to each worker once (scatter), only this
+            process writes (as results come in), and a task whose worker dies is rerun elsewhere. Each task sets
+            torch's threads to its worker's thread count (so 2 workers on 2 cores do not oversubscribe), and a
+            worker with CUDA devices uses device (worker index mod device count) when device is "auto".
     """
     from .results import RunFolder
     configs = unique_configs(grid.configs if isinstance(grid, Grid) else grid)
@@ -176,17 +181,19 @@ def execute(regime, problem, grid, n_steps: int, *, save_dir=None, chunk_size: i
     folder = None if save_dir is None else (save_dir if isinstance(save_dir, RunFolder) else RunFolder(save_dir))
     regime_name = getattr(regime, "REGIME", getattr(regime, "__name__", "regime").rsplit(".", 1)[-1])
     extra_columns = dict(extra_columns or {})
+    runner = _run_chunks if client is None else _run_dask
+    extra_kw = {} if client is None else dict(client=client)
     if folder is None:
-        return _run_chunks(regime, problem, configs, n_steps, None, chunk_size, time_budget, extra_columns,
-                           progress, run_kwargs)
+        return runner(regime, problem, configs, n_steps, None, chunk_size, time_budget, extra_columns, progress,
+                      run_kwargs, **extra_kw)
     with folder.lock():
         sweep = " ".join([regime_name] + [f"{k}={v}" for k, v in sorted(extra_columns.items())])
         folder.check_identity(sweep, sweep_identity(regime_name, problem, n_steps, extra_columns, run_kwargs),
                               overwrite=overwrite)
         done = folder.done_configs(regime_name, extra_columns)
         configs = [c for c in configs if config_key(c) not in done]
-        return _run_chunks(regime, problem, configs, n_steps, folder, chunk_size, time_budget, extra_columns,
-                           progress, run_kwargs)
+        return runner(regime, problem, configs, n_steps, folder, chunk_size, time_budget, extra_columns, progress,
+                      run_kwargs, **extra_kw)
 
 
 def _run_chunks(regime, problem, configs, n_steps, folder, chunk_size, time_budget, extra_columns, progress,
@@ -208,3 +215,96 @@ def _run_chunks(regime, problem, configs, n_steps, folder, chunk_size, time_budg
         if not chunk_size:  # scale the next chunk to about time_budget seconds (at most 8x growth)
             size = max(1, min(8 * size, int(size * time_budget / max(wall, 1e-3))))
     return out
+
+
+# ----------------------------------------------------------------------------------------------------- dask
+def _regime_ref(regime):
+    import types
+    return ("module", regime.__name__) if isinstance(regime, types.ModuleType) else ("object", regime)
+
+
+def _dask_task(regime_ref, problem, chunk, n_steps, run_kwargs):
+    """One chunk on a dask worker: torch threads = the worker's threads; "auto" device = one GPU per worker."""
+    import importlib
+    kind, ref = regime_ref
+    regime = importlib.import_module(ref) if kind == "module" else ref
+    kw = dict(run_kwargs)
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+        torch.set_num_threads(max(1, int(worker.state.nthreads)))
+        if kw.get("device", "auto") in ("auto", None) and torch.cuda.is_available():
+            name = str(worker.name)
+            index = int(name) if name.isdigit() else abs(hash(worker.address))
+            kw["device"] = f"cuda:{index % torch.cuda.device_count()}"
+    except (ImportError, ValueError):
+        pass
+    t0 = time.perf_counter()
+    curves = regime.run(problem, chunk, n_steps, progress=False, **kw)
+    curves.meta.setdefault("wall_time", time.perf_counter() - t0)
+    return curves
+
+
+def _run_dask(regime, problem, configs, n_steps, folder, chunk_size, time_budget, extra_columns, progress,
+              run_kwargs, *, client):
+    from distributed import as_completed
+    if not configs:
+        return []
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})) or 1)
+    size = int(chunk_size) if chunk_size else max(1, -(-len(configs) // (4 * n_workers)))
+    chunks = [configs[i:i + size] for i in range(0, len(configs), size)]
+    kw = dict(run_kwargs)
+    network = kw.pop("network", None)
+    payload = client.scatter((problem, network), broadcast=True)  # once per worker
+    ref = _regime_ref(regime)
+
+    def task(regime_ref, pair, chunk, n, opts):
+        prob, net = pair
+        if net is not None:
+            opts = dict(opts, network=net)
+        return _dask_task(regime_ref, prob, chunk, n, opts)
+
+    futures = [client.submit(task, ref, payload, chunk, n_steps, kw, pure=False, retries=2) for chunk in chunks]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(configs), desc=f"dask: {len(chunks)} chunks", unit="config", leave=False)
+    out = []
+    try:
+        for fut in as_completed(futures):
+            curves = fut.result()
+            curves.meta.update(extra_columns)
+            if folder is not None:
+                folder.append(curves, extra=extra_columns)  # only the driver writes
+            out.append(curves)
+            if bar is not None:
+                bar.update(len(curves.configs))
+    finally:
+        if bar is not None:
+            bar.close()
+        for fut in futures:
+            fut.cancel()
+    return out
+
+
+def dask_client(*, scheduler: str | None = None, workers: int | None = None, threads_per_worker: int = 1,
+                timeout: float = 10.0):
+    """A dask.distributed Client: connected to `scheduler` (an address, e.g. tcp://host:8786), or a LocalCluster of
+    `workers` processes with `threads_per_worker` threads each. A scheduler that cannot be reached within
+    `timeout` seconds is a clear ConnectionError."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ImportError("Dask is not installed: pip install 'dask[distributed]' (or pip install -e '.[dask]')") \
+            from None
+    if scheduler:
+        try:
+            return Client(scheduler, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionError(f"cannot reach the Dask scheduler at {scheduler!r} within {timeout:g} s "
+                                  f"({type(exc).__name__}: {str(exc)[:120]})") from None
+    if workers is None or int(workers) < 1:
+        raise ValueError(f"workers must be an integer >= 1 for a LocalCluster, got workers={workers!r}")
+    cluster = LocalCluster(n_workers=int(workers), threads_per_worker=int(threads_per_worker), processes=True,
+                           dashboard_address=None)
+    return Client(cluster)
