@@ -4,7 +4,7 @@ The network scripts (train_nn.py, train_4_regimes.py) use the same parser with n
 driver, gfsgd.network_cli.
 
 Every script: parse arguments -> build the Problem -> build the Grid -> run the regime(s) over the grid with
-gfsgd.grid.execute into one run folder (config.json, curves.parquet, status.parquet) -> save PNG plots ->
+gfsgd.grid.execute into one run folder (config.json, parts of curves and status; gfsgd.results) -> save PNG plots ->
 print a summary. Learning rates are in normalised-kernel units everywhere (see LR_UNITS).
 """
 from __future__ import annotations

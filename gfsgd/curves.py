@@ -3,7 +3,7 @@
 A Curves holds the loss of G configs of one regime at the logged steps, their status ("ok" | "diverged"
 with the first bad step), for sampled regimes the standard error of the mean over sample paths, and free
 meta (regime options, device, wall time). `to_frame()` and `status_frame()` give the tidy tables that the
-run store writes (curves.parquet and status.parquet).
+run store writes (the curves and status tables of each part; gfsgd.results).
 """
 from __future__ import annotations
 
