@@ -31,11 +31,11 @@ def timed(fn):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     ds = load_dataset("digits", 256, seed=0)
-    net_problem = Problem.from_network(MLP(ds.X.shape[1], width=512, seed=0), ds.X, ds.y, device="cpu")
-    nn_grid = Grid(lr=[0.25, 0.5, 1.0, 1.5], momentum=[0.0, -0.3], batch_size=[8, 32])
+    net_problem = Problem.from_network(MLP(ds.X.shape[1], width=1000, seed=0), ds.X, ds.y, device="cpu")
+    nn_grid = Grid(lr=[0.25, 0.5, 1.0, 1.5], momentum=[0.0, -0.3], batch_size=[32, 128])
     full_problem = Problem.synthetic(300, 1.2, 0.5, seed=0)
     full_grid = Grid(lr=[0.1, 0.3, 0.6, 1.0], momentum=[0.0, -0.3], batch_size=[1, 10])
     jobs = dict(
@@ -50,7 +50,7 @@ def main():
             for name, job in jobs.items():
                 with tempfile.TemporaryDirectory() as d1, tempfile.TemporaryDirectory() as d2:
                     t_serial = timed(lambda: job(save_dir=d1))
-                    t_dask = timed(lambda: job(save_dir=d2, client=client, chunk_size=1))
+                    t_dask = timed(lambda: job(save_dir=d2, client=client))
                 row[name] = dict(serial_s=t_serial, dask_s=t_dask, ratio=t_serial / t_dask)
                 print(f"round {r} {name}: serial {t_serial:.1f} s, dask (2 workers x 1 thread) {t_dask:.1f} s, "
                       f"ratio {t_serial / t_dask:.2f}", flush=True)

@@ -64,7 +64,7 @@ def dense_part(args):
         tk = time.perf_counter() - t
         rel = float(((pk.eigvals[:k] - pd.eigvals[:k]).abs() / pd.eigvals[:k]).max())
         # the rank-k problem sorts its N modes: compare its exact top k (meta) with eigh
-        top = torch.tensor(pk.meta["spectrum"]["top"]["eigvals"])
+        top = torch.tensor(pk.meta["spectrum"]["top"]["eigvals"], dtype=torch.float64)
         rel_top = float(((top - pd.eigvals[:k]).abs() / pd.eigvals[:k]).max())
         g_sd = rel_gap(sd.run(pk, cfgs, n, log_steps=steps, progress=False).loss, ref_sd)[:, steps >= 1].max(1)
         g_th = rel_gap(theory.loss_curve(pk, a, m, bs, n, log_steps=steps), ref_th)[:, steps >= 1].max(1)

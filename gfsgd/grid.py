@@ -163,8 +163,8 @@ def execute(regime, problem, grid, n_steps: int, *, save_dir=None, chunk_size: i
             about that much work).
         extra_columns: constant columns identifying this sweep in the results (e.g. {"tau": 1.0}); they are
             written to both curves and status.
-        client: a dask.distributed Client: the chunks run as tasks on its workers (default chunk size: the
-            configs split into 4 tasks per worker), the problem is sent to each worker once (scatter), only this
+        client: a dask.distributed Client: the chunks run as tasks on its workers (default: the configs,
+            ordered by batch size so that a task's configs share it, split into 2 tasks per worker), the problem is sent to each worker once (scatter), only this
             process writes (as results come in), and a task whose worker dies is rerun elsewhere. Each task sets
             torch's threads to its worker's thread count (so 2 workers on 2 cores do not oversubscribe), and a
             worker with CUDA devices uses device (worker index mod device count) when device is "auto".
@@ -251,7 +251,8 @@ def _run_dask(regime, problem, configs, n_steps, folder, chunk_size, time_budget
     if not configs:
         return []
     n_workers = max(1, len(client.scheduler_info().get("workers", {})) or 1)
-    size = int(chunk_size) if chunk_size else max(1, -(-len(configs) // (4 * n_workers)))
+    size = int(chunk_size) if chunk_size else max(1, -(-len(configs) // (2 * n_workers)))
+    configs = sorted(configs, key=lambda c: (int(c[2]), float(c[1]), float(c[0])))  # same batch size together
     chunks = [configs[i:i + size] for i in range(0, len(configs), size)]
     kw = dict(run_kwargs)
     network = kw.pop("network", None)
