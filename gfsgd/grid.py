@@ -256,7 +256,7 @@ def _run_dask(regime, problem, configs, n_steps, folder, chunk_size, time_budget
     chunks = [configs[i:i + size] for i in range(0, len(configs), size)]
     kw = dict(run_kwargs)
     network = kw.pop("network", None)
-    payload = client.scatter((problem, network), broadcast=True)  # once per worker
+    payload = client.scatter((problem, network), broadcast=True, hash=False)  # once per worker, a fresh key
     ref = _regime_ref(regime)
 
     def task(regime_ref, pair, chunk, n, opts):
