@@ -185,6 +185,22 @@ class _Unsupported(Exception):
     pass
 
 
+def _use_structured(model, params, fixed, x, method) -> bool:
+    """Whether to take the structured path: method "auto" or "structured" and a model it supports (checked on
+    a trial pass over two rows); "structured" on an unsupported model is a ValueError."""
+    if method not in ("auto", "structured"):
+        return False
+    ok, why = structured_support(model)
+    if ok:
+        try:
+            _structured_features(model, params, fixed, _linear_layers(model), x[:2])  # trial pass
+        except _Unsupported as exc:
+            ok, why = False, str(exc)
+    if not ok and method == "structured":
+        raise ValueError(f"method='structured' cannot handle this model: {why}; use method='jacobian'")
+    return ok
+
+
 def _structured_parts(model, params, fixed, x, budget):
     """(A, D, scales, has_bias) of the structured method for all rows of x: per-layer inputs A_l [n, fan_in] and
     output cotangents D_l [n, fan_out], computed in feature row blocks sized from `budget`."""
@@ -292,6 +308,16 @@ def _jacobian_ntk(model, params, fixed, x1, x2, budget, block_size=None):
 
 
 # ------------------------------------------------------------------------------------------- public API
+def _common_args(method, device, dtype, memory_budget):
+    """(device, dtype, budget in bytes) checked, for empirical_ntk and kernel_operator."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got method={method!r}")
+    budget = int(DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget)
+    if budget <= 0:
+        raise ValueError(f"memory_budget must be > 0 bytes, got memory_budget={memory_budget}")
+    return resolve_device(device), resolve_dtype(dtype), budget
+
+
 def empirical_ntk(model, x1, x2=None, *, method: str = "auto", memory_budget: float | None = None,
                   block_size: int | None = None, dtype=None, device="auto",
                   params: dict | None = None) -> torch.Tensor:
@@ -314,12 +340,7 @@ def empirical_ntk(model, x1, x2=None, *, method: str = "auto", memory_budget: fl
     Returns:
         K_emp [N1, N2] on `device` in `dtype`, with K_emp[i, j] = sum_p df(x1_i)/dw_p df(x2_j)/dw_p.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got method={method!r}")
-    device, dtype = resolve_device(device), resolve_dtype(dtype)
-    budget = int(DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget)
-    if budget <= 0:
-        raise ValueError(f"memory_budget must be > 0 bytes, got memory_budget={memory_budget}")
+    device, dtype, budget = _common_args(method, device, dtype, memory_budget)
     if block_size is not None and (isinstance(block_size, bool) or not float(block_size).is_integer()
                                    or int(block_size) < 1):
         raise ValueError(f"block_size must be an integer >= 1 (rows per block), got block_size={block_size!r}")
@@ -332,17 +353,8 @@ def empirical_ntk(model, x1, x2=None, *, method: str = "auto", memory_budget: fl
     params, fixed = params_and_buffers(model, device, dtype, params)
     with torch.no_grad():
         _forward(model, params, fixed, x1[:2])  # scalar-output check with a clear error
-    if method in ("auto", "structured"):
-        ok, why = structured_support(model)
-        if ok:
-            try:
-                _structured_features(model, params, fixed, _linear_layers(model), x1[:2])  # trial pass
-            except _Unsupported as exc:
-                ok, why = False, str(exc)
-        if ok:
-            return _structured_ntk(model, params, fixed, x1, x2, budget, block_size)
-        if method == "structured":
-            raise ValueError(f"method='structured' cannot handle this model: {why}; use method='jacobian'")
+    if _use_structured(model, params, fixed, x1, method):
+        return _structured_ntk(model, params, fixed, x1, x2, budget, block_size)
     return _jacobian_ntk(model, params, fixed, x1, x2, budget, block_size)
 
 
@@ -481,30 +493,16 @@ def kernel_operator(model, X, *, dtype=None, device="auto", memory_budget: float
             matrix-free jvp/vjp path).
         params: optional {name: tensor} overriding the model's trainable parameters.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got method={method!r}")
-    device, dtype = resolve_device(device), resolve_dtype(dtype)
-    budget = int(DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget)
-    if budget <= 0:
-        raise ValueError(f"memory_budget must be > 0 bytes, got memory_budget={memory_budget}")
+    device, dtype, budget = _common_args(method, device, dtype, memory_budget)
     X = _inputs(X, "X", device, dtype)
     params, fixed = params_and_buffers(model, device, dtype, params)
     with torch.no_grad():
         _forward(model, params, fixed, X[:2])  # scalar-output check with a clear error
     N = X.shape[0]
-    if method in ("auto", "structured"):
-        ok, why = structured_support(model)
-        if ok:
-            try:
-                _structured_features(model, params, fixed, _linear_layers(model), X[:2])  # trial pass
-            except _Unsupported as exc:
-                ok, why = False, str(exc)
-        if ok:
-            parts = _structured_parts(model, params, fixed, X, budget)
-            mm, dg, info = _structured_operator(parts, N, budget, dtype, device)
-            return KernelOperator(N, mm, dg, dtype=dtype, device=device, method="structured", info=info)
-        if method == "structured":
-            raise ValueError(f"method='structured' cannot handle this model: {why}; use method='jacobian'")
+    if _use_structured(model, params, fixed, X, method):
+        parts = _structured_parts(model, params, fixed, X, budget)
+        mm, dg, info = _structured_operator(parts, N, budget, dtype, device)
+        return KernelOperator(N, mm, dg, dtype=dtype, device=device, method="structured", info=info)
     mm, dg, info = _jvp_operator(model, params, fixed, X, budget, dtype, device)
     return KernelOperator(N, mm, dg, dtype=dtype, device=device, method="jvp", info=info)
 
@@ -635,6 +633,29 @@ class NetworkProblem:
         return self.N / self.lambda_max(device)
 
 
+def _network_data(X, y, X_test, y_test):
+    """(X [N, ...], y [N], X_test [M, ...] or None, y_test [M] or None) as tensors, checked (y may be [N, 1])."""
+    def tensor(a):
+        return torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a)
+
+    X_t, y_t = tensor(X), tensor(y)
+    if y_t.ndim == 2 and y_t.shape[1] == 1:
+        y_t = y_t[:, 0]
+    if y_t.ndim != 1 or X_t.ndim < 2 or y_t.shape[0] != X_t.shape[0]:
+        raise ValueError(f"X must be [N, ...] and y [N] with the same N, got X {tuple(X_t.shape)}, "
+                         f"y {tuple(y_t.shape)}")
+    if (X_test is None) != (y_test is None):
+        raise ValueError("give both X_test and y_test, or neither")
+    if X_test is not None:
+        X_test, y_test = tensor(X_test), tensor(y_test)
+        if y_test.ndim == 2 and y_test.shape[1] == 1:
+            y_test = y_test[:, 0]
+        if y_test.ndim != 1 or X_test.shape[0] != y_test.shape[0] or X_test.shape[1:] != X_t.shape[1:]:
+            raise ValueError(f"X_test must be [M, {', '.join(map(str, X_t.shape[1:]))}] and y_test [M], got "
+                             f"X_test {tuple(X_test.shape)}, y_test {tuple(y_test.shape)}")
+    return X_t, y_t, X_test, y_test
+
+
 def problem_from_network(model, X, y, *, X_test=None, y_test=None, method: str = "auto", dtype=None,
                          device="auto", memory_budget: float | None = None, name: str | None = None,
                          meta: dict | None = None, rank: int | None = None, tol: float = 1e-8,
@@ -666,27 +687,12 @@ def problem_from_network(model, X, y, *, X_test=None, y_test=None, method: str =
         return _rank_problem(model, X, y, X_test=X_test, y_test=y_test, method=method, dtype=dt, device=dev,
                              memory_budget=memory_budget, name=name, meta=meta, rank=rank, tol=tol,
                              progress=progress)
-    y_t = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
-    X_t = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X)
-    if y_t.ndim == 2 and y_t.shape[1] == 1:
-        y_t = y_t[:, 0]
-    if y_t.ndim != 1 or X_t.ndim < 2 or y_t.shape[0] != X_t.shape[0]:
-        raise ValueError(f"X must be [N, ...] and y [N] with the same N, got X {tuple(X_t.shape)}, "
-                         f"y {tuple(y_t.shape)}")
+    X_t, y_t, X_test, y_test = _network_data(X, y, X_test, y_test)
     K = empirical_ntk(model, X_t, method=method, dtype=dt, device=dev, memory_budget=memory_budget)
     f0 = network_output(model, X_t, dtype=dt, device=dev)
     d0 = (f0 - y_t.to(dev, dt)).cpu().double()
     K_test = r_test = None
-    if (X_test is None) != (y_test is None):
-        raise ValueError("give both X_test and y_test, or neither")
     if X_test is not None:
-        X_test = torch.as_tensor(np.asarray(X_test) if not isinstance(X_test, torch.Tensor) else X_test)
-        y_test = torch.as_tensor(np.asarray(y_test) if not isinstance(y_test, torch.Tensor) else y_test)
-        if y_test.ndim == 2 and y_test.shape[1] == 1:
-            y_test = y_test[:, 0]
-        if y_test.ndim != 1 or X_test.shape[0] != y_test.shape[0] or X_test.shape[1:] != X_t.shape[1:]:
-            raise ValueError(f"X_test must be [M, {', '.join(map(str, X_t.shape[1:]))}] and y_test [M], got "
-                             f"X_test {tuple(X_test.shape)}, y_test {tuple(y_test.shape)}")
         K_test = empirical_ntk(model, X_test, X_t, method=method, dtype=dt, device=dev,
                                memory_budget=memory_budget).cpu().double()
         r_test = (network_output(model, X_test, dtype=dt, device=dev) - y_test.to(dev, dt)).cpu().double()
@@ -709,20 +715,7 @@ def problem_from_network(model, X, y, *, X_test=None, y_test=None, method: str =
 def _rank_problem(model, X, y, *, X_test, y_test, method, dtype, device, memory_budget, name, meta, rank, tol,
                   progress):
     from .spectrum import problem_from_operator
-    X_t = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X)
-    y_t = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
-    if y_t.ndim == 2 and y_t.shape[1] == 1:
-        y_t = y_t[:, 0]
-    if y_t.ndim != 1 or X_t.ndim < 2 or y_t.shape[0] != X_t.shape[0]:
-        raise ValueError(f"X must be [N, ...] and y [N] with the same N, got X {tuple(X_t.shape)}, "
-                         f"y {tuple(y_t.shape)}")
-    if (X_test is None) != (y_test is None):
-        raise ValueError("give both X_test and y_test, or neither")
-    if X_test is not None:
-        X_test = torch.as_tensor(np.asarray(X_test) if not isinstance(X_test, torch.Tensor) else X_test)
-        y_test = torch.as_tensor(np.asarray(y_test) if not isinstance(y_test, torch.Tensor) else y_test)
-        if y_test.ndim == 2 and y_test.shape[1] == 1:
-            y_test = y_test[:, 0]
+    X_t, y_t, X_test, y_test = _network_data(X, y, X_test, y_test)
     op = kernel_operator(model, X_t, dtype=dtype, device=device, memory_budget=memory_budget, method=method)
     d0 = (network_output(model, X_t, dtype=dtype, device=device) - y_t.to(device, dtype)).cpu().double()
     info = dict(kind="network", N=int(X_t.shape[0]), ntk_method=op.method, ntk_dtype=str(dtype).replace("torch.", ""),

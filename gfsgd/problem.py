@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["Problem"]
+__all__ = ["Problem", "check_int"]
 
 _DEFAULT_DTYPE = torch.float64
 
@@ -117,7 +117,7 @@ class Problem:
         "hadamard" (Sylvester-Hadamard U, |U_ik|^2 = 1/N exactly: the spectral-diagonal regime with tau = 1
         is then exact; N must be a power of 2) or None (spectral only: no K, any N).
         """
-        N = _check_int(N, "N", 1)
+        N = check_int(N, "N", 1)
         for name, val in (("nu", nu), ("kappa", kappa)):
             if not math.isfinite(val):
                 raise ValueError(f"{name} must be finite, got {val}")
@@ -144,7 +144,7 @@ class Problem:
             U = hadamard(N)
         else:
             raise ValueError(f"basis must be 'random', 'hadamard' or None, got {basis!r}")
-        n_test = _check_int(n_test, "n_test", 0)
+        n_test = check_int(n_test, "n_test", 0)
         K_test = r_test = None
         if n_test:
             if U is None:
@@ -350,9 +350,10 @@ class Problem:
                 f"basis={'yes' if self.has_basis else 'spectral only'}{test}, dtype={self.dtype})")
 
 
-def _check_int(value, name, low, high=None):
+def check_int(value, name, low, high=None):
+    """value as an int in [low, high] (high None: no upper bound), else a ValueError naming the argument."""
     if isinstance(value, bool) or not float(value).is_integer():
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+        raise ValueError(f"{name} must be an integer, got {name}={value!r}")
     value = int(value)
     if value < low or (high is not None and value > high):
         rng = f">= {low}" if high is None else f"in [{low}, {high}]"

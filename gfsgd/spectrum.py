@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .problem import Problem
+from .problem import Problem, check_int
 from .theory.asymptotics import fit_power_law
 
 __all__ = ["top_eigenpairs", "Eigenpairs", "ConvergenceError", "spectral_tail", "SpectralTail",
@@ -92,16 +92,6 @@ class Eigenpairs:
     info: dict = field(default_factory=dict)
 
 
-def _check_int(value, name, low, high=None):
-    if isinstance(value, bool) or not float(value).is_integer():
-        raise ValueError(f"{name} must be an integer, got {name}={value!r}")
-    value = int(value)
-    if value < low or (high is not None and value > high):
-        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be {rng}, got {name}={value}")
-    return value
-
-
 class _Basis:
     """The Krylov basis Q = [V_1 .. V_j] kept as a list of blocks (no concatenated copy: at N = 60,000 the basis
     is several GB)."""
@@ -169,14 +159,14 @@ def top_eigenpairs(op, k: int, *, tol: float = 1e-8, seed: int = 0, block_size: 
     N = int(op.N)
     if N < 2:
         raise ValueError(f"the operator must have N >= 2 rows, got N={N}")
-    k = _check_int(k, "k", 1, N - 1)
+    k = check_int(k, "k", 1, N - 1)
     if not (isinstance(tol, (int, float)) and math.isfinite(tol) and 0 < tol < 1):
         raise ValueError(f"tol must be in (0, 1), got tol={tol!r}")
-    max_passes = _check_int(max_passes, "max_passes", 1)
+    max_passes = check_int(max_passes, "max_passes", 1)
     if block_size is None:  # wider blocks need fewer passes; a pass is cheap when K is held in memory
         cheap = isinstance(op, DenseOperator) or getattr(op, "info", {}).get("cached", False)
         block_size = int(math.ceil((1.3 if cheap else 1.5) * k)) + 10
-    m = min(N, _check_int(block_size, "block_size", k))
+    m = min(N, check_int(block_size, "block_size", k))
     dtype = getattr(op, "dtype", torch.float64)
     device = getattr(op, "device", torch.device("cpu"))
     tol_eff = float(tol)
@@ -407,7 +397,7 @@ def spectral_tail(eigvals, c, *, N: int, trace: float, energy: float, moment: fl
     lam = np.asarray(torch.as_tensor(eigvals, dtype=torch.float64).cpu(), dtype=float)
     c = np.asarray(torch.as_tensor(c, dtype=torch.float64).cpu(), dtype=float)
     k = lam.size
-    N = _check_int(N, "N", k + 1)
+    N = check_int(N, "N", k + 1)
     if c.shape != lam.shape:
         raise ValueError(f"c must have the length of eigvals ({k}), got {c.size}")
     if k < 8:
@@ -497,7 +487,7 @@ def problem_from_operator(op, d0, *, rank: int, tol: float = 1e-8, seed: int = 0
         raise ValueError(f"d0 must have length N={N} (the operator's size), got shape {tuple(d0.shape)}")
     if not torch.isfinite(d0).all():
         raise ValueError("d0 has non-finite entries")
-    rank = _check_int(rank, "rank", 1, N - 1)
+    rank = check_int(rank, "rank", 1, N - 1)
     if not hasattr(op, "trace"):
         raise ValueError("the operator must provide trace() (the exact sum of its diagonal): the tail's trace "
                          "constraint needs it")
