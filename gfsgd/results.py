@@ -29,6 +29,7 @@ import platform
 import shutil
 import socket
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,12 +229,17 @@ class RunFolder:
             try:
                 fd = os.open(f, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                try:
-                    held = json.loads(f.read_text())
-                except (OSError, ValueError):
-                    held = {}
+                held = {}
+                for _ in range(20):  # an empty lock may be in the middle of being written by its owner: wait
+                    try:
+                        held = json.loads(f.read_text())
+                        break
+                    except FileNotFoundError:
+                        break
+                    except (OSError, ValueError):
+                        time.sleep(0.1)
                 stale = held.get("host") == socket.gethostname() and not _pid_alive(int(held.get("pid", -1)))
-                if stale or not held:
+                if stale or not held:  # a dead owner, or a lock still empty after 2 s (killed while writing it)
                     with contextlib.suppress(FileNotFoundError):
                         f.unlink()  # a lock left by a killed process (or an empty one from a kill mid-write)
                     continue
