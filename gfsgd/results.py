@@ -256,8 +256,7 @@ class RunFolder:
 
     # ------------------------------------------------------------------------------------------ parts
     def parts(self) -> list:
-        d = self.path / PARTS
-        return sorted(p for p in d.iterdir() if p.is_dir() and p.name.startswith("part-")) if d.is_dir() else []
+        return _parts(self.path)
 
     def append(self, curves, extra: dict | None = None) -> Path:
         """Commit one Curves object (its curves and status rows, with the extra columns) as one part: both files
@@ -379,20 +378,20 @@ def _check_part(part: Path):
     return cur, st
 
 
+def _parts(path: Path) -> list:
+    """The committed parts of a run folder, oldest first (leftover .tmp directories are not parts)."""
+    d = Path(path) / PARTS
+    return sorted(p for p in d.iterdir() if p.is_dir() and p.name.startswith("part-")) if d.is_dir() else []
+
+
 def _read_all(path: Path):
-    folder_parts = RunFolder.parts(_Bare(path))
     good, bad = [], []
-    for part in folder_parts:
+    for part in _parts(path):
         try:
             good.append((part, *_check_part(part)))
         except RunFolderError as exc:
             bad.append((part, str(exc)))
     return good, bad
-
-
-class _Bare:
-    def __init__(self, path):
-        self.path = Path(path)
 
 
 def load(path, *, allow_damaged: bool = False) -> Results:
