@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Dask against serial sweeps, in one run: the wall time of an nn-regime grid and of a full-regime grid, run
 serially (one process, torch on every core) and on a LocalCluster of 2 worker processes with 1 thread each
-(execute(..., client=...)). Prints the ratios serial / dask; writes benchmarks/results/dask.json.
+(execute(..., client=...)). Grids: nn (width 1000, b in {32, 128}: matmuls big enough for torch's two threads),
+nn_small (width 256, b in {8, 32}: per-step work too small to split over threads), full (N = 300). Prints the ratios serial / dask; writes benchmarks/results/dask.json.
 
     python benchmarks/bench_dask.py [--rounds 2]
 """
@@ -36,11 +37,15 @@ def main():
     ds = load_dataset("digits", 256, seed=0)
     net_problem = Problem.from_network(MLP(ds.X.shape[1], width=1000, seed=0), ds.X, ds.y, device="cpu")
     nn_grid = Grid(lr=[0.25, 0.5, 1.0, 1.5], momentum=[0.0, -0.3], batch_size=[32, 128])
+    small_problem = Problem.from_network(MLP(ds.X.shape[1], width=256, seed=0), ds.X, ds.y, device="cpu")
+    small_grid = Grid(lr=[0.25, 0.5, 1.0, 1.5], momentum=[0.0, -0.3], batch_size=[8, 32])
     full_problem = Problem.synthetic(300, 1.2, 0.5, seed=0)
     full_grid = Grid(lr=[0.1, 0.3, 0.6, 1.0], momentum=[0.0, -0.3], batch_size=[1, 10])
     jobs = dict(
         nn=lambda **kw: execute(nn, net_problem, nn_grid, 300, network=net_problem.network, progress=False,
                                 device="cpu", **kw),
+        nn_small=lambda **kw: execute(nn, small_problem, small_grid, 300, network=small_problem.network,
+                                      progress=False, device="cpu", **kw),
         full=lambda **kw: execute(full, full_problem, full_grid, 1000, progress=False, device="cpu", **kw))
     client = dask_client(workers=2, threads_per_worker=1)
     out = dict(rounds=[])
