@@ -6,6 +6,7 @@ batch_size = b broadcast together, so grids of configs are computed at once. flo
 
 generating   S_k, U_k, V_k (per mode), U, V, L (= V / (1 - U)), U1, V1, total_loss, propagators (U_m, V_t),
              solve_renewal, loss_curve (the renewal equation L_t = V_t + sum_s U_{t-s} L_s)
+inversion    loss_at (L_t at any steps from a contour integral of L(z), without stepping)
 stability    mode_stable, per_mode_lr_limit, is_convergent, critical_lr, lambda_crit, asymptotes
 asymptotics  phase, loss_exponent, fit_power_law, q_lambda, asymptotic_loss, crossover_time,
              spectral_asymptotic_loss
@@ -19,6 +20,7 @@ from .asymptotics import (AsymptoticLoss, PowerLawFit, asymptotic_loss, crossove
                           loss_exponent, phase, q_lambda, spectral_asymptotic_loss)
 from .generating import (L, S_k, U, U1, U_k, V, V1, V_k, loss_curve, mode_second_moments, propagators,
                          solve_renewal, split_configs, total_loss)
+from .inversion import loss_at
 from .optimal import (BudgetCurves, NegativeMomentumCondition, OptimalHyperparameters, budget_curves,
                       critical_batch_size, negative_momentum_condition, optimal_hyperparameters)
 from .stability import (asymptotes, critical_lr, exact_critical_lr, exact_stability, is_convergent, lambda_crit,
@@ -27,7 +29,7 @@ from .stability import (asymptotes, critical_lr, exact_critical_lr, exact_stabil
 __all__ = [
     "Spectrum", "as_spectrum", "noise_gamma",
     "S_k", "U_k", "V_k", "U", "V", "L", "U1", "V1", "total_loss", "propagators", "solve_renewal", "loss_curve",
-    "split_configs", "mode_second_moments", "exact_critical_lr", "exact_stability",
+    "split_configs", "mode_second_moments", "loss_at", "exact_critical_lr", "exact_stability",
     "mode_stable", "per_mode_lr_limit", "is_convergent", "critical_lr", "lambda_crit", "asymptotes",
     "phase", "loss_exponent", "PowerLawFit", "fit_power_law", "q_lambda", "AsymptoticLoss", "asymptotic_loss",
     "crossover_time", "spectral_asymptotic_loss",

@@ -75,7 +75,7 @@ def is_convergent(spectrum, lr, momentum, batch_size, N=None, tau=1.0, *, replac
     gamma = noise_gamma(b, spec.N, replacement)
     modes_ok = a < _mode_limit(spec.lambda_max, beta, gamma * tau)
     u1 = U1(spec, a, beta, b, tau=tau, replacement=replacement)
-    return modes_ok & (u1 < 1)
+    return modes_ok & (u1 >= 0) & (u1 < 1)
 
 
 def critical_lr(spectrum, momentum, batch_size, N=None, tau=1.0, *, replacement=False, iterations=200,
@@ -112,7 +112,9 @@ def critical_lr(spectrum, momentum, batch_size, N=None, tau=1.0, *, replacement=
     hi = _mode_limit(spec.lambda_max, beta, gamma * tau)  # [G]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         u_hi = U1(spec, hi * (1 - 1e-15), beta, b, tau=tau, replacement=replacement)
-    noise_limited = ~(u_hi < 1)
+    # U(1) is a sum of positive terms on the stable range; a negative value means that rounding put a
+    # denominator past its zero at the per-mode limit (tau < 0), where U(1) -> +inf: noise-limited
+    noise_limited = ~((u_hi >= 0) & (u_hi < 1))
     lo = np.zeros_like(hi)
     top = hi.copy()
     idx = np.flatnonzero(noise_limited)
@@ -121,7 +123,8 @@ def critical_lr(spectrum, momentum, batch_size, N=None, tau=1.0, *, replacement=
         for _ in range(int(iterations)):
             mid = 0.5 * (l + h)
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                bad = ~(U1(spec, mid, beta[idx], b[idx], tau=tau, replacement=replacement) < 1)
+                u1 = U1(spec, mid, beta[idx], b[idx], tau=tau, replacement=replacement)
+                bad = ~((u1 >= 0) & (u1 < 1))
             h = np.where(bad, mid, h)
             l = np.where(bad, l, mid)
             if np.all(h - l <= 4e-16 * h):

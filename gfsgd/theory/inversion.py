@@ -1,0 +1,303 @@
+"""The loss at any step without stepping: L_t from the generating function L(z) by a contour integral
+(docs/theory.md section 15).
+
+With z = e^{-s}, the coefficient extraction L_t = (1 / 2 pi i) oint L(z) z^{-t-1} dz becomes a Bromwich
+integral over one period of F(s) = L(e^{-s}):
+
+    L_t = (1 / 2 pi i) int_{sigma - i pi}^{sigma + i pi} F(s) e^{s t} ds,   sigma > 0,
+
+whose integrand is 2 pi i periodic for integer t. The poles of F are s_p = log x_p for the eigenvalues x_p of
+the averaged dynamics (|x_p| < 1 for a convergent config, Re s_p < 0). Those that matter at step t (|x_p|^t not
+negligible) sit, for the slow modes, on the negative real axis near 0. The segment is deformed onto the
+parabola s(u) = s_c + mu (1 + i u)^2 (Weideman and Trefethen 2007), which wraps the negative real axis, and
+the trapezoidal rule with step h = 3 / n on u in [-3, 3] and mu = pi n / (12 t) converges like e^{-2 pi n / 3}:
+n = 14 gives about 1e-12 relative to the integrand's scale with 15 evaluations of L (u and -u are complex
+conjugates). The shift s_c is the slowest pole (the real root of U = 1 next to z = 1), so that an
+exponentially decayed loss keeps its relative accuracy.
+
+Error control, per config and step:
+- a second rule (n = 10, its own mu) must agree with the first to tol relative, else the renewal solver is used;
+- poles off the negative real axis (momentum's complex pairs, the negative roots of beta < 0 or of strong noise)
+  are not enclosed by the parabola. Each mode's three roots x (of det(x - A_k), the cubic of S_k) are computed;
+  where a root lies outside the parabola and ((1 + |x|) / 2)^t is not negligible, the renewal solver is used.
+  The halfway margin (1 + |x|) / 2 covers the shift of the dynamics' poles away from the per-mode roots by the
+  noise coupling (tests/test_loss_at.py measures that shift on the full 3N x 3N matrix);
+- t < 64 and configs with a mode whose own map is unstable (its poles cancel in V / (1 - U)) go to the
+  renewal solver too; so do configs that diverge, which come back as inf.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ._inputs import as_spectrum
+from .generating import _configs, _unstable_modes, loss_curve
+from .stability import is_convergent
+
+__all__ = ["loss_at"]
+
+NODES = 14  # the rule whose value is returned
+CHECK = 10  # the rule it is checked against
+T_DIRECT = 64  # steps below this go to the renewal solver (cheap there, and many poles matter)
+RISK = 1e-14  # weight below which a pole outside the parabola is negligible (relative to the shift's scale)
+ENCLOSED = 0.75  # a pole is well inside the parabola when Re sqrt((s_p - s_c) / mu) < this (1 on the contour)
+_CHUNK = 1 << 19  # configs x modes x nodes per block
+
+
+def loss_at(problem, lr, momentum, batch_size, t, *, tau=1.0, w=None, c=None, N=None, replacement=False,
+            tol: float = 1e-8, return_info: bool = False):
+    """The SD-predicted training loss L_t at the steps t, without stepping through 0..t (docs/theory.md
+    section 15): a contour integral of L(z) = V(z) / (1 - U(z)) on a parabola chosen for each t, checked
+    against a second rule and against the poles it may miss, with the renewal solver (`loss_curve`) for
+    what the checks do not accept. Agrees with `loss_curve` to `tol` relative (tests/test_loss_at.py).
+
+    problem: a Problem or eigenvalues with w= or c= (and N=); lr, momentum, batch_size broadcast to a config
+    shape; t: a step or an array of steps (integers >= 0). Returns an array (*config_shape, *t.shape). A config
+    that does not converge (`theory.is_convergent` is False) gives inf at every t. With return_info=True,
+    returns (loss, info): info["status"] (same shape) holds "contour", "renewal", "initial" (t = 0) or
+    "diverged", and info["error"] the contour's error estimate (NaN elsewhere).
+    """
+    spec = as_spectrum(problem, w=w, c=c, N=N, need_w=True)
+    t_in = np.asarray(t)
+    if t_in.size == 0 or not np.issubdtype(t_in.dtype, np.number) or not np.all(np.isfinite(t_in)) \
+            or np.any(t_in < 0) or np.any(t_in != np.round(t_in)):
+        raise ValueError(f"t must be a non-empty set of integer steps >= 0, got t={t!r}")
+    if not (isinstance(tol, (int, float)) and 0 < tol < 1):
+        raise ValueError(f"tol must be in (0, 1), got tol={tol!r}")
+    ts = t_in.astype(np.int64).reshape(-1)
+    shape, (a, beta, b), gamma, tau = _configs(spec, lr, momentum, batch_size, tau, replacement)
+    G, T = a.size, ts.size
+    lam, wk = spec.eigvals, spec.w
+    out = np.full((G, T), np.nan)
+    err = np.full((G, T), np.nan)
+    status = np.full((G, T), "contour", dtype=object)
+    conv = is_convergent(spec, a, beta, b, tau=tau, replacement=replacement).reshape(-1)
+    out[~conv] = np.inf
+    status[~conv] = "diverged"
+    zero = ts == 0
+    out[np.ix_(conv, zero)] = float(wk.sum())
+    status[np.ix_(conv, zero)] = "initial"
+    todo = conv[:, None] & ~zero[None, :]
+    if todo.any():
+        idx = np.flatnonzero(conv)
+        fallback = _contour(lam, wk, a[idx], beta[idx], gamma[idx], tau, ts, out, err, idx, todo, tol)
+        status[fallback] = "renewal"
+        groups = {}
+        for g in np.flatnonzero(fallback.any(1)):  # configs that need the same steps share one renewal solve
+            groups.setdefault(fallback[g].tobytes(), []).append(g)
+        for rows in groups.values():
+            rows = np.asarray(rows)
+            cols = fallback[rows[0]]
+            need = np.unique(ts[cols])
+            curve = loss_curve(spec, a[rows], beta[rows], b[rows], int(need.max()), tau=tau,
+                               replacement=replacement, log_steps=need)
+            out[np.ix_(rows, np.flatnonzero(cols))] = curve[:, np.searchsorted(need, ts[cols])]
+    loss = out.reshape(tuple(shape) + t_in.shape)
+    if return_info:
+        full = tuple(shape) + t_in.shape
+        return loss, dict(status=status.reshape(full), error=err.reshape(full))
+    return loss
+
+
+def _contour(lam, wk, a, beta, gamma, tau, ts, out, err, idx, todo, tol):
+    """Fill out[idx] by the contour rules where accepted; returns the [G_all, T] mask of (config, t) left to
+    the renewal solver."""
+    fallback = np.zeros_like(todo)
+    fallback[np.ix_(idx, ts < T_DIRECT)] = True
+    bad = _unstable_modes(lam, a, beta, gamma, tau).any(1)
+    fallback[idx[bad]] = True
+    fallback &= todo
+    mod, arg, xk = _mode_roots(lam, a, beta, gamma, tau)  # off-axis roots [G, M, 3], slowest mode [G]
+    shift = _slowest_pole(lam, wk, a, beta, gamma, tau, xk, ts.max())
+    with np.errstate(divide="ignore"):
+        logm = np.where(mod > 0, np.log1p(mod) - math.log(2.0), -np.inf)  # log of the margined modulus
+    lam_t = torch.as_tensor(lam, dtype=torch.float64)
+    W3 = torch.as_tensor(np.stack([lam * lam, wk, wk * lam], 1), dtype=torch.float64)
+    for j, t in enumerate(ts):
+        rows = np.flatnonzero(todo[idx, j] & ~fallback[idx, j])
+        if rows.size == 0:
+            continue
+        mu_check = math.pi * CHECK / (12.0 * t)
+        risky = _missed_poles(logm, mod, arg, rows, shift, mu_check, t)
+        fallback[idx[rows[risky]], j] = True
+        rows = rows[~risky]
+        if rows.size == 0:
+            continue
+        vals = {}
+        for n in (NODES, CHECK):
+            vals[n] = _rule(n, t, shift[rows], lam_t, W3, a[rows], beta[rows], gamma[rows], tau)
+        est = np.abs(vals[NODES] - vals[CHECK])
+        ok = np.isfinite(vals[NODES]) & (est <= tol * np.abs(vals[NODES])) & (vals[NODES] > 0)
+        out[idx[rows[ok]], j] = vals[NODES][ok] * np.exp(shift[rows[ok]] * t)
+        err[idx[rows[ok]], j] = est[ok] / np.abs(vals[NODES][ok])
+        fallback[idx[rows[~ok]], j] = True
+    return fallback
+
+
+def _rule(n, t, shift, lam_t, W3, a, beta, gamma, tau):
+    """The n-point parabola rule for e^{-shift t} L_t of configs [g] (contour shifted by `shift` [g]): [g]."""
+    h = 3.0 / n
+    u = h * np.arange(n + 1)
+    mu = math.pi * n / (12.0 * t)
+    s = shift[:, None] + mu * (1 + 1j * u[None, :]) ** 2  # [g, n+1]
+    ds = 2j * mu * (1 + 1j * u[None, :])
+    F = _F(s, lam_t, W3, a, beta, gamma, tau)
+    g = F * np.exp((s - shift[:, None]) * t) * ds * (h / (2j * math.pi))
+    return g[:, 0].real + 2 * g[:, 1:].sum(1).real  # times e^{shift t}, applied by the caller
+
+
+def _F(s, lam_t, W3, a, beta, gamma, tau):
+    """F(s) = L(e^{-s}) = V / (1 - U) at complex s [g, p] for configs [g]. Per mode, S_k(z) is a quadratic in
+    lambda_k with coefficients that depend on (config, z) only, so the mode sums are three real matrix products
+    of 1 / S_k (real and imaginary parts) with (lambda^2, w, w lambda)."""
+    g, p = s.shape
+    M = lam_t.numel()
+    z = np.exp(-s)
+    A, B, gt = a[:, None], beta[:, None], (gamma * tau)[:, None]
+    bz = B * z
+    P1 = -z * (1 - bz)
+    op = 1 + B
+    c0 = (1 - bz) * (1 + bz) ** 2 + P1 * op * op
+    c1 = -2 * op * A * P1
+    c2 = A * A * (P1 + gt * z * (1 + bz))
+    sums = np.empty((g, p, 3), dtype=np.complex128)
+    step = max(1, _CHUNK // max(1, M * p))
+    for i in range(0, g, step):
+        sl = slice(i, i + step)
+        C = torch.from_numpy(np.stack([c0[sl].real, c0[sl].imag, c1[sl].real, c1[sl].imag, c2[sl].real,
+                                       c2[sl].imag]))[..., None]  # [6, g', p, 1]
+        Sr = C[0] + lam_t * (C[2] + lam_t * C[4])
+        Si = C[1] + lam_t * (C[3] + lam_t * C[5])
+        d = Sr * Sr
+        d.addcmul_(Si, Si)
+        Sr.div_(d)
+        Si.div_(d)  # 1 / S = (Sr - i Si) / |S|^2
+        sums[sl] = (Sr @ W3).numpy() - 1j * (Si @ W3).numpy()
+    l2, sw, swl = sums[..., 0], sums[..., 1], sums[..., 2]
+    Uz = (gamma[:, None] * A * A) * z * (1 + bz) * l2
+    Vz = (1 - bz) * (1 - B * bz) * sw + 2 * A * B * z * swl
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return Vz / (1 - Uz)
+
+
+def _mode_roots(lam, a, beta, gamma, tau):
+    """_mode_roots_block over blocks of configs (small arrays stay in cache: 3x faster than one block)."""
+    step = max(1, (1 << 16) // max(1, lam.size))
+    parts = [_mode_roots_block(lam, a[i:i + step], beta[i:i + step], gamma[i:i + step], tau)
+             for i in range(0, a.size, step)]
+    return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
+
+
+def _mode_roots_block(lam, a, beta, gamma, tau):
+    """The roots x of det(x - A_k) = x^3 + c2 x^2 + c1 x + c0 for every config and mode (the per-mode poles are
+    z = 1 / x), c2 = beta - m^2 + gamma tau u^2, c1 = beta (m^2 - beta + gamma tau u^2), c0 = -beta^3,
+    m = 1 + beta - u, u = alpha lambda (docs/theory.md section 5), by Cardano's formula in real arithmetic.
+
+    Returns (mod, arg, xmax): mod and arg [G, M, 3] the modulus and |argument| of each root, with mod = 0 for the
+    positive real roots (always inside the parabola, so never needed), and xmax [G] the largest positive real
+    root below 1 (the slowest mode)."""
+    u = a[:, None] * lam[None, :]
+    bt = np.broadcast_to(beta[:, None], u.shape)
+    gtu = (gamma * tau)[:, None] * u * u
+    m2 = (1 + bt - u) ** 2
+    c2 = bt - m2 + gtu
+    c1 = bt * (m2 - bt + gtu)
+    c0 = -bt * bt * bt
+    sh = c2 / 3
+    p = c1 - c2 * sh
+    q = sh * (2 * sh * sh - c1) + c0
+    p3 = p / 3
+    D = (q / 2) ** 2 + p3 * p3 * p3
+    one = D > 0  # one real root and a complex pair; else three real roots
+    rD = np.sqrt(np.maximum(D, 0.0))
+    A1 = np.cbrt(-q / 2 + rD)
+    A2 = np.cbrt(-q / 2 - rD)
+    re = -(A1 + A2) / 2 - sh
+    im = (math.sqrt(3) / 2) * np.abs(A1 - A2)
+    rp = np.sqrt(np.maximum(-p3, 0.0))
+    rs = np.where(rp > 0, rp, 1.0)
+    th = np.arccos(np.clip(np.where(rp > 0, -q / (2 * rs * rs * rs), 0.0), -1.0, 1.0)) / 3
+    c, sn = rp * np.cos(th), (math.sqrt(3) * rp) * np.sin(th)
+    cplx = one & (im > 1e-12 * np.abs(re))
+    real = [np.where(one, A1 + A2 - sh, 2 * c - sh),  # the real roots; entries 1, 2 unused where cplx
+            np.where(one, re, -c + sn - sh), np.where(one, re, -c - sn - sh)]
+    pair = np.hypot(re, im)
+    pair_arg = np.abs(np.arctan2(im, re))
+    mod = np.empty(u.shape + (3,))
+    arg = np.empty(u.shape + (3,))
+    xmax = np.zeros(u.shape)
+    for k, x in enumerate(real):
+        neg = x < 0
+        mk = np.where(neg, -x, 0.0)
+        ak = np.where(neg, math.pi, 0.0)
+        inside = (x > 0) & (x < 1)
+        if k:
+            mk = np.where(cplx, pair, mk)
+            ak = np.where(cplx, pair_arg, ak)
+            inside &= ~cplx
+        mod[..., k], arg[..., k] = mk, ak
+        xmax = np.maximum(xmax, np.where(inside, x, 0.0))
+    return mod, arg, xmax.max(1)
+
+
+def _slowest_pole(lam, wk, a, beta, gamma, tau, xk, t_max):
+    """s_c = log x* for each config: x* in (x_k, 1) the real root of U(1 / x) = 1 above the largest positive
+    real mode root x_k (the dynamics' slowest pole), by bisection in s = log x to 1e-3 of the rule's mu at
+    t_max; 0 where the decay over t_max is mild (x_k^t_max > e^-2) and the shift does not matter."""
+    G = a.size
+    if np.any((lam == 0) & (wk > 0)):  # modes that never move: L_t tends to a constant, the pole is s = 0
+        return np.zeros(G)
+    shift = np.zeros(G)
+    with np.errstate(divide="ignore"):
+        sk = np.log(xk)
+    need = np.flatnonzero(sk * t_max < -2.0)
+    if need.size == 0:
+        return shift
+    lo, hi = sk[need].copy(), np.zeros(need.size)  # 1 - U(e^{-s}) < 0 at lo (next to the pole), > 0 at s = 0
+    width = 1e-3 * math.pi * CHECK / (12.0 * t_max)
+    for _ in range(200):
+        if np.all(hi - lo <= width):
+            break
+        mid = 0.5 * (lo + hi)
+        pos = _u_real(np.exp(-mid), lam, a[need], beta[need], gamma[need], tau) < 1
+        hi = np.where(pos, mid, hi)
+        lo = np.where(pos, lo, mid)
+    shift[need] = hi  # just right of the pole
+    return shift
+
+
+def _u_real(z, lam, a, beta, gamma, tau):
+    """U(z) for real z [g] and configs [g] (the sum of generating.U, with gamma given), in blocks of configs."""
+    out = np.empty(z.size)
+    step = max(1, (1 << 16) // max(1, lam.size))
+    l2 = lam * lam
+    for i in range(0, z.size, step):
+        sl = slice(i, i + step)
+        zz, bz = z[sl, None], (beta[sl] * z[sl])[:, None]
+        u = a[sl, None] * lam[None, :]
+        m = 1 + beta[sl, None] - u
+        S = (1 - bz) * ((1 + bz) ** 2 - zz * m * m) + (gamma[sl] * tau)[:, None] * u * u * zz * (1 + bz)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[sl] = gamma[sl] * a[sl] ** 2 * z[sl] * (1 + bz[:, 0]) * ((1 / S) @ l2)
+    return out
+
+
+def _missed_poles(logm, mod, arg, rows, shift, mu, t):
+    """[len(rows)] bool: for configs `rows`, an off-axis mode root (modulus `mod`, |argument| `arg` [G, M, 3];
+    logm = log((1 + mod) / 2), -inf where there is none) outside the parabola (rule parameter mu, shifted by
+    `shift`) whose pole may weigh more than RISK at step t, with the halfway margin (1 + |x|) / 2."""
+    whole = rows.size == logm.shape[0]
+    sub = logm if whole else logm[rows]
+    thr = shift[rows] + math.log(RISK) / t  # weight ((1 + |x|) / 2)^t e^{-shift t} > RISK
+    cand = sub > thr[:, None, None]
+    if not cand.any():
+        return np.zeros(rows.size, dtype=bool)
+    gi, ki, ri = np.nonzero(cand)
+    g = rows[gi]
+    sx = np.log(mod[g, ki, ri]) + 1j * arg[g, ki, ri] - shift[g]
+    inside = np.sqrt(sx / mu).real < ENCLOSED
+    out = np.zeros(rows.size, dtype=bool)
+    np.logical_or.at(out, gi[~inside], True)
+    return out
