@@ -105,7 +105,7 @@ def test_the_dynamics_poles_stay_within_the_margin_of_the_mode_roots():
         off = ~((np.abs(ev.imag) <= 1e-9) & (ev.real > 0))
         if not off.any():
             continue
-        mod, _, _ = inversion._mode_roots(lam, np.array([a]), np.array([beta]), gamma, tau)
+        mod = inversion._mode_roots(lam, np.array([a]), np.array([beta]), gamma, tau)[0]
         margin = (1 + mod.max()) / 2
         worst = max(worst, np.abs(ev[off]).max() - mod.max())
         assert np.abs(ev[off]).max() <= margin + 1e-12

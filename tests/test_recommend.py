@@ -97,6 +97,7 @@ def test_every_config_diverging_is_a_message_not_a_crash(monkeypatch):
     def diverging(problem, lr, *a, **k):
         return np.full(np.broadcast(np.asarray(lr), np.asarray(a[0]), np.asarray(a[1])).shape + (1,), np.inf)
     monkeypatch.setattr(mod.th, "loss_curve", diverging)
+    monkeypatch.setattr(mod.th, "loss_at", lambda *a, **k: diverging(*a, **k)[..., 0])
     with pytest.raises(ValueError, match="no config converges") as info:
         recommend(p, budget_steps=50, batch_sizes=[1, 8])
     assert "largest stable learning rates at beta = 0" in str(info.value) and "8:" in str(info.value)

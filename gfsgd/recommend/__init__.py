@@ -59,7 +59,7 @@ def _check_batches(batch_sizes, N):
 
 def predicted_loss(problem, horizon, tau, objective):
     """A function (a, beta, b) -> the predicted loss at step `horizon` (train, or test with objective="test"),
-    broadcast over its arguments; inf for configs that diverge (docs/theory.md sections 4, 5 and 11)."""
+    broadcast over its arguments; inf for configs that diverge (docs/theory.md sections 4, 5, 11 and 15)."""
     T = int(horizon)
 
     def predict(a, beta, b):
@@ -67,8 +67,10 @@ def predicted_loss(problem, horizon, tau, objective):
         shape = a.shape
         a, beta, b = a.reshape(-1), beta.reshape(-1), b.reshape(-1).astype(np.int64)
         with np.errstate(all="ignore"):
-            out = th.loss_curve(problem, a, beta, b, T, tau, log_steps=[T], test=objective == "test")
-            out = (out[1] if objective == "test" else out)[..., 0]
+            if objective == "test":  # the test loss needs the whole renewal solution (section 11)
+                out = th.loss_curve(problem, a, beta, b, T, tau, log_steps=[T], test=True)[1][..., 0]
+            else:  # the train loss at one step: the contour integral of section 15
+                out = th.loss_at(problem, a, beta, b, T, tau=tau)
             conv = th.is_convergent(problem, a, beta, b, tau=tau)
         return np.where(conv & np.isfinite(out) & (out >= 0), out, np.inf).reshape(shape)
     return predict

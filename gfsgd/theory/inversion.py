@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ._inputs import as_spectrum
-from .generating import _configs, _unstable_modes, loss_curve
+from .generating import _configs, loss_curve
 from .stability import is_convergent
 
 __all__ = ["loss_at"]
@@ -106,13 +106,11 @@ def _contour(lam, wk, a, beta, gamma, tau, ts, out, err, idx, todo, tol):
     the renewal solver."""
     fallback = np.zeros_like(todo)
     fallback[np.ix_(idx, ts < T_DIRECT)] = True
-    bad = _unstable_modes(lam, a, beta, gamma, tau).any(1)
+    # off-axis roots [G, M, 3], the slowest mode [G], log of the margined modulus, modes unstable on their own
+    mod, arg, xk, logm, bad = _mode_roots(lam, a, beta, gamma, tau)
     fallback[idx[bad]] = True
     fallback &= todo
-    mod, arg, xk = _mode_roots(lam, a, beta, gamma, tau)  # off-axis roots [G, M, 3], slowest mode [G]
     shift = _slowest_pole(lam, wk, a, beta, gamma, tau, xk, ts.max())
-    with np.errstate(divide="ignore"):
-        logm = np.where(mod > 0, np.log1p(mod) - math.log(2.0), -np.inf)  # log of the margined modulus
     lam_t = torch.as_tensor(lam, dtype=torch.float64)
     W3 = torch.as_tensor(np.stack([lam * lam, wk, wk * lam], 1), dtype=torch.float64)
     for j, t in enumerate(ts):
@@ -183,11 +181,12 @@ def _F(s, lam_t, W3, a, beta, gamma, tau):
 
 
 def _mode_roots(lam, a, beta, gamma, tau):
-    """_mode_roots_block over blocks of configs (small arrays stay in cache: 3x faster than one block)."""
+    """_mode_roots_block over blocks of configs (small arrays stay in cache: 3x faster than one block).
+    Returns (mod, arg, xmax, logm, unstable)."""
     step = max(1, (1 << 16) // max(1, lam.size))
     parts = [_mode_roots_block(lam, a[i:i + step], beta[i:i + step], gamma[i:i + step], tau)
              for i in range(0, a.size, step)]
-    return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
+    return tuple(np.concatenate([p[j] for p in parts]) for j in range(5))
 
 
 def _mode_roots_block(lam, a, beta, gamma, tau):
@@ -195,9 +194,10 @@ def _mode_roots_block(lam, a, beta, gamma, tau):
     z = 1 / x), c2 = beta - m^2 + gamma tau u^2, c1 = beta (m^2 - beta + gamma tau u^2), c0 = -beta^3,
     m = 1 + beta - u, u = alpha lambda (docs/theory.md section 5), by Cardano's formula in real arithmetic.
 
-    Returns (mod, arg, xmax): mod and arg [G, M, 3] the modulus and |argument| of each root, with mod = 0 for the
-    positive real roots (always inside the parabola, so never needed), and xmax [G] the largest positive real
-    root below 1 (the slowest mode)."""
+    Returns (mod, arg, xmax, logm, unstable): mod and arg [G, M, 3] the modulus and |argument| of each root,
+    with mod = 0 for the positive real roots (always inside the parabola, so never needed); xmax [G] the
+    largest positive real root below 1 (the slowest mode); logm = log((1 + mod) / 2) (-inf where mod = 0);
+    unstable [G]: some mode with a root of modulus > 1 + 1e-9 (its own map is unstable)."""
     u = a[:, None] * lam[None, :]
     bt = np.broadcast_to(beta[:, None], u.shape)
     gtu = (gamma * tau)[:, None] * u * u
@@ -228,6 +228,7 @@ def _mode_roots_block(lam, a, beta, gamma, tau):
     mod = np.empty(u.shape + (3,))
     arg = np.empty(u.shape + (3,))
     xmax = np.zeros(u.shape)
+    unstable = np.zeros(u.shape, dtype=bool)
     for k, x in enumerate(real):
         neg = x < 0
         mk = np.where(neg, -x, 0.0)
@@ -239,7 +240,11 @@ def _mode_roots_block(lam, a, beta, gamma, tau):
             inside &= ~cplx
         mod[..., k], arg[..., k] = mk, ak
         xmax = np.maximum(xmax, np.where(inside, x, 0.0))
-    return mod, arg, xmax.max(1)
+        unstable |= np.abs(x) > 1 + 1e-9
+    unstable = (unstable | ((mod > 1 + 1e-9).any(-1))) & (lam[None, :] > 0)
+    with np.errstate(divide="ignore"):
+        logm = np.where(mod > 0, np.log1p(mod) - math.log(2.0), -np.inf)
+    return mod, arg, xmax.max(1), logm, unstable.any(1)
 
 
 def _slowest_pole(lam, wk, a, beta, gamma, tau, xk, t_max):
