@@ -24,7 +24,9 @@ def _parser():
     g.add_argument("--kernel", default=None, help="a saved Problem (Problem.save); overrides --dataset")
     g.add_argument("--nu", type=float, default=1.5, help="synthetic: lambda_k = k^-nu")
     g.add_argument("--kappa", type=float, default=1.0, help="synthetic: c_k ~ k^-(kappa+1)")
-    g.add_argument("--rank", type=int, default=None, help="top-k spectrum plus a modelled tail (not available yet)")
+    g.add_argument("--rank", type=int, default=None, metavar="K",
+                   help="full datasets: the top K eigenpairs of the network's kernel (matrix-free block Krylov, no "
+                        "N x N matrix) plus a power-law tail (docs/theory.md section 14); with --dataset or --kernel")
     g.add_argument("--seed", type=int, default=0, help="data, network and synthetic seed")
     r = p.add_argument_group("budget and search")
     r.add_argument("--budget_steps", type=int, default=None, help="SGD steps")
@@ -39,18 +41,29 @@ def _parser():
 
 def _problem_from_args(args):
     from ..problem import Problem
-    if args.rank is not None:
-        raise ValueError("--rank (a top-k spectrum with a modelled tail) is not available yet; use --kernel, "
-                         "--dataset with a moderate --N, or a synthetic problem")
+    rank = args.rank
+    if rank is not None:
+        if rank < 1:
+            raise ValueError(f"--rank must be >= 1, got --rank {rank}")
+        if not (args.kernel or args.dataset):
+            raise ValueError("--rank takes the top eigenpairs of a kernel: give --dataset or --kernel (a synthetic "
+                             "problem is already spectral)")
     if args.kernel:
-        return Problem.load(args.kernel)
+        problem = Problem.load(args.kernel)
+        if rank is None:
+            return problem
+        if not problem.has_basis:
+            raise ValueError(f"--rank needs a kernel to take eigenpairs from; {args.kernel} is spectral only")
+        from ..spectrum import problem_from_operator
+        return problem_from_operator(problem.K, problem.d0, rank=rank)
     if args.dataset:
         from ..data import load_dataset
         from ..models import MLP
         ds = load_dataset(args.dataset, args.N, seed=args.seed, root=args.data_root, n_test=args.n_test)
         model = MLP(ds.X.shape[1], width=args.width, seed=args.seed)
+        name = f"{ds.name}, MLP(width={args.width})" + (f", rank {rank} + tail" if rank else "")
         return Problem.from_network(model, ds.X, ds.y, X_test=ds.X_test, y_test=ds.y_test, device="cpu",
-                                    name=f"{ds.name}, MLP(width={args.width})")
+                                    name=name, rank=rank)
     return Problem.synthetic(args.N, args.nu, args.kappa, seed=args.seed, n_test=args.n_test,
                              basis="random" if args.N <= 2000 else None)
 
