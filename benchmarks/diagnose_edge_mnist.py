@@ -2,8 +2,10 @@
 """Why the SD prediction and the real network part near the stability edge (issue 12, validate_recommend_mnist.py):
 the cells where they disagree most, trained three ways on the same problem (MNIST N = 10,000, width 1000):
 the real network (nn regime), the linearized model with the same sampled batches (linearized regime), and the
-SD prediction (theory.loss_at). If the linearized model follows SD, the gap is the network's nonlinearity
-(its kernel moves at large learning rates); if it follows the network, it is the SD approximation.
+SD prediction (theory.loss_at, the expected loss). If the linearized model follows SD, the gap is the network's
+nonlinearity (its kernel moves at large learning rates); if it follows the network, the gap is in what SD
+predicts: its approximation of the batch noise (tau), or the mean over noise against one path. --paths P
+linearized paths per cell (seeds 0..P-1) give the mean (what SD predicts) and the median (a typical path).
 
     python benchmarks/diagnose_edge_mnist.py --data_root ../shared/data [--out runs/diagnose_edge_mnist]
 Writes summary.json in --out.
@@ -38,6 +40,7 @@ def main():
     ap.add_argument("--data_root", required=True)
     ap.add_argument("--N", type=int, default=10000)
     ap.add_argument("--n_steps", type=int, default=2000)
+    ap.add_argument("--paths", type=int, default=16, help="linearized sample paths per cell")
     ap.add_argument("--out", default="runs/diagnose_edge_mnist")
     args = ap.parse_args()
     out = Path(args.out)
@@ -52,10 +55,13 @@ def main():
         a = float(f * th.critical_lr(p, 0.0, b))
         cfg = [(a, m, b)]
         pred = float(th.loss_at(p, a, m, b, T)) if th.is_convergent(p, a, m, b) else float("inf")
-        lin = linearized.run(p, cfg, T, log_steps=[0, T], seed=0, progress=False)
+        lin = [linearized.run(p, cfg, T, log_steps=[0, T], seed=s, progress=False) for s in range(args.paths)]
+        ends = np.array([c.loss[0, -1] if c.status[0] == "ok" else np.inf for c in lin])
         net = nn.run(p, cfg, T, log_steps=[0, T], seed=0, progress=False)
         row = dict(lr=a, lr_over_crit0=f, momentum=m, batch_size=b, sd_crit=float(th.critical_lr(p, m, b)),
-                   predicted=pred, linearized=float(lin.loss[0, -1]), linearized_status=str(lin.status[0]),
+                   predicted=pred, linearized=float(ends[0]), linearized_status=str(lin[0].status[0]),
+                   linearized_mean=float(ends.mean()), linearized_se=float(ends.std(ddof=1) / np.sqrt(ends.size)),
+                   linearized_median=float(np.median(ends)), linearized_paths=int(ends.size),
                    network=float(net.loss[0, -1]), network_status=str(net.status[0]))
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -39,6 +39,11 @@ def main():
     ap.add_argument("--N", type=int, default=10000)
     ap.add_argument("--width", type=int, default=1000)
     ap.add_argument("--n_steps", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="network paths per cell (seeds 0..R-1): the real loss is their mean, which is what the "
+                         "SD prediction is (the expected loss); near the edge one path is a typical draw of a "
+                         "heavy-tailed loss (benchmarks/diagnose_edge_mnist.py)")
+    ap.add_argument("--batch_sizes", type=int, nargs="+", default=[10, 100], help="grid batch sizes")
     ap.add_argument("--out", default="runs/validate_recommend_mnist")
     args = ap.parse_args()
     out = Path(args.out)
@@ -52,7 +57,7 @@ def main():
     log = [0, T // 8, T // 4, T // 2, T]
     momenta = np.array([-0.5, -0.25, 0.0, 0.25, 0.5])
     cells, pred, conv = [], [], []
-    for b in (10, 100):
+    for b in args.batch_sizes:
         a0 = float(th.critical_lr(p, 0.0, b))
         for a in np.geomspace(0.1, 1.6, 8) * a0:
             for m in momenta:
@@ -62,7 +67,7 @@ def main():
         pred = th.loss_curve(p, lr, mom, bs, T, log_steps=[T])[:, 0]
     conv = th.is_convergent(p, lr, mom, bs)
     t = time.perf_counter()
-    rec = recommend(p, budget_steps=T, batch_sizes=[10, 100], exact=False)
+    rec = recommend(p, budget_steps=T, batch_sizes=args.batch_sizes, exact=False)
     print(rec.to_string(), f"\nrecommend: {time.perf_counter() - t:.0f} s", flush=True)
     rec_cfgs = [(float(r.lr), float(r.momentum), int(r.batch_size)) for r in rec.itertuples()]
     a128_crit = float(th.critical_lr(p, 0.0, 128))
@@ -70,13 +75,13 @@ def main():
     a_mid = float(np.sqrt(a2_crit * a128_crit))  # between the two edges: predicted stable at 128, not at 2
     extra = rec_cfgs + [(a_mid, 0.0, 128), (a_mid, 0.0, 2), (0.8 * a2_crit, 0.0, 2)]
     t = time.perf_counter()
-    run = nn.run(p, cells + extra, T, log_steps=log, device="cpu", progress=True)
+    run = nn.run(p, cells + extra, T, log_steps=log, device="cpu", progress=True, repeats=args.repeats)
     print(f"nn: {time.perf_counter() - t:.0f} s", flush=True)
     G = len(cells)
     real = run.final_loss[:G]
     diverged = np.array([s == "diverged" for s in run.status[:G]]) | ~np.isfinite(real)
-    summary = dict(N=p.N, width=args.width, n_steps=T, seconds=time.perf_counter() - t0)
-    for b in (10, 100):
+    summary = dict(N=p.N, width=args.width, n_steps=T, repeats=args.repeats, seconds=time.perf_counter() - t0)
+    for b in args.batch_sizes:
         sel = bs == b
         ok = sel & ~diverged & conv
         best = np.nanmin(np.where(sel & ~diverged, real, np.nan))
@@ -101,8 +106,9 @@ def main():
                                     real_at_2=run.status[k + 1], diverged_step_at_2=run.diverged_step[k + 1],
                                     real_at_2_with_0_8_x_edge=run.status[k + 2])
     summary["cells"] = [dict(lr=float(a), momentum=float(m), batch_size=int(b), predicted=float(pv), real=float(rv),
-                             predicted_convergent=bool(cv), real_status=st)
-                        for (a, m, b), pv, rv, cv, st in zip(cells, pred, real, conv, run.status[:G])]
+                             real_se=float(se), predicted_convergent=bool(cv), real_status=st)
+                        for (a, m, b), pv, rv, se, cv, st in zip(cells, pred, real, run.loss_se[:G, -1], conv,
+                                                                 run.status[:G])]
     print(json.dumps({k: v for k, v in summary.items() if k != "cells"}, indent=2))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     plot(summary, out / "predicted_vs_real")
@@ -120,13 +126,16 @@ def plot(summary, path):
     shown = [x for x in cells if x["predicted_convergent"] and x["real_status"] == "ok" and np.isfinite(x["real"])
              and np.isfinite(x["predicted"])]
     for b, c in ((10, "C0"), (100, "C1")):
+        if f"b={b}" not in summary:
+            continue
         pts = np.array([(x["predicted"], x["real"]) for x in shown if x["batch_size"] == b])
         ax.scatter(pts[:, 0], pts[:, 1], s=14, color=c, label=f"grid cells, b = {b}")
         rec = summary[f"b={b}"]["recommended"]
         ax.scatter([rec["predicted"]], [rec["real"]], marker="*", s=160, color=c, edgecolor="black", lw=0.6,
                    zorder=4, label=f"recommended, b = {b} (β = {rec['momentum']:.2f})")
     vals = [v for x in shown for v in (x["predicted"], x["real"])]
-    vals += [summary[f"b={b}"]["recommended"][k] for b in (10, 100) for k in ("predicted", "real")]
+    vals += [summary[f"b={b}"]["recommended"][k] for b in (10, 100) if f"b={b}" in summary
+             for k in ("predicted", "real")]
     lim = [min(vals) / 1.25, max(vals) * 1.25]
     ax.plot(lim, lim, color="0.5", lw=1, ls="--", label="predicted = real")
     ax.set_xscale("log")
@@ -140,7 +149,8 @@ def plot(summary, path):
     ax.set_ylim(lim)
     T = summary["n_steps"]
     ax.set_xlabel(f"predicted loss at step {T} (SD, τ = 1)")
-    ax.set_ylabel(f"real network's loss at step {T}")
+    R = summary.get("repeats", 1)
+    ax.set_ylabel(f"real network's loss at step {T}" + (f" (mean of {R} paths)" if R > 1 else ""))
     ax.set_title(f"MNIST N = {summary['N']}, width {summary['width']}: 8 lr × 5 momenta per b", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
