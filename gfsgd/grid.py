@@ -266,10 +266,8 @@ def _run_dask(regime, problem, configs, n_steps, folder, chunk_size, time_budget
         return _dask_task(regime_ref, prob, chunk, n, opts)
 
     futures = [client.submit(task, ref, payload, chunk, n_steps, kw, pure=False, retries=2) for chunk in chunks]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(configs), desc=f"dask: {len(chunks)} chunks", unit="config", leave=False)
+    from .progress import progress_bar
+    bar = progress_bar(len(configs), f"dask: {len(chunks)} chunks", unit="config", enabled=bool(progress))
     out = []
     try:
         for fut in as_completed(futures):

@@ -367,10 +367,8 @@ def _dense_route(op, k, apply_to, tol_eff, passes, m, t0):
 
 
 def _progress(progress, total):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc="top eigenpairs (passes)", leave=False)
+    from .progress import progress_bar
+    return progress_bar(total, "top eigenpairs (passes)", unit="pass", enabled=bool(progress))
 
 
 # ---------------------------------------------------------------------------------------------- the tail

@@ -10,7 +10,6 @@ Schedule values are checked in the same deferred way.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -115,10 +114,9 @@ def noise_gamma(batch_size: torch.Tensor, N: int, replacement: bool = False) -> 
 
 
 def progress_bar(total, desc, enabled):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, mininterval=0.5, unit="step")
+    """A step bar (tqdm on a terminal, periodic plain lines in a redirected log; gfsgd.progress)."""
+    from ..progress import progress_bar as bar
+    return bar(total, desc, unit="step", enabled=enabled)
 
 
 @dataclass
