@@ -284,8 +284,13 @@ def guarded_run(args, *a, **kw) -> None:
             client = dask_client(scheduler=args.dask_scheduler, workers=args.dask_workers)
             print(f"dask: {client}")
         run_regimes(args, *a, client=client, **kw)
-    except (RunFolderError, RunFolderLocked, ConnectionError, ImportError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+    except (RunFolderError, RunFolderLocked, ConnectionError, ImportError, ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc}") from None  # usage errors found while running (e.g. --device cuda)
+    except KeyboardInterrupt:
+        folder = next((x for x in a if isinstance(x, RunFolder)), None)
+        where = f" in {folder.path}" if folder is not None else ""
+        raise SystemExit(f"\ninterrupted: the finished configs are saved{where}; rerun the same command to "
+                         f"resume") from None
     finally:
         if client is not None:
             cluster = getattr(client, "cluster", None)

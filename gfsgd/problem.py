@@ -97,6 +97,9 @@ class Problem:
             n = eigvals.numel()
             if eigvecs.shape != (n, n):
                 raise ValueError(f"eigvecs must have shape ({n}, {n}), got {tuple(eigvecs.shape)}")
+            if not torch.isfinite(eigvecs).all():
+                raise ValueError(f"eigvecs must be finite, got {int((~torch.isfinite(eigvecs)).sum())} NaN or "
+                                 f"inf entries")
             eigvecs = eigvecs[:, order]
         self.eigvecs = eigvecs
         self.lambda_max_raw = float(lambda_max_raw)

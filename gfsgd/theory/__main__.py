@@ -55,7 +55,10 @@ def main(argv=None):
     if args.rank < 0:
         raise SystemExit(f"error: --rank must be >= 0 (0: the dense kernel), got --rank {args.rank}")
     if args.problem:
-        problem = Problem.load(args.problem)
+        try:
+            problem = Problem.load(args.problem)
+        except (ValueError, FileNotFoundError) as exc:
+            raise SystemExit(f"error: {exc}") from None
     elif args.dataset:
         try:
             problem = dataset_problem(args, progress=True)
