@@ -32,8 +32,10 @@ def _parser():
     r.add_argument("--budget_steps", type=int, default=None, help="SGD steps")
     r.add_argument("--budget_samples", type=int, default=None, help="samples processed (steps x batch size)")
     r.add_argument("--batch_size", type=int, nargs="+", default=[1, 10, 100, 1000], help="candidate batch sizes")
-    r.add_argument("--objective", choices=["train", "test"], default="train")
-    r.add_argument("--momentum", choices=list(MOMENTA), default="any")
+    r.add_argument("--objective", choices=["train", "test"], default="train",
+                   help="the loss to minimise at the budget (test: the predicted held-out loss, needs --n_test)")
+    r.add_argument("--momentum", choices=list(MOMENTA), default="any",
+                   help="momenta searched: any (negative ones too), nonnegative, or zero")
     r.add_argument("--tau", type=float, default=1.0, help="SD parameter of the predictions")
     r.add_argument("--out", default=None, help="folder for the PNGs; None: runs/recommend-<time>")
     return p
