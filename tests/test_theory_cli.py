@@ -32,7 +32,7 @@ def first_float(s):
 
 
 def test_theory_cli_matches_the_library():
-    rows = table(run_module("gfsgd.theory", "--nu", "1.5", "--kappa", "3.5", "--N", "500", "--batch-size", "4",
+    rows = table(run_module("gfsgd.theory", "--nu", "1.5", "--kappa", "3.5", "--N", "500", "--batch_size", "4",
                             "--budget", "200", "--momenta", "-0.3", "0", "0.5"))
     p = Problem.synthetic(500, 1.5, 3.5, basis=None)
     assert int(rows["N"]) == 500 and int(rows["batch size b"]) == 4

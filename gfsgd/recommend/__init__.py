@@ -228,8 +228,14 @@ def recommend(problem, *, budget_steps=None, budget_samples=None, batch_sizes=(1
            else (math.nan,) * 4) for r in df.itertuples()]
     df["b_noise"] = [m[0] for m in mc]
     df["b_simple"] = [m[1] for m in mc]
+    top = float(momenta.max())
+    edge = [int(r.batch_size) for r in df.itertuples() if momenta.size > 1 and np.isfinite(r.loss)
+            and r.momentum >= top - 1e-12 and top > 0]
+    warnings = ([f"beta* = {top:g}, the largest momentum searched, at b = {edge}: the optimum may lie beyond "
+                 f"the search grid (a larger beta needs a smaller alpha and more steps to pass its transient)"]
+                if edge else [])
     df.attrs.update(objective=objective, budget={budget_name: budget}, target=target, skipped=skipped,
-                    tau=float(tau), exact=bool(use_exact),
+                    tau=float(tau), exact=bool(use_exact), warnings=warnings,
                     critical_batch_size=_critical_batch(df),
                     mccandlish=_mccandlish_summary(problem, df, tau),
                     lsr=_lsr_check(problem, df, tau, budget_name, budget, lsr_factors))

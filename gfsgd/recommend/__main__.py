@@ -101,6 +101,8 @@ def main(argv=None):
           f"(max deviations {devs})")
     if df.attrs["skipped"]:
         print(f"skipped (larger than N): {df.attrs['skipped']}")
+    for w in df.attrs.get("warnings", []):
+        print(f"warning: {w}")
     out = Path(args.out or Path("runs") / f"recommend-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "recommendation.csv", index=False)

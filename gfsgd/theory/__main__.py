@@ -1,7 +1,7 @@
 """python -m gfsgd.theory: what the theory predicts for a problem and a batch size, as a table.
 
-    python -m gfsgd.theory --nu 1.5 --kappa 1 --N 10000 --batch-size 10 --budget 10000
-    python -m gfsgd.theory --problem kernel.pt --batch-size 32
+    python -m gfsgd.theory --nu 1.5 --kappa 1 --N 10000 --batch_size 10 --budget 10000
+    python -m gfsgd.theory --problem kernel.pt --batch_size 32
     python -m gfsgd.theory --dataset mnist --N 60000 --rank 1000 --data_root ../shared/data --ntk_dtype float32
 
 Prints lambda_crit, the critical lr for a few momenta, the phase (fitted (nu, kappa) for a saved kernel),
@@ -35,10 +35,10 @@ def _parser():
     src.add_argument("--device", default="auto", help="--dataset: 'auto', 'cpu' or 'cuda' for the NTK")
     add_rank_arg(src)
     add_model_args(p, network=False)
-    p.add_argument("--batch-size", type=int, default=10, help="batch size b")
+    p.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=10, help="batch size b")
     p.add_argument("--tau", type=float, default=1.0, help="SE parameter (1 mean field, -1 Gaussian features)")
     p.add_argument("--budget", type=int, default=1000, help="step budget T for the optimal (alpha, beta)")
-    p.add_argument("--momenta", type=float, nargs="+", default=[-0.5, 0.0, 0.5, 0.9],
+    p.add_argument("--momentum", "--momenta", dest="momenta", type=float, nargs="+", default=[-0.5, 0.0, 0.5, 0.9],
                    help="momenta at which to print the critical lr")
     p.add_argument("--method", choices=["auto", "renewal", "asymptotic"], default="auto",
                    help="predictor for the optimum: renewal (exact SD, O(configs x N x T)), asymptotic (cheap); "
@@ -85,9 +85,12 @@ def main(argv=None):
     rows = [("problem", problem.name), ("N", f"{N}"), ("batch size b", f"{b}"), ("tau", f"{tau:g}"),
             ("L_0", f"{problem.loss0:.4g}"), ("lambda_crit", f"{lambda_crit(problem, tau):.4g}"),
             ("critical batch size b* (beta = 0)", f"{float(critical_batch_size(problem, 0.0, tau)):.4g}")]
+    # a network's problem: also the learning rate in the network's own units, lr_nn = alpha N / lambda_max_raw
+    scale = N / problem.lambda_max_raw if (args.dataset or problem.lambda_max_raw != 1.0) else None
+    nn_units = (lambda a: f", lr_nn = {a * scale:.4g}") if scale else (lambda a: "")
     ac = critical_lr(problem, np.asarray(args.momenta), b, tau=tau)
     for m, a in zip(args.momenta, ac):
-        rows.append((f"critical lr at beta = {m:+.2f}", f"{a:.4g}   (alpha_eff = {a / (1 - m):.4g})"))
+        rows.append((f"critical lr at beta = {m:+.2f}", f"{a:.4g}   (alpha_eff = {a / (1 - m):.4g}{nn_units(a)})"))
     if args.problem or args.dataset:
         try:
             fit = fit_power_law(problem)
@@ -108,7 +111,10 @@ def main(argv=None):
     t0 = time.perf_counter()
     opt = optimal_hyperparameters(problem, b, horizon=args.budget, tau=tau, method=method)
     rows.append((f"optimal (alpha, beta) at T = {args.budget} [{method}]",
-                 f"alpha* = {opt.lr:.4g}, beta* = {opt.momentum:+.3f}, loss {opt.loss:.4g}"))
+                 f"alpha* = {opt.lr:.4g}{nn_units(opt.lr)}, beta* = {opt.momentum:+.3f}, loss {opt.loss:.4g}"))
+    if float(opt.momentum) >= 0.95 - 1e-12 or float(opt.momentum) <= -0.9 + 1e-12:
+        rows.append(("warning", f"beta* = {float(opt.momentum):+.3f} lies on the edge of the searched momenta "
+                                f"[-0.9, 0.95]: the optimum may lie beyond (optimal_hyperparameters(momenta=...))"))
     rows.append(("best at beta = 0", f"alpha = {opt.lr_beta0:.4g}, loss {opt.loss_beta0:.4g}  "
                                      f"(momentum gains {100 * opt.gain:.2f}%)"))
     rows.append(("search time", f"{time.perf_counter() - t0:.1f} s"))
