@@ -21,6 +21,7 @@ from ._inputs import (as_spectrum, check_batch_size, check_finite, check_lr, che
                       check_tau)
 from .asymptotics import fit_power_law, spectral_asymptotic_loss
 from .generating import loss_curve
+from .inversion import loss_at
 from .stability import critical_lr, is_convergent, lambda_crit
 
 __all__ = ["OptimalHyperparameters", "optimal_hyperparameters", "NegativeMomentumCondition",
@@ -71,10 +72,10 @@ def _asymptotics_valid(spec, a, beta, horizon, predicted):
 
 
 def _predictor(spec, horizon, tau, replacement, method):
-    if method == "renewal":
+    if method == "renewal":  # the exact SD loss at the horizon: the contour integral, renewal where needed
         def predict(a, beta, b):
             with np.errstate(all="ignore"):
-                out = loss_curve(spec, a, beta, b, horizon, tau, log_steps=[horizon], replacement=replacement)[..., 0]
+                out = loss_at(spec, a, beta, b, horizon, tau=tau, replacement=replacement)
             conv = is_convergent(spec, a, beta, b, tau=tau, replacement=replacement)
             # a loss is >= 0; a negative or non-finite value (or a divergent config) is never a candidate
             return np.where(conv & np.isfinite(out) & (out >= 0), out, np.inf)
