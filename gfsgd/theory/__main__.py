@@ -41,7 +41,8 @@ def _parser():
     p.add_argument("--momentum", "--momenta", dest="momenta", type=float, nargs="+", default=[-0.5, 0.0, 0.5, 0.9],
                    help="momenta at which to print the critical lr")
     p.add_argument("--method", choices=["auto", "renewal", "asymptotic"], default="auto",
-                   help="predictor for the optimum: renewal (exact SD, O(configs x N x T)), asymptotic (cheap); "
+                   help="predictor for the optimum: renewal (the exact SD loss at T, by theory.loss_at: O(configs x N) "
+                        "by a contour integral, the renewal solver where needed), asymptotic (cheap); "
                         "auto picks renewal when N x T <= 2e7")
     return p
 
