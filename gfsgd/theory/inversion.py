@@ -44,6 +44,7 @@ T_DIRECT = 64  # steps below this go to the renewal solver (cheap there, and man
 RISK = 1e-14  # weight below which a pole outside the parabola is negligible (relative to the shift's scale)
 ENCLOSED = 0.75  # a pole is well inside the parabola when Re sqrt((s_p - s_c) / mu) < this (1 on the contour)
 _CHUNK = 1 << 19  # configs x modes x nodes per block
+_GROUP = 1 << 21  # configs x modes per group (the roots take 72 bytes per config and mode)
 
 
 def loss_at(problem, lr, momentum, batch_size, t, *, tau=1.0, w=None, c=None, N=None, replacement=False,
@@ -81,8 +82,12 @@ def loss_at(problem, lr, momentum, batch_size, t, *, tau=1.0, w=None, c=None, N=
     status[np.ix_(conv, zero)] = "initial"
     todo = conv[:, None] & ~zero[None, :]
     if todo.any():
-        idx = np.flatnonzero(conv)
-        fallback = _contour(lam, wk, a[idx], beta[idx], gamma[idx], tau, ts, out, err, idx, todo, tol)
+        fallback = np.zeros_like(todo)
+        conv_idx = np.flatnonzero(conv)
+        step = max(1, _GROUP // max(1, lam.size))  # configs per group: the per-mode roots stay ~100 MB
+        for i in range(0, conv_idx.size, step):
+            idx = conv_idx[i:i + step]
+            fallback |= _contour(lam, wk, a[idx], beta[idx], gamma[idx], tau, ts, out, err, idx, todo, tol)
         status[fallback] = "renewal"
         groups = {}
         for g in np.flatnonzero(fallback.any(1)):  # configs that need the same steps share one renewal solve
