@@ -192,3 +192,16 @@ def check_positive_int(n, name, low=0) -> int:
     if isinstance(n, bool) or not float(n).is_integer() or int(n) < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {name}={n!r}")
     return int(n)
+
+
+def broadcast_configs(spec: Spectrum, lr, momentum, batch_size, tau, replacement, extra=None):
+    """Validate and broadcast (extra, lr, momentum, batch_size); returns shape and flat arrays + gamma."""
+    tau = check_tau(tau)
+    arrays = [check_lr(lr), check_momentum(momentum), check_batch_size(batch_size, spec.N)]
+    if extra is not None:
+        arrays.append(extra)
+    arrays = np.broadcast_arrays(*arrays)
+    shape = arrays[0].shape
+    flat = [np.ascontiguousarray(x).reshape(-1) for x in arrays]
+    gamma = noise_gamma(flat[2], spec.N, replacement)
+    return shape, flat, gamma, tau

@@ -33,8 +33,8 @@ import contextlib
 import numpy as np
 import torch
 
-from ._inputs import (Spectrum, as_spectrum, check_batch_size, check_eigvals, check_finite, check_lr,
-                      check_momentum, check_positive_int, check_tau, check_z, noise_gamma)
+from ._inputs import (as_spectrum, broadcast_configs, check_eigvals, check_finite, check_lr, check_momentum,
+                      check_positive_int, check_z, noise_gamma)
 
 __all__ = ["S_k", "U_k", "V_k", "U", "V", "L", "U1", "V1", "total_loss", "propagators", "solve_renewal",
            "loss_curve", "split_configs", "mode_second_moments"]
@@ -95,19 +95,6 @@ def V_k(z, lam, lr, momentum, gamma_tau):
 
 
 # ------------------------------------------------------------------------------------------ spectral sums
-def _configs(spec: Spectrum, lr, momentum, batch_size, tau, replacement, extra=None):
-    """Validate and broadcast (extra, lr, momentum, batch_size); returns shape and flat arrays + gamma."""
-    tau = check_tau(tau)
-    arrays = [check_lr(lr), check_momentum(momentum), check_batch_size(batch_size, spec.N)]
-    if extra is not None:
-        arrays.append(extra)
-    arrays = np.broadcast_arrays(*arrays)
-    shape = arrays[0].shape
-    flat = [np.ascontiguousarray(x).reshape(-1) for x in arrays]
-    gamma = noise_gamma(flat[2], spec.N, replacement)
-    return shape, flat, gamma, tau
-
-
 def _mode_sum(term, lam, weights, *cfg):
     """sum_k weights_k * term(lam_k, *cfg) for flat configs cfg (each [G]), in blocks of configs: [G]."""
     G = cfg[0].size
@@ -139,7 +126,7 @@ def U(z, spectrum, lr, momentum, batch_size, *, N=None, tau=1.0, replacement=Fal
     """
     spec = as_spectrum(spectrum, N=N)
     z = check_z(z)
-    shape, (a, beta, b, zz), gamma, tau = _configs(spec, lr, momentum, batch_size, tau, replacement, z)
+    shape, (a, beta, b, zz), gamma, tau = broadcast_configs(spec, lr, momentum, batch_size, tau, replacement, z)
     s = _mode_sum(_U_term, spec.eigvals, np.ones(spec.eigvals.size), zz, a, beta, gamma * tau)
     return (gamma * a * a * zz * s).reshape(shape)
 
@@ -151,7 +138,7 @@ def V(z, spectrum, lr, momentum, batch_size, *, w=None, c=None, N=None, tau=1.0,
     """
     spec = as_spectrum(spectrum, w=w, c=c, N=N, need_w=True)
     z = check_z(z)
-    shape, (a, beta, b, zz), gamma, tau = _configs(spec, lr, momentum, batch_size, tau, replacement, z)
+    shape, (a, beta, b, zz), gamma, tau = broadcast_configs(spec, lr, momentum, batch_size, tau, replacement, z)
     return _mode_sum(_V_term, spec.eigvals, spec.w, zz, a, beta, gamma * tau).reshape(shape)
 
 
@@ -171,7 +158,7 @@ def U1(spectrum, lr, momentum, batch_size, *, N=None, tau=1.0, replacement=False
     + gamma tau alpha lambda_k (1 + beta)]  (docs/theory.md section 4). The averaged loss converges iff every mode
     is stable and U(1) < 1 (section 5)."""
     spec = as_spectrum(spectrum, N=N)
-    shape, (a, beta, b), gamma, tau = _configs(spec, lr, momentum, batch_size, tau, replacement)
+    shape, (a, beta, b), gamma, tau = broadcast_configs(spec, lr, momentum, batch_size, tau, replacement)
     s = _mode_sum(_U1_term, spec.eigvals, np.ones(spec.eigvals.size), a, beta, gamma * tau)
     return (gamma * a * s).reshape(shape)
 
@@ -187,7 +174,7 @@ def V1(spectrum, lr, momentum, batch_size, *, w=None, c=None, N=None, tau=1.0, r
     S_k(1) = alpha lambda_k [(1 - beta)(2(1 + beta) - alpha lambda_k) + gamma tau alpha lambda_k (1 + beta)]
     (infinite when a mode with w_k > 0 has lambda_k = 0)."""
     spec = as_spectrum(spectrum, w=w, c=c, N=N, need_w=True)
-    shape, (a, beta, b), gamma, tau = _configs(spec, lr, momentum, batch_size, tau, replacement)
+    shape, (a, beta, b), gamma, tau = broadcast_configs(spec, lr, momentum, batch_size, tau, replacement)
     lam, wk = spec.eigvals, spec.w
     pos = lam > 0
     out = _mode_sum(_V1_term, lam[pos], wk[pos], a, beta, gamma * tau)
@@ -335,7 +322,7 @@ def propagators(spectrum, lr, momentum, batch_size, n_steps, *, w=None, c=None, 
     """
     spec = as_spectrum(spectrum, w=w, c=c, N=N, need_w=True)
     n_steps = check_positive_int(n_steps, "n_steps")
-    shape, (a, beta, b), gamma, tau = _configs(spec, lr, momentum, batch_size, tau, replacement)
+    shape, (a, beta, b), gamma, tau = broadcast_configs(spec, lr, momentum, batch_size, tau, replacement)
     with _single_thread():
         Ut, Vt = _propagators_flat(spec.eigvals, spec.w, a, beta, gamma, tau, n_steps, device)
     return Ut.numpy().reshape(*shape, n_steps + 1), Vt.numpy().reshape(*shape, n_steps + 1)
@@ -485,7 +472,7 @@ def loss_curve(problem, lr, momentum, batch_size, n_steps, tau=1.0, *, w=None, c
         if steps.size == 0 or steps[0] < 0 or steps[-1] > n_steps:
             raise ValueError(f"log_steps must be integers in [0, n_steps={n_steps}], got "
                              f"{np.asarray(log_steps).reshape(-1)[:5]}")
-    shape, (a, beta, b), gamma, tau = _configs(spec, lr, momentum, batch_size, tau, replacement)
+    shape, (a, beta, b), gamma, tau = broadcast_configs(spec, lr, momentum, batch_size, tau, replacement)
     if method not in ("auto", "fft", "direct"):
         raise ValueError(f"method must be 'auto', 'fft' or 'direct', got method={method!r}")
     bad = _unstable_modes(spec.eigvals, a, beta, gamma, tau)

@@ -32,8 +32,8 @@ import math
 import numpy as np
 import torch
 
-from ._inputs import as_spectrum
-from .generating import _configs, loss_curve
+from ._inputs import as_spectrum, broadcast_configs
+from .generating import loss_curve
 from .stability import is_convergent
 
 __all__ = ["loss_at"]
@@ -68,7 +68,7 @@ def loss_at(problem, lr, momentum, batch_size, t, *, tau=1.0, w=None, c=None, N=
     if not (isinstance(tol, (int, float)) and 0 < tol < 1):
         raise ValueError(f"tol must be in (0, 1), got tol={tol!r}")
     ts = t_in.astype(np.int64).reshape(-1)
-    shape, (a, beta, b), gamma, tau = _configs(spec, lr, momentum, batch_size, tau, replacement)
+    shape, (a, beta, b), gamma, tau = broadcast_configs(spec, lr, momentum, batch_size, tau, replacement)
     G, T = a.size, ts.size
     lam, wk = spec.eigvals, spec.w
     out = np.full((G, T), np.nan)
