@@ -97,8 +97,8 @@ class _Basis:
     """The Krylov basis Q = [V_1 .. V_j] kept as a list of blocks (no concatenated copy: at N = 60,000 the basis
     is several GB)."""
 
-    def __init__(self):
-        self.blocks = []
+    def __init__(self, blocks=None):
+        self.blocks = list(blocks or [])
 
     @property
     def size(self):
@@ -134,8 +134,7 @@ def _orth(W, Q, gen):
     (below sqrt(eps) of the scale), and the Krylov space goes on growing into the rest of the spectrum."""
     scale = float(W.norm(dim=0).max())
     r0 = sum(b.shape[1] for b in Q.blocks[:-2])
-    local = _Basis()
-    local.blocks = Q.blocks[-2:]
+    local = _Basis(Q.blocks[-2:])
     C1 = local.tmul(W)
     W = W - local.mul(C1)
     C = Q.tmul(W)
@@ -149,8 +148,7 @@ def _orth(W, Q, gen):
     bad = S <= small
     V, R = U, S[:, None] * Yt
     fresh = torch.randn(W.shape[0], int(bad.sum()), generator=gen, dtype=torch.float64).to(W.device, W.dtype)
-    keep = _Basis()
-    keep.blocks = list(Q.blocks) + [V[:, ~bad]]
+    keep = _Basis(Q.blocks + [V[:, ~bad]])
     for _ in range(2):
         fresh -= keep.mul(keep.tmul(fresh))
     V[:, bad] = torch.linalg.qr(fresh)[0]

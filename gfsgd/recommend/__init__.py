@@ -69,10 +69,10 @@ def predicted_loss(problem, horizon, tau, objective):
         with np.errstate(all="ignore"):
             if objective == "test":  # the test loss needs the whole renewal solution (section 11)
                 out = th.loss_curve(problem, a, beta, b, T, tau, log_steps=[T], test=True)[1][..., 0]
-            else:  # the train loss at one step: the contour integral of section 15
+                out = np.where(th.is_convergent(problem, a, beta, b, tau=tau), out, np.inf)
+            else:  # the train loss at one step: the contour integral of section 15 (inf where divergent)
                 out = th.loss_at(problem, a, beta, b, T, tau=tau)
-            conv = th.is_convergent(problem, a, beta, b, tau=tau)
-        return np.where(conv & np.isfinite(out) & (out >= 0), out, np.inf).reshape(shape)
+        return np.where(np.isfinite(out) & (out >= 0), out, np.inf).reshape(shape)
     return predict
 
 

@@ -75,10 +75,9 @@ def _predictor(spec, horizon, tau, replacement, method):
     if method == "renewal":  # the exact SD loss at the horizon: the contour integral, renewal where needed
         def predict(a, beta, b):
             with np.errstate(all="ignore"):
-                out = loss_at(spec, a, beta, b, horizon, tau=tau, replacement=replacement)
-            conv = is_convergent(spec, a, beta, b, tau=tau, replacement=replacement)
+                out = loss_at(spec, a, beta, b, horizon, tau=tau, replacement=replacement)  # inf if divergent
             # a loss is >= 0; a negative or non-finite value (or a divergent config) is never a candidate
-            return np.where(conv & np.isfinite(out) & (out >= 0), out, np.inf)
+            return np.where(np.isfinite(out) & (out >= 0), out, np.inf)
         return predict
     if method == "asymptotic":
         include_noise = True
