@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Predictions without an N x N matrix against the dense kernel (N = 8,000) and against the real network
-trained on all of MNIST (N = 60,000). docs/theory.md section 14.
+trained on all of MNIST (N = 60,000). docs/theory.md#full-datasets.
 
     python benchmarks/validate_full_mnist.py dense --data_root ../shared/data
     python benchmarks/validate_full_mnist.py full --data_root ../shared/data [--problem FILE]

@@ -674,7 +674,7 @@ def problem_from_network(model, X, y, *, X_test=None, y_test=None, method: str =
     description, N, lambda_max_raw, the lr conversion factor N / lambda_max_raw, the NTK method).
     Problem.to() and Problem.save() drop `network`; pass it to the nn regime explicitly then (network=...).
 
-    rank=k (full datasets, docs/theory.md section 14): no N x N matrix is formed. The kernel is a matrix-free
+    rank=k (full datasets, docs/theory.md#full-datasets): no N x N matrix is formed. The kernel is a matrix-free
     operator (kernel_operator), its top k eigenpairs come from gfsgd.spectrum.top_eigenpairs (relative
     residual tol) and the modes beyond k from the power-law tail (gfsgd.spectrum.spectral_tail). The result is
     a spectral-only Problem of N modes (no eigenvectors: the SD regime and the theory run on it; full and

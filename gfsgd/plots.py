@@ -5,7 +5,8 @@ Inputs are the tidy tables of gfsgd.results (columns regime, lr, momentum, batch
 loss[, loss_se]) or Curves objects (converted with Curves.to_frame()).
 
     loss_curves(curves)              all configs of one or more regimes, log-log, ±2 s.e. bands
-    regime_comparison(curves)        one panel per config, one line per regime (theory_curves() adds theory)
+    regime_comparison(curves)        one column per config, one line per regime, a ratio-to-exact panel under
+                                     each (theory_curves() adds the theory)
     alpha_beta_map(curves, step=t)   log10 L_t / L_0 over the (beta, alpha) grid of one batch size, with the
                                      theory lines U(1) = 1, alpha = 2(1 + beta) / lambda_max,
                                      alpha = 2(1 - beta) / (gamma lambda_crit) and the optimum marked
@@ -18,16 +19,19 @@ loss[, loss_se]) or Curves objects (converted with Curves.to_frame()).
 from __future__ import annotations
 
 import math
+import os
+import sys
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # headless by default; notebooks switch back with %matplotlib inline
+if "MPLBACKEND" not in os.environ and "ipykernel" not in sys.modules:
+    matplotlib.use("Agg")  # headless by default (scripts only save figures); Jupyter keeps its inline backend
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-__all__ = ["style", "save", "loss_curves", "regime_comparison", "regime_label", "config_label",
+__all__ = ["style", "save", "saver", "loss_curves", "regime_comparison", "regime_label", "config_label",
            "theory_curves", "alpha_beta_map", "alpha_beta_maps", "map_values", "budget_plot", "phase_diagram",
            "spectrum_plot", "exponent_plot", "LR_LABEL"]
 
@@ -55,6 +59,15 @@ def save(fig, path, formats=("png", "pdf")) -> list:
         fig.savefig(target, dpi=150, bbox_inches="tight")
         out.append(target)
     return out
+
+
+def saver(folder, prefix, formats=("png",)):
+    """A function savefig(fig, name) that saves `fig` as folder/<prefix>_<name>.<format> (the notebooks use it)."""
+    folder = Path(folder)
+
+    def savefig(fig, name):
+        return save(fig, folder / f"{prefix}_{name}", formats=formats)
+    return savefig
 
 
 def _frame(curves) -> pd.DataFrame:
@@ -100,7 +113,7 @@ def _normalized(sub):
     return sub
 
 
-def _draw(ax, sub, color, ls, label, band=True, col="loss"):
+def _draw(ax, sub, color, ls, label, band=True, col="loss", marker=None, log_band=True):
     x = sub["step"].to_numpy()
     y = sub[col].to_numpy()
     keep = (x > 0) & np.isfinite(y)
@@ -108,12 +121,16 @@ def _draw(ax, sub, color, ls, label, band=True, col="loss"):
         return
     dashed = ls not in ("-", "solid")
     # dashed lines (the exact regime, the theory) are drawn on top, so that an approximation lying exactly
-    # under them leaves them visible
-    ax.plot(x[keep], y[keep], color=color, ls=ls, lw=2.0 if dashed else 1.6, label=label, zorder=3 if dashed else 2)
+    # under them leaves them visible; markers (SD, theory) are spaced evenly on the log step axis
+    marks = dict(marker=marker, markevery=max(1, int(keep.sum()) // 12), ms=4.5, mfc="none", mew=1.1) if marker \
+        else {}
+    ax.plot(x[keep], y[keep], color=color, ls=ls, lw=2.0 if dashed else 1.6, label=label, zorder=3 if dashed else 2,
+            **marks)
     if band and f"{col}_se" in sub and sub[f"{col}_se"].notna().any():
         se = sub[f"{col}_se"].to_numpy()[keep]
         lo = y[keep] - 2 * se
-        lo = np.where(lo > 0, lo, 0.1 * y[keep])  # log axes: a band reaching 0 is cut a decade below the mean
+        if log_band:
+            lo = np.where(lo > 0, lo, 0.1 * y[keep])  # log axes: a band reaching 0 is cut a decade below the mean
         ax.fill_between(x[keep], lo, y[keep] + 2 * se, color=color, alpha=0.2, lw=0)
 
 
@@ -161,52 +178,93 @@ def loss_curves(curves, *, ax=None, title=None, normalize=False):
     return fig
 
 
-def regime_comparison(curves, *, ncols=None, title=None, sharey=False):
-    """One panel per config, one line per regime (log-log), ±2 SE bands for sampled regimes.
+_MARKERS = {("sd", 1.0): "o", ("sd", -1.0): "s", ("theory", None): "x"}
 
-    When the curves carry a test loss, each config gets two panels side by side: training loss (left) and
-    test loss on the held-out set (right), one config per row."""
+
+def _reference_curve(df_cfg, reference, col):
+    """The reference regime's curve of one config as a step -> value Series (None when absent)."""
+    ref = df_cfg[df_cfg["regime"] == reference]
+    if ref.empty or col not in ref:
+        return None
+    ref = ref.groupby("step")[col].first()
+    return ref.where(np.isfinite(ref) & (ref > 0))
+
+
+def regime_comparison(curves, *, reference="full", ratio=True, ncols=None, title=None, sharey=False):
+    """One column per config, one line per regime (log-log), with a ratio-to-reference panel under it.
+
+    Each config gets a loss panel and, when `ratio` and the `reference` regime ("full", the exact second
+    moments, by default; "theory" when full is absent) are there, a panel of regime / reference on a linear
+    axis, where curves lying on top of each other in the loss panel separate. Sampled regimes (linearized, the
+    network with repeats) carry ±2 s.e. bands in both panels; SD and theory lines carry markers so that a line
+    exactly under the dashed exact one stays visible. With a test loss in the curves, the test loss gets the
+    same two panels below the training ones. More than four configs wrap onto further rows.
+    """
     style()
     df = _frame(curves)
     configs = list(dict.fromkeys(zip(df["lr"], df["momentum"], df["batch_size"])))
     n = len(configs)
     with_test = "test_loss" in df and df["test_loss"].notna().any()
     cols = ["loss", "test_loss"] if with_test else ["loss"]
-    if with_test:
-        ncols, nrows = 2, n
-    else:
-        ncols = ncols or min(n, math.ceil(math.sqrt(n)) if n > 3 else n)  # 4 configs: 2 x 2, no empty panels
-        nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False, sharey=sharey)
+    regimes = set(df["regime"])
+    if reference not in regimes:
+        reference = "theory" if "theory" in regimes else None
+    ratio = bool(ratio and reference is not None and len(regimes) > 1)
+    per_cfg = [(col, kind) for col in cols for kind in (("curve", "ratio") if ratio else ("curve",))]
+    ncols = ncols or (n if n <= 4 else math.ceil(n / math.ceil(n / 4)))
+    blocks = math.ceil(n / ncols)
+    heights = [3.2 if kind == "curve" else 1.8 for _ in range(blocks) for _, kind in per_cfg]
+    fig, axes = plt.subplots(len(heights), ncols, figsize=(4.3 * ncols, sum(heights) + 0.8), squeeze=False,
+                             gridspec_kw=dict(height_ratios=heights))
     taus = df["tau"] if "tau" in df else [math.nan] * len(df)
     keys = list(dict.fromkeys(_rk(r, t) for r, t in zip(df["regime"], taus)))
     keys.sort(key=lambda k: (REGIME_ORDER.index(k[0]) if k[0] in REGIME_ORDER else 99, -(k[1] or 0)))
     colors = {k: plt.get_cmap("tab10")(i) for i, k in enumerate(keys)}
-    panels = [(axes[i, j], cfg, col) for i, cfg in enumerate(configs) for j, col in enumerate(cols)] if with_test \
-        else [(ax, cfg, "loss") for ax, cfg in zip(axes.flat, configs)]
-    for ax, cfg, col in panels:
+    used = set()
+    for i, cfg in enumerate(configs):
+        block, j = divmod(i, ncols)
         sub_cfg = df[(df["lr"] == cfg[0]) & (df["momentum"] == cfg[1]) & (df["batch_size"] == cfg[2])]
-        for key, sub in _series(sub_cfg):
-            rk = _rk(key["regime"], key.get("tau"))
-            _draw(ax, sub, colors[rk], "--" if key["regime"] in ("full", "theory") else "-",
-                  regime_label(key["regime"], key.get("tau", math.nan), key.get("repeats", 1)), col=col)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        what = "test" if col == "test_loss" else ("train" if with_test else "")
-        ax.set_title(config_label(*cfg) + (f" — {what}" if what else ""), fontsize=10)
-        ax.set_xlabel("step t")
-        ax.set_ylabel("test loss (held out)" if col == "test_loss" else "loss $L_t$")
-    for ax in list(axes.flat)[len(panels):]:
-        ax.set_visible(False)
+        for r, (col, kind) in enumerate(per_cfg):
+            ax = axes[block * len(per_cfg) + r, j]
+            used.add((block * len(per_cfg) + r, j))
+            ref = _reference_curve(sub_cfg, reference, col) if kind == "ratio" else None
+            for key, sub in _series(sub_cfg):
+                rk = _rk(key["regime"], key.get("tau"))
+                label = regime_label(key["regime"], key.get("tau", math.nan), key.get("repeats", 1))
+                ls = "--" if key["regime"] in ("full", "theory") else "-"
+                if kind == "curve":
+                    _draw(ax, sub, colors[rk], ls, label, col=col, marker=_MARKERS.get(rk))
+                elif ref is not None and key["regime"] != reference:
+                    sub = sub[sub["step"].isin(ref.index)].copy()
+                    scale = ref.loc[sub["step"]].to_numpy()
+                    for c in (col, f"{col}_se"):
+                        if c in sub:
+                            sub[c] = sub[c].to_numpy() / scale
+                    _draw(ax, sub, colors[rk], ls, label, col=col, marker=_MARKERS.get(rk), log_band=False)
+            ax.set_xscale("log")
+            if kind == "curve":
+                ax.set_yscale("log")
+                what = "test" if col == "test_loss" else ("train" if with_test else "")
+                ax.set_title(config_label(*cfg) + (f" — {what}" if what else ""), fontsize=10)
+                ax.set_ylabel("test loss (held out)" if col == "test_loss" else "loss $L_t$")
+            else:
+                ax.axhline(1.0, color=colors.get(_rk(reference, None), "0.3"), ls="--", lw=1.2)
+                ax.set_ylabel(f"ratio to {REGIME_NAMES.get(reference, reference).split(' (')[0]}", fontsize=8)
+            if r == len(per_cfg) - 1 or kind == "curve" and not ratio:
+                ax.set_xlabel("step t")
+    for (r, j), ax in np.ndenumerate(axes):
+        if (r, j) not in used:
+            ax.set_visible(False)
     handles = {}
     for ax in axes.flat:  # every regime once in the legend, whichever panel has it
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
-    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 4),
-               bbox_to_anchor=(0.5, -0.02), fontsize=9)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 3),
+               bbox_to_anchor=(0.5, 0.0), fontsize=9, frameon=False)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.06 if nrows < 3 else 0.03, 1, 1))
+    legend_rows = math.ceil(len(handles) / 3)
+    fig.tight_layout(rect=(0, min(0.3, 0.3 * legend_rows / (sum(heights) + 0.8)), 1, 1))
     return fig
 
 
@@ -316,7 +374,7 @@ def alpha_beta_map(data, lr=None, momentum=None, *, step=None, batch_size=None, 
     data: Curves / list of Curves / tidy DataFrame of one batch size (pivoted by map_values at `step`), or a
         2-d array values[i, j] at (lr[i], momentum[j]) (then lr and momentum are required).
     Diverged cells (NaN / inf) are hatched grey. With a `problem` (or eigenvalues) and `batch_size`, the theory
-    lines of gfsgd.theory are drawn over beta (docs/theory.md section 5):
+    lines of gfsgd.theory are drawn over beta (docs/theory.md#stability):
         alpha_crit(beta): the convergence edge (U(1) = 1, or a mode's limit),          gid "alpha_crit"
         alpha = 2 (1 + beta) / lambda_max (per-mode asymptote),                       gid "asymptote_mode"
         alpha = 2 (1 - beta) / (gamma lambda_crit) (noise asymptote; absent at b = N), gid "asymptote_noise"
@@ -480,7 +538,7 @@ def budget_plot(curves, *, regime=None, normalize=True, ax=None, title=None):
     """Loss against the number of samples processed t * b, one line per (lr, momentum, b), log-log.
 
     Colour = batch size (log scale). Under the linear scaling rule (lr proportional to b at b << N) the curves
-    collapse onto one (docs/theory.md section 8). Sampled regimes get ±2 s.e. bands.
+    collapse onto one (docs/theory.md#critical-batch). Sampled regimes get ±2 s.e. bands.
     """
     style()
     df = _frame(curves)
@@ -523,7 +581,8 @@ def _phase_code(nu, kappa):
 
 def phase_diagram(*, nu=(0.6, 3.0), kappa=(0.0, 5.0), points=None, values=None, values_label=None,
                   levels=(0.0,), cmap="RdBu_r", center=0.0, ax=None, title=None):
-    """The (nu, kappa) phase diagram of power-law problems lambda_k = k^-nu, c_k ~ k^-(kappa + 1) (docs/theory.md 6).
+    """The (nu, kappa) phase diagram of power-law problems lambda_k = k^-nu, c_k ~ k^-(kappa + 1)
+    (docs/theory.md#phases).
 
     Regions: nu < 1 (U(1) grows without bound with N: divergence at any alpha > 0 for b < N), signal-dominated
     (kappa < 2 nu - 1, L_t ~ t^-(kappa/nu)) and noise-dominated (kappa > 2 nu - 1, L_t ~ t^-(2 - 1/nu)); the

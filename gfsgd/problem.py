@@ -17,7 +17,7 @@ A problem may carry a held-out (test) set of M points:
     r_test   initial test residual f(X_test; w0) - y_test                                      # [M]
 
 Weights move in the row space of the training Jacobian, so the test residual is an exact linear function
-of the training residual: r_t = r_0 + Gamma (d_t - d_0), Gamma = K_test K^+ (docs/theory.md, "Test loss").
+of the training residual: r_t = r_0 + Gamma (d_t - d_0), Gamma = K_test K^+ (docs/theory.md#test-loss).
 `test_terms()` gives the pieces the regimes need in the eigenbasis.
 
 A problem may be *spectral only* (eigvecs is None): it then carries eigvals and coef, which is all the
@@ -273,7 +273,7 @@ class Problem:
                              f"spectral only ({self.name}): the test loss works on dense-basis problems only")
 
     def test_terms(self, cutoff: float = 1e-10):
-        """The held-out set in the eigenbasis (docs/theory.md, "Test loss"):
+        """The held-out set in the eigenbasis (docs/theory.md#test-loss):
 
             G = K_test U Lambda^+ = Gamma U                   [M, N]   (Gamma = K_test K^+)
             e = r_test - G coef  (= r_0 - Gamma d_0)          [M]

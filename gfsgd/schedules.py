@@ -8,7 +8,7 @@ configs' base values [G], so one schedule serves a whole grid:
 The step index t starts at 0 (the update that produces d_1 from d_0 uses t = 0).
 
 `Schedule(lr=..., momentum=..., batch_size=...)` bundles one function per hyperparameter (None keeps the
-config's constant value). Every regime applies it in the v-form of docs/theory.md section 1:
+config's constant value). Every regime applies it in the v-form of docs/theory.md#update:
 
     g_t = (N/b_t) K[:, B_t] d_t[B_t];   v_{t+1} = -alpha_t g_t + beta_t v_t;   d_{t+1} = d_t + v_{t+1}.
 
@@ -123,7 +123,7 @@ def _check_jacobi(a, b):
 
 
 def jacobi_lr(a: float, b: float) -> ScheduleFn:
-    """alpha_t = base * (2t+a+b+1)(2t+a+b+2) / (2 (t+a+1)(t+a+b+1)), t = 0, 1, ... (docs/theory.md section 9)."""
+    """alpha_t = base * (2t+a+b+1)(2t+a+b+2) / (2 (t+a+1)(t+a+b+1)), t = 0, 1, ... (docs/theory.md#jacobi)."""
     _check_jacobi(a, b)
 
     def f(t, base):

@@ -1,6 +1,6 @@
 """Kernel spectra without an N x N matrix: the top eigenpairs of a matrix-free symmetric PSD operator, a
 power-law model of the modes beyond them, and the spectral-only Problem built from both
-(docs/theory.md section 14, "Full datasets: rank k plus a tail").
+(docs/theory.md#full-datasets, "Full datasets: rank k plus a tail").
 
     top_eigenpairs(op, k)        block Krylov (block Lanczos with full reorthogonalisation) on op @ V
     spectral_tail(...)           the modes k+1..N: lambda_j = a j^-nu, c_j = e j^-(kappa+1), with nu and
@@ -158,7 +158,7 @@ def _orth(W, Q, gen):
 def top_eigenpairs(op, k: int, *, tol: float = 1e-8, seed: int = 0, block_size: int | None = None,
                    max_passes: int = 40, verify: bool = True, apply_to=None, progress: bool = False) -> Eigenpairs:
     """The k largest eigenpairs of a symmetric PSD operator, by block Krylov (block Lanczos with full
-    reorthogonalisation; docs/theory.md section 14).
+    reorthogonalisation; docs/theory.md#full-datasets).
 
     From a random orthonormal block V_1 [N, m] (m = block_size; default 1.5 k + 10, or k + max(8, k // 50)
     when the kernel is held in memory: there a pass costs in proportion to m, and at N = 8,000, k = 300 the
@@ -372,7 +372,7 @@ def _progress(progress, total):
 # ---------------------------------------------------------------------------------------------- the tail
 @dataclass
 class SpectralTail:
-    """The modeled modes k+1..N (docs/theory.md section 14).
+    """The modeled modes k+1..N (docs/theory.md#full-datasets).
 
     eigvals [N - k], c [N - k]: the tail of the normalised spectrum and of c_j = (u_j^T d0)^2;
     fit: the theory.fit_power_law result on the top k; amp_lambda, amp_c: the amplitudes a, e set by the
@@ -409,7 +409,7 @@ def _tail_law(k, N, exponent, total):
 
 def spectral_tail(eigvals, c, *, N: int, trace: float, energy: float, moment: float | None = None,
                   k_range=None, confidence: float = 0.95) -> SpectralTail:
-    """Model the modes k+1..N of a normalised spectrum from its top k (docs/theory.md section 14).
+    """Model the modes k+1..N of a normalised spectrum from its top k (docs/theory.md#full-datasets).
 
     Args:
         eigvals: the top k eigenvalues, descending, normalised (top 1).     # [k]
@@ -501,7 +501,7 @@ def problem_from_operator(op, d0, *, rank: int, tol: float = 1e-8, seed: int = 0
                           max_passes: int = 40, verify: bool = True, k_range=None, name: str | None = None,
                           meta: dict | None = None, progress: bool = False) -> Problem:
     """A spectral-only Problem of N modes from a kernel operator: the top `rank` eigenpairs exact, the rest the
-    power-law tail (docs/theory.md section 14). The SD regime and the theory run on it unchanged.
+    power-law tail (docs/theory.md#full-datasets). The SD regime and the theory run on it unchanged.
 
     op: the raw kernel operator (N, op @ V, trace(); e.g. gfsgd.ntk.kernel_operator) or a dense matrix;
     d0: the initial residual [N]. The spectrum is normalised by the top eigenvalue (lambda_max_raw).

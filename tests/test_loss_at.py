@@ -1,5 +1,5 @@
 """theory.loss_at: L_t from a contour integral of L(z), against the renewal solver (loss_curve) and against an
-independent transfer-matrix power (docs/theory.md section 15)."""
+independent transfer-matrix power (docs/theory.md#loss-at)."""
 from __future__ import annotations
 
 import numpy as np
@@ -45,7 +45,7 @@ def test_loss_at_matches_the_renewal_solver(tau):
 
 def _transfer_matrix(lam, w, a, beta, gamma, tau):
     """The SD dynamics on (E d_k^2, E d_k d_k', E d_k'^2) per mode, written out (3N x 3N): the per-mode map of
-    docs/theory.md section 4 plus the noise injection gamma alpha^2 lam_k^2 L_t into each mode's first entry,
+    docs/theory.md#generating-functions plus the noise injection gamma alpha^2 lam_k^2 L_t into each mode's first entry,
     L_t = sum_k (first entry of mode k)."""
     N = lam.size
     M = np.zeros((3 * N, 3 * N))

@@ -54,7 +54,7 @@ def test_with_replacement_mean_matches_full():
 
 
 def _mp_full(K, d0, lr, beta, b, n_steps):
-    """The C, J, P recursion of docs/theory.md section 2 in 40-digit arithmetic, data basis, K C + C K form."""
+    """The C, J, P recursion of docs/theory.md#full in 40-digit arithmetic, data basis, K C + C K form."""
     mpmath.mp.dps = 40
     N = K.shape[0]
     Km = mpmath.matrix([[mpmath.mpf(float(x)) for x in row] for row in K])
@@ -92,7 +92,7 @@ def test_full_float64_matches_40_digit_recursion():
 
 
 def test_data_basis_transposed_form_drifts():
-    """The pitfall of docs/theory.md section 10 is real: K C + (K C)^T in float64 drifts from 40 digits."""
+    """The pitfall of docs/theory.md#pitfalls is real: K C + (K C)^T in float64 drifts from 40 digits."""
     p = Problem.synthetic(16, nu=1.0, kappa=0.5, lambda_min=0.3, seed=7)
     K = p.K
     N, lr, b, beta = 16, 1.2, 8, 0.0

@@ -11,7 +11,7 @@ from gfsgd.regimes import full, linearized, spectral_diagonal as sd
 
 @pytest.mark.parametrize("a, b", [(0.0, 0.0), (1.0, 0.5), (-0.5, 2.0)])
 def test_jacobi_schedule_gives_jacobi_residual_polynomials(a, b):
-    """docs/theory.md section 9: noiseless heavy ball with the Jacobi schedule has residual P_n(1-lr*lam)/P_n(1)."""
+    """docs/theory.md#jacobi: noiseless heavy ball with the Jacobi schedule has residual P_n(1-lr*lam)/P_n(1)."""
     p = Problem.synthetic(16, nu=1.0, kappa=0.5, seed=1)
     lr, n = 0.9, 40
     lam, c, N = p.eigvals.numpy(), p.c.numpy(), p.N

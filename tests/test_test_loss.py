@@ -1,4 +1,4 @@
-"""Test loss (docs/theory.md, "Test loss"): r_t = r_0 + Gamma (d_t - d_0), Gamma = K_test K^+.
+"""Test loss (docs/theory.md#test-loss): r_t = r_0 + Gamma (d_t - d_0), Gamma = K_test K^+.
 
 - the full regime's exact expected test loss against an independent Monte-Carlo: function-space SGD on the
   joint train + test kernel, written here (not the linearized regime's code);

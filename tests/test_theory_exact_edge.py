@@ -1,5 +1,6 @@
-"""The exact stability edge of the batch-averaged dynamics (theory.critical_lr(exact=True); docs/theory.md
-section 12), checked two independent ways:
+"""The exact stability edge of the batch-averaged dynamics (theory.critical_lr(exact=True);
+docs/theory.md#stability-edge),
+checked two independent ways:
 - for a Hadamard basis (delocalised eigenvectors) the SD recursion with tau = 1 is exact, so the exact edge
   must equal the SD edge of the generating-function theory (a different formula) to round-off;
 - for a random basis the `full` regime, run well past the edge's time scale, is stable at 0.95 x and diverges

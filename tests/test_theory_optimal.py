@@ -32,7 +32,7 @@ def test_negative_momentum_optimum_matches_sd_grid_search():
 @pytest.mark.parametrize("nu, kappa", [(1.5, 3.5), (1.5, 1.7), (2.0, 5.0), (1.2, 1.3)])
 def test_negative_momentum_condition_is_the_sign_of_the_derivative(nu, kappa):
     """At b = 1, tau = 1 and alpha_eff at the beta = 0 optimum of F = alpha_eff^(1/nu) V(1) / (1 - U(1))^2,
-    dF/dbeta (alpha_eff fixed) > 0 at beta = 0 exactly when the condition holds (docs/theory.md section 7)."""
+    dF/dbeta (alpha_eff fixed) > 0 at beta = 0 exactly when the condition holds (docs/theory.md#negative-momentum)."""
     p = Problem.synthetic(20_000, nu=nu, kappa=kappa, basis=None)
 
     def F(a_eff, beta):

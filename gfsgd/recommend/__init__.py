@@ -1,5 +1,5 @@
 """What to run: the learning rate, momentum and batch size for a budget, where they break, and the critical
-batch size (docs/theory.md section 13).
+batch size (docs/theory.md#recommend).
 
     table = gfsgd.recommend(problem, budget_samples=10**5, batch_sizes=(1, 10, 100, 1000))
     python -m gfsgd.recommend --dataset digits --N 256 --budget_samples 100000 --batch_size 1 10 100
@@ -8,7 +8,7 @@ For each batch size b the budget gives a horizon T (budget_steps, or budget_samp
 predicted loss at T (the renewal equation of the SD dynamics; with objective="test" the predicted test loss)
 is minimised over (alpha, beta): beta on a grid allowed by `momentum`, alpha = f * ceiling(beta, b) with f in
 (0, 1) on a geometric grid, then two rounds of local refinement. The ceiling is the SD critical learning rate
-(docs/theory.md section 5). For a dense problem (eigenvectors known, N <= exact_max_n) the exact edge of the
+(docs/theory.md#stability). For a dense problem (eigenvectors known, N <= exact_max_n) the exact edge of the
 batch-averaged dynamics (section 12) is computed at the optimum's momentum, and a recommendation above
 `margin` x that edge is moved below it: the SD edge can lie far above the exact one.
 """
@@ -59,7 +59,7 @@ def _check_batches(batch_sizes, N):
 
 def predicted_loss(problem, horizon, tau, objective):
     """A function (a, beta, b) -> the predicted loss at step `horizon` (train, or test with objective="test"),
-    broadcast over its arguments; inf for configs that diverge (docs/theory.md sections 4, 5, 11 and 15)."""
+    broadcast over its arguments; inf for configs that diverge (docs/theory.md#generating-functions, 5, 11 and 15)."""
     T = int(horizon)
 
     def predict(a, beta, b):
@@ -125,7 +125,7 @@ def _steps_to(problem, a, beta, b, target, horizon, tau, objective):
 
 def _mccandlish(problem, a, beta, b, t, tau):
     """McCandlish et al.'s B_noise and B_simple on the expected trajectory at step t (SD moments; delocalised
-    data-basis diagonal, docs/theory.md section 13), and their finite-data batch sizes N B / (N - 1 + B)."""
+    data-basis diagonal, docs/theory.md#recommend), and their finite-data batch sizes N B / (N - 1 + B)."""
     lam = problem.eigvals.detach().cpu().double().numpy()
     C = th.mode_second_moments(problem, a, beta, b, t, tau)
     with np.errstate(all="ignore"):

@@ -26,7 +26,8 @@ def _parser():
     g.add_argument("--kappa", type=float, default=1.0, help="synthetic: c_k ~ k^-(kappa+1)")
     g.add_argument("--rank", type=int, default=None, metavar="K",
                    help="full datasets: the top K eigenpairs of the network's kernel (matrix-free block Krylov, no "
-                        "N x N matrix) plus a power-law tail (docs/theory.md section 14); with --dataset or --kernel")
+                        "N x N matrix) plus a power-law tail (docs/theory.md#full-datasets); with --dataset or "
+                        "--kernel")
     g.add_argument("--seed", type=int, default=0, help="data, network and synthetic seed")
     r = p.add_argument_group("budget and search")
     r.add_argument("--budget_steps", type=int, default=None, help="SGD steps")

@@ -1,4 +1,4 @@
-"""Exact batch-averaged regime: the second moments of the residual under random batches (docs/theory.md section 2).
+"""Exact batch-averaged regime: the second moments of the residual under random batches (docs/theory.md#full).
 
 With C = E[d d^T], J = E[d v^T], P = E[v v^T] the dynamics is closed:
 
@@ -18,10 +18,10 @@ d(t+1) = M d(t) - beta d(t-1) - alpha eps(t), M = (1 + beta) I - alpha K, which 
     B' = m * C - beta B^T,     D' = C.
 
 C and D stay exactly symmetric (every update is a symmetric expression, e.g. F + F^T is formed before it is
-added; see docs/theory.md, "Numerical pitfalls", for what goes wrong otherwise). Configs are batched: the state
+added; see docs/theory.md#pitfalls, for what goes wrong otherwise). Configs are batched: the state
 is [g, N, N].
 
-Test loss (exact; docs/theory.md, "Test loss"): with a held-out set the mean m = E[d~] is tracked too; it
+Test loss (exact; docs/theory.md#test-loss): with a held-out set the mean m = E[d~] is tracked too; it
 follows noiseless heavy ball per mode, m' = (1 + beta - alpha lambda) m - beta m_prev, and at the logged steps
     E|r_t|^2 = |e|^2 + 2 h^T m + Tr(W C~),   L_test = E|r_t|^2 / (2M),
 Tr(W C~) being one pass over the [g, N, N] state (a matrix-vector product).

@@ -1,4 +1,4 @@
-"""Linearized regime: the residual dynamics with sampled mini-batches (docs/theory.md section 1).
+"""Linearized regime: the residual dynamics with sampled mini-batches (docs/theory.md#update).
 
     g_t = (N/b) K[:, B_t] d_t[B_t];   v_{t+1} = -alpha_t g_t + beta_t v_t;   d_{t+1} = d_t + v_{t+1};   v_0 = 0,
 
@@ -15,7 +15,7 @@ batched matmul [R, g, b_max] x [R, b_max, N] with the b_max gathered rows of K.
 
 Test loss: with a held-out set each path also carries its test residual r [R, g, M], moved by the same
 function-space update through the cross-kernel, v_te' = -alpha (N/b) K_test[:, B] d[B] + beta v_te, r' = r + v_te
-(exact for the linearized model; docs/theory.md, "Test loss"); Curves.test_loss is the mean of |r|^2 / (2M)
+(exact for the linearized model; docs/theory.md#test-loss); Curves.test_loss is the mean of |r|^2 / (2M)
 over the paths and Curves.test_loss_se its standard error.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Real-network regime: mini-batch SGD with momentum on the network itself (docs/theory.md section 1, v-form).
+"""Real-network regime: mini-batch SGD with momentum on the network itself (docs/theory.md#update, v-form).
 
 With w the parameters, f(x; w) the scalar output, B_t a uniform b-subset of the N training points drawn
 afresh each step (without replacement inside the step; `replacement=True` draws with replacement):

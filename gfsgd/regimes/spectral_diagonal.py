@@ -1,4 +1,4 @@
-"""Spectral-diagonal (SD) regime: the closed per-mode second-moment recursion (docs/theory.md section 3).
+"""Spectral-diagonal (SD) regime: the closed per-mode second-moment recursion (docs/theory.md#sd).
 
 In the kernel eigenbasis keep only the diagonal second moments and replace the diag(C) noise term by its
 delocalised value (parameter tau; tau = 1 mean field, tau = -1 Gaussian features):
@@ -18,7 +18,7 @@ which costs 7 passes over the [G, N] state a step instead of about 12 (D' is a p
 processed in cache-sized chunks, each chunk for all steps (temporal blocking). Only eigvals and c are used,
 so spectral-only problems (no eigenvectors) work at any N.
 
-Test loss (an approximation; docs/theory.md, "Test loss"): with a held-out set (dense-basis problems) the
+Test loss (an approximation; docs/theory.md#test-loss): with a held-out set (dense-basis problems) the
 per-mode mean m_k = E[d~_k] is tracked as well (noiseless heavy ball, m_k' = (1 + beta - alpha lambda_k) m_k -
 beta m_k,prev, exact). Writing C~ = m m^T + S~ (S~ the covariance), the mean part is exact and only the
 covariance is taken diagonal:

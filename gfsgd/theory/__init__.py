@@ -1,4 +1,5 @@
-"""gfsgd.theory: what can be predicted about a run from the kernel spectrum alone (docs/theory.md sections 4-8).
+"""gfsgd.theory: what can be predicted about a run from the kernel spectrum alone
+(docs/theory.md#generating-functions to #critical-batch).
 
 Every function takes a spectrum: a Problem, or eigenvalues (top one 1) with w= (initial loss per mode,
 c_k / (2N)) or c= (squared eigen-coefficients of d0) and N (training points). lr = alpha, momentum = beta and

@@ -7,7 +7,7 @@
     N        number of training points (sets gamma; defaults to the number of modes)
 
 All computations are float64 numpy. Errors are ValueErrors naming the argument, the value and what is
-allowed (docs/theory.md section 1 for the conventions: gamma = (N - b) / ((N - 1) b) without replacement).
+allowed (docs/theory.md#update for the conventions: gamma = (N - b) / ((N - 1) b) without replacement).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Power-law spectra: phases, loss exponents, asymptotic loss and its constants, crossover time, and a fit
-of (nu, kappa) to a real spectrum (docs/theory.md section 6).
+of (nu, kappa) to a real spectrum (docs/theory.md#phases).
 
 For lambda_k ~ Lambda k^-nu and w_k ~ k^-(kappa + 1), zeta = kappa / nu, and Q_lambda defined by
 sum_{lambda_l < lambda} w_l ~ Q_lambda lambda^zeta, with alpha_eff = alpha / (1 - beta) and s = 2 alpha_eff t:
@@ -43,7 +43,7 @@ def _nu_kappa(nu, kappa):
 
 
 def phase(nu, kappa):
-    """Phase of a power-law problem (docs/theory.md section 6): "divergent" for nu <= 1 (U(1) grows with N, any
+    """Phase of a power-law problem (docs/theory.md#phases): "divergent" for nu <= 1 (U(1) grows with N, any
     alpha > 0 diverges at finite b), "signal" for kappa < 2 nu - 1, "noise" for kappa >= 2 nu - 1.
     Scalars give a str, arrays an array of str."""
     nu_a, kappa_a = _nu_kappa(nu, kappa)
@@ -63,8 +63,9 @@ def loss_exponent(nu, kappa):
 class PowerLawFit:
     """Fitted power laws lambda_k ~ lambda_scale k^-nu and c_k ~ k^-(kappa + 1), with confidence intervals.
 
-    nu_ci, kappa_ci: (low, high) at `confidence`; q_lambda: Q_lambda of the loss-space weights w (docs/theory.md
-    section 6); phase and exponent from (nu, kappa); k_range: the mode indices used (1-based, inclusive)."""
+    nu_ci, kappa_ci: (low, high) at `confidence`; q_lambda: Q_lambda of the loss-space weights w 
+    (docs/theory.md#phases); phase and exponent from (nu, kappa); k_range: the mode indices used (1-based,
+    inclusive)."""
     nu: float
     nu_ci: tuple
     kappa: float
@@ -99,7 +100,7 @@ def _ols(x, y, confidence, weights=None):
 
 def fit_power_law(spectrum, w=None, c=None, N=None, *, k_range=None, confidence=0.95):
     """Fit nu and kappa (with confidence intervals) to a spectrum and its signal coefficients, to place a
-    real (e.g. NTK) problem on the phase diagram (docs/theory.md section 6).
+    real (e.g. NTK) problem on the phase diagram (docs/theory.md#phases).
 
     nu: least squares of log lambda_k on log k at log-spaced k in k_range (every decade weighs the same).
     kappa: weighted least squares of log c_k on log k over every mode in k_range (weights 1/k, so that every
@@ -151,7 +152,7 @@ def fit_power_law(spectrum, w=None, c=None, N=None, *, k_range=None, confidence=
 
 
 def q_lambda(spectrum, nu, kappa, *, w=None, c=None, N=None, lambda_scale=1.0, k_range=None):
-    """Q_lambda of docs/theory.md section 6, sum_{lambda_l < lambda} w_l ~ Q_lambda lambda^zeta, from the partial
+    """Q_lambda of docs/theory.md#phases, sum_{lambda_l < lambda} w_l ~ Q_lambda lambda^zeta, from the partial
     sums of w with the finite-N cutoff kept: with lambda(x) = lambda_scale x^-nu,
 
         W_k = sum_{l > k} w_l ~ Q_lambda [lambda(k + 1/2)^zeta - lambda(M + 1/2)^zeta],
@@ -198,7 +199,7 @@ def _upper_gamma(a, x):
 
 def asymptotic_loss(spectrum, lr, momentum, batch_size, t, *, nu, kappa, w=None, c=None, N=None, tau=1.0,
                     replacement=False, lambda_scale=1.0, q=None, finite_size=True):
-    """Predicted asymptotic loss L_t of a power-law problem (docs/theory.md section 6), with its constants.
+    """Predicted asymptotic loss L_t of a power-law problem (docs/theory.md#phases), with its constants.
 
     With alpha_eff = alpha / (1 - beta), s = 2 alpha_eff t, zeta = kappa / nu, a = 2 - 1/nu:
         V_t ~ Q_lambda Gamma(zeta + 1) s^-zeta,  U_t ~ gamma alpha_eff^2 (lambda_scale^(1/nu) / nu) Gamma(a) s^-a,
@@ -259,7 +260,7 @@ def asymptotic_loss(spectrum, lr, momentum, batch_size, t, *, nu, kappa, w=None,
 
 def crossover_time(spectrum, lr, momentum, batch_size, *, nu, kappa, w=None, c=None, N=None, tau=1.0,
                    replacement=False, lambda_scale=1.0, q=None):
-    """t* where the signal and noise power laws cross (docs/theory.md section 6):
+    """t* where the signal and noise power laws cross (docs/theory.md#phases):
 
         (2 alpha_eff t*)^(zeta - (2 - 1/nu)) = Q_lambda Gamma(zeta + 1) (1 - U(1))
                                                / [V(1) (gamma / nu) lambda_scale^(1/nu) Gamma(2 - 1/nu) alpha_eff^2].

@@ -1,4 +1,4 @@
-"""Generating functions of the loss and the renewal equation (docs/theory.md section 4).
+"""Generating functions of the loss and the renewal equation (docs/theory.md#generating-functions).
 
 Per mode k (eigenvalue lam = lambda_k), with alpha = lr, beta = momentum and the noise strength
 gamma_tau = gamma * tau, the per-mode second-moment map is
@@ -71,7 +71,7 @@ def _S(z, lam, a, beta, gt):
 
 
 def S_k(z, lam, lr, momentum, gamma_tau):
-    """Common denominator of the per-mode generating functions (docs/theory.md section 4):
+    """Common denominator of the per-mode generating functions (docs/theory.md#generating-functions):
 
     S_k(z) = (1 - beta z)[(1 + beta z)^2 - z (1 + beta - alpha lam)^2] + gamma_tau alpha^2 lam^2 z (1 + beta z)
 
@@ -122,7 +122,7 @@ def U(z, spectrum, lr, momentum, batch_size, *, N=None, tau=1.0, replacement=Fal
 
     spectrum: a Problem or eigenvalues (then N = number of training points, default len(eigvals));
     z in [0, 1], lr, momentum, batch_size: broadcast together; returns an array of the broadcast shape
-    (docs/theory.md section 4). Meaningful as a power series where every S_k > 0 on [0, z].
+    (docs/theory.md#generating-functions). Meaningful as a power series where every S_k > 0 on [0, z].
     """
     spec = as_spectrum(spectrum, N=N)
     z = check_z(z)
@@ -134,7 +134,8 @@ def U(z, spectrum, lr, momentum, batch_size, *, N=None, tau=1.0, replacement=Fal
 def V(z, spectrum, lr, momentum, batch_size, *, w=None, c=None, N=None, tau=1.0, replacement=False):
     """Signal generating function V(z) = sum_{t>=0} V_t z^t = sum_k w_k V_k(z), w_k = c_k / (2N).
 
-    spectrum: a Problem (w read from it) or eigenvalues with w= or c=. Shapes as in U (docs/theory.md section 4).
+    spectrum: a Problem (w read from it) or eigenvalues with w= or c=. Shapes as in U
+    (docs/theory.md#generating-functions).
     """
     spec = as_spectrum(spectrum, w=w, c=c, N=N, need_w=True)
     z = check_z(z)
@@ -143,7 +144,7 @@ def V(z, spectrum, lr, momentum, batch_size, *, w=None, c=None, N=None, tau=1.0,
 
 
 def L(z, spectrum, lr, momentum, batch_size, *, w=None, c=None, N=None, tau=1.0, replacement=False):
-    """Loss generating function L(z) = sum_{t>=0} L_t z^t = V(z) / (1 - U(z)) (docs/theory.md section 4)."""
+    """Loss generating function L(z) = sum_{t>=0} L_t z^t = V(z) / (1 - U(z)) (docs/theory.md#generating-functions)."""
     kw = dict(N=N, tau=tau, replacement=replacement)
     spec = as_spectrum(spectrum, w=w, c=c, N=N, need_w=True)
     return V(z, spec, lr, momentum, batch_size, **kw) / (1 - U(z, spec, lr, momentum, batch_size, **kw))
@@ -155,7 +156,8 @@ def _U1_term(lam, a, beta, gt):
 
 def U1(spectrum, lr, momentum, batch_size, *, N=None, tau=1.0, replacement=False):
     """U(1) = gamma alpha sum_k lambda_k (1 + beta) / [(1 - beta)(2(1 + beta) - alpha lambda_k)
-    + gamma tau alpha lambda_k (1 + beta)]  (docs/theory.md section 4). The averaged loss converges iff every mode
+    + gamma tau alpha lambda_k (1 + beta)]  (docs/theory.md#generating-functions). The averaged loss converges iff
+    every mode
     is stable and U(1) < 1 (section 5)."""
     spec = as_spectrum(spectrum, N=N)
     shape, (a, beta, b), gamma, tau = broadcast_configs(spec, lr, momentum, batch_size, tau, replacement)
@@ -313,7 +315,7 @@ def _propagators_flat(lam, w, a, beta, gamma, tau, n_steps, device="cpu", bad=No
 
 def propagators(spectrum, lr, momentum, batch_size, n_steps, *, w=None, c=None, N=None, tau=1.0,
                 replacement=False, device="cpu"):
-    """Noise and signal propagators in time (docs/theory.md section 4):
+    """Noise and signal propagators in time (docs/theory.md#generating-functions):
 
     U_m = gamma alpha^2 sum_k lambda_k^2 [A_k^{m-1}(E)]_11  (m = 1..n_steps; U_0 = 0 by convention),
     V_t = sum_k w_k [A_k^t(e11)]_11                          (t = 0..n_steps; V_0 = L_0).
@@ -452,7 +454,7 @@ def _renewal_system(Ut, Vt, Hb, Vb, tau):
 
 def loss_curve(problem, lr, momentum, batch_size, n_steps, tau=1.0, *, w=None, c=None, N=None,
                log_steps=None, replacement=False, method="auto", device="cpu", test=False, test_cutoff=1e-10):
-    """Predicted loss curve L_t, t = 0..n_steps, from the renewal equation (docs/theory.md section 4):
+    """Predicted loss curve L_t, t = 0..n_steps, from the renewal equation (docs/theory.md#generating-functions):
 
         L_t = V_t + sum_{s=0}^{t-1} U_{t-s} L_s,   L_0 = V_0 = sum_k w_k = problem.loss0,
 
@@ -563,7 +565,8 @@ def mode_second_moments(problem, lr, momentum, batch_size, t, tau=1.0, *, replac
     """Per-mode second moments C_k(t) = E[d~_k(t)^2] [N] of the SD dynamics of one config at step t (numpy).
 
     From the renewal solution L_s (s < t) the modes decouple: each follows its own two-time recursion driven
-    by the known total 2N L_s (docs/theory.md section 4), C_k' = (m^2 - tau k3) C_k - 2 beta m B_k + beta^2 D_k
+    by the known total 2N L_s (docs/theory.md#generating-functions), C_k' = (m^2 - tau k3) C_k - 2 beta m B_k +
+    beta^2 D_k
     + k3 (2N L_s), with m = 1 + beta - alpha lam_k and k3 = gamma alpha^2 lam_k^2. Cost O(N t)."""
     spec = as_spectrum(problem, need_w=True)
     t = int(t)

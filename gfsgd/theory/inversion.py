@@ -1,5 +1,5 @@
 """The loss at any step without stepping: L_t from the generating function L(z) by a contour integral
-(docs/theory.md section 15).
+(docs/theory.md#loss-at).
 
 With z = e^{-s}, the coefficient extraction L_t = (1 / 2 pi i) oint L(z) z^{-t-1} dz becomes a Bromwich
 integral over one period of F(s) = L(e^{-s}):
@@ -49,8 +49,8 @@ _GROUP = 1 << 21  # configs x modes per group (the roots take 72 bytes per confi
 
 def loss_at(problem, lr, momentum, batch_size, t, *, tau=1.0, w=None, c=None, N=None, replacement=False,
             tol: float = 1e-8, return_info: bool = False):
-    """The SD-predicted training loss L_t at the steps t, without stepping through 0..t (docs/theory.md
-    section 15): a contour integral of L(z) = V(z) / (1 - U(z)) on a parabola chosen for each t, checked
+    """The SD-predicted training loss L_t at the steps t, without stepping through 0..t (docs/theory.md#loss-at):
+    a contour integral of L(z) = V(z) / (1 - U(z)) on a parabola chosen for each t, checked
     against a second rule and against the poles it may miss, with the renewal solver (`loss_curve`) for
     what the checks do not accept. Agrees with `loss_curve` to `tol` relative (tests/test_loss_at.py).
 
@@ -197,7 +197,7 @@ def _mode_roots(lam, a, beta, gamma, tau):
 def _mode_roots_block(lam, a, beta, gamma, tau):
     """The roots x of det(x - A_k) = x^3 + c2 x^2 + c1 x + c0 for every config and mode (the per-mode poles are
     z = 1 / x), c2 = beta - m^2 + gamma tau u^2, c1 = beta (m^2 - beta + gamma tau u^2), c0 = -beta^3,
-    m = 1 + beta - u, u = alpha lambda (docs/theory.md section 5), by Cardano's formula in real arithmetic.
+    m = 1 + beta - u, u = alpha lambda (docs/theory.md#stability), by Cardano's formula in real arithmetic.
 
     Returns (mod, arg, xmax, logm, unstable): mod and arg [G, M, 3] the modulus and |argument| of each root,
     with mod = 0 for the positive real roots (always inside the parabola, so never needed); xmax [G] the

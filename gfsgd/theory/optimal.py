@@ -1,5 +1,5 @@
 """Optimal hyperparameters for a step budget, the negative-momentum condition, and budget analysis
-(docs/theory.md sections 6-8).
+(docs/theory.md#phases to #critical-batch).
 
 - optimal_hyperparameters: minimise the predicted loss L_T at the horizon T over (alpha, beta), beta allowed
   negative, and report the best beta = 0 run for comparison. The search runs over alpha = f * alpha_crit(beta, b)
@@ -104,7 +104,8 @@ def _take(x, idx):
 
 def optimal_hyperparameters(spectrum, batch_size, N=None, horizon=1000, tau=1.0, *, w=None, c=None,
                             replacement=False, method="renewal", momenta=None, n_lr=14, refine=3, validate=16):
-    """alpha*, beta* minimising the predicted loss L_T at the step budget T = horizon (docs/theory.md section 7).
+    """alpha*, beta* minimising the predicted loss L_T at the step budget T = horizon
+    (docs/theory.md#negative-momentum).
 
     spectrum: a Problem or eigenvalues with w=/c= (and N). batch_size: a scalar or a 1-d array (vectorised).
     method: "renewal" (L_T from the renewal equation: exact for the SD dynamics; cost O(configs x modes x T))
@@ -217,7 +218,7 @@ class NegativeMomentumCondition:
 
 
 def negative_momentum_condition(spectrum, nu=None, *, w=None, c=None, N=None):
-    """The negative-momentum condition of docs/theory.md section 7 (b = 1, tau = 1, alpha_eff at its beta = 0
+    """The negative-momentum condition of docs/theory.md#negative-momentum (b = 1, tau = 1, alpha_eff at its beta = 0
     optimum, noise-dominated phase): the optimal beta is negative iff
 
         sum_k lambda_k * sum_k w_k > ((nu - 1) / nu) * sum_k lambda_k^2 * sum_k w_k / lambda_k,
@@ -237,7 +238,7 @@ def negative_momentum_condition(spectrum, nu=None, *, w=None, c=None, N=None):
 
 
 def critical_batch_size(spectrum, momentum=0.0, tau=1.0):
-    """b* ~ lambda_crit (1 + beta) / ((1 - beta) lambda_max) (docs/theory.md section 8): where the noise asymptote
+    """b* ~ lambda_crit (1 + beta) / ((1 - beta) lambda_max) (docs/theory.md#critical-batch): where the noise asymptote
     alpha = 2 (1 - beta) / (gamma lambda_crit) of the stability boundary (gamma ~ 1 / b) meets the per-mode
     limit alpha = 2 (1 + beta) / lambda_max. Vectorised over momentum."""
     spec = as_spectrum(spectrum)
@@ -264,7 +265,7 @@ class BudgetCurves:
 def budget_curves(spectrum, batch_sizes, n_samples, lr_per_sample, momentum=0.0, *, w=None, c=None, N=None,
                   tau=1.0, replacement=False, n_points=40):
     """Predicted loss against samples processed t * b for several batch sizes b, with alpha = b * lr_per_sample
-    (the linear scaling rule, docs/theory.md section 8), from the renewal equation. Below the critical batch size
+    (the linear scaling rule, docs/theory.md#critical-batch), from the renewal equation. Below the critical batch size
     the curves collapse onto one; above it alpha_b exceeds alpha_crit and the run diverges (convergent False,
     loss inf/nan)."""
     spec = as_spectrum(spectrum, w=w, c=c, N=N, need_w=True)

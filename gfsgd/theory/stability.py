@@ -1,4 +1,4 @@
-"""Stability of the averaged dynamics (docs/theory.md section 5).
+"""Stability of the averaged dynamics (docs/theory.md#stability).
 
 Per mode (lam = lambda_k > 0, alpha = lr, beta = momentum, gamma_tau = gamma * tau):
 
@@ -28,7 +28,7 @@ __all__ = ["mode_stable", "per_mode_lr_limit", "is_convergent", "critical_lr", "
 
 
 def mode_stable(lam, lr, momentum, gamma_tau):
-    """Per-mode stability (docs/theory.md section 5), broadcast over all arguments:
+    """Per-mode stability (docs/theory.md#stability), broadcast over all arguments:
 
     0 < alpha lam < 2 (1 + beta) and alpha lam [(1 - beta) - gamma_tau (1 + beta)] < 2 (1 - beta^2).
     A mode with lam = 0 never moves and counts as stable. Returns a boolean array.
@@ -64,7 +64,7 @@ def per_mode_lr_limit(spectrum, momentum, batch_size, N=None, tau=1.0, *, replac
 
 
 def is_convergent(spectrum, lr, momentum, batch_size, N=None, tau=1.0, *, replacement=False):
-    """True where the averaged loss converges: every mode stable and U(1) < 1 (docs/theory.md section 5).
+    """True where the averaged loss converges: every mode stable and U(1) < 1 (docs/theory.md#stability).
     lr, momentum, batch_size broadcast together; returns a boolean array."""
     spec = as_spectrum(spectrum, N=N)
     tau = check_tau(tau)
@@ -80,7 +80,7 @@ def is_convergent(spectrum, lr, momentum, batch_size, N=None, tau=1.0, *, replac
 
 def critical_lr(spectrum, momentum, batch_size, N=None, tau=1.0, *, replacement=False, iterations=200,
                 exact=False, rtol=1e-4):
-    """alpha_crit(beta, b): the smallest alpha at which U(1) = 1 or a mode becomes unstable (docs/theory.md sec. 5).
+    """alpha_crit(beta, b): the smallest alpha at which U(1) = 1 or a mode becomes unstable (docs/theory.md#stability).
 
     spectrum: a Problem or eigenvalues (N: training points, default from the Problem / len(eigvals)).
     momentum, batch_size: broadcast together (vectorised). U(1) increases with alpha on (0, alpha_mode), so
@@ -88,7 +88,7 @@ def critical_lr(spectrum, momentum, batch_size, N=None, tau=1.0, *, replacement=
 
     exact=True: the edge of the exact batch-averaged dynamics of a dense problem (a Problem with its
     eigenvectors; the `full` regime), which can lie well below the SD edge when the eigenvectors are localised
-    (docs/theory.md section 12); tau is not used, rtol is the relative width of its bisection. Cost O(N^3) per
+    (docs/theory.md#stability-edge); tau is not used, rtol is the relative width of its bisection. Cost O(N^3) per
     bisection step and config (see exact_critical_lr).
     """
     if exact:
@@ -134,7 +134,7 @@ def critical_lr(spectrum, momentum, batch_size, N=None, tau=1.0, *, replacement=
 
 
 def lambda_crit(spectrum, tau=1.0, *, iterations=200):
-    """lambda_crit: the root z of sum_k lambda_k / (z + tau lambda_k) = 1 (docs/theory.md section 5), on the
+    """lambda_crit: the root z of sum_k lambda_k / (z + tau lambda_k) = 1 (docs/theory.md#stability), on the
     branch where every denominator is positive (z > lambda_max |tau| when tau < 0). Only lambda_k > 0 count."""
     spec = as_spectrum(spectrum)
     tau = check_tau(tau)
@@ -153,7 +153,7 @@ def lambda_crit(spectrum, tau=1.0, *, iterations=200):
 
 
 def asymptotes(spectrum, momentum, batch_size, N=None, tau=1.0, *, replacement=False):
-    """The two asymptotes of the convergence boundary U(1) = 1 (docs/theory.md section 5), broadcast over
+    """The two asymptotes of the convergence boundary U(1) = 1 (docs/theory.md#stability), broadcast over
     momentum and batch_size: (alpha = 2 (1 + beta) / lambda_max, alpha = 2 (1 - beta) / (gamma lambda_crit)).
     The second is inf at b = N (gamma = 0)."""
     spec = as_spectrum(spectrum, N=N)
@@ -198,7 +198,7 @@ def _entry_matrices(lam, a, beta, gamma):
 
 def _noise_gain(lam, a, beta, gamma, N):
     """H_kl = q_kl [(I - R_kl)^{-1} e_C]_C, q_kl = alpha^2 gamma N lam_k lam_l: the z = 1 response of entry
-    (k, l) to a unit noise injection (docs/theory.md, "The exact stability edge")."""
+    (k, l) to a unit noise injection (docs/theory.md#stability-edge)."""
     m = 1 + beta - a * lam
     mk, ml = m[:, None], m[None, :]
     akl = mk * ml - a * a * gamma * lam[:, None] * lam[None, :]

@@ -1,4 +1,4 @@
-"""Symbolic derivation of the per-mode generating functions (docs/theory.md section 4), with sympy.
+"""Symbolic derivation of the per-mode generating functions (docs/theory.md#generating-functions), with sympy.
 
 Per mode, the second moments M = [[m11, m12], [m12, m22]] of (mode of d, mode of v) evolve by
 
@@ -71,7 +71,7 @@ def derive():
 
 @lru_cache(maxsize=None)
 def closed_forms():
-    """The closed forms of docs/theory.md section 4 as sympy expressions (S, U, V)."""
+    """The closed forms of docs/theory.md#generating-functions as sympy expressions (S, U, V)."""
     s = symbols()
     z, a, b, lam, gt = s["z"], s["alpha"], s["beta"], s["lam"], s["gamma"] * s["tau"]
     S = (1 - b * z) * ((1 + b * z) ** 2 - z * (1 + b - a * lam) ** 2) + gt * a ** 2 * lam ** 2 * z * (1 + b * z)
@@ -134,7 +134,7 @@ def numeric_functions():
 
 
 def check_positivity(n_samples: int = 200_000, seed: int = 0) -> dict:
-    """Numeric check of the proof ingredients (docs/theory.md section 4) over the stability region
+    """Numeric check of the proof ingredients (docs/theory.md#generating-functions) over the stability region
     -1 < beta < 1, 0 < alpha lam < 2 (1 + beta), 0 <= gamma tau <= 1, z in (0, 1):
     S_k(z) > 0 and d/dz [z U_k(z)] >= 0. Returns the sample minima and the number of violations."""
     f = numeric_functions()
@@ -160,7 +160,7 @@ def main():
     print("      closed form:", c["S"])
     print("\nU_k(z) = [(1 - z A)^-1 E]_11 =", sp.factor(d["U"]))
     print("\nV_k(z) = [(1 - z A)^-1 e11]_11 =", sp.factor(d["V"]))
-    print("\nclosed forms of docs/theory.md section 4:", check_closed_forms())
+    print("\nclosed forms of docs/theory.md#generating-functions:", check_closed_forms())
     print("tau and gamma only through gamma * tau:", check_gamma_tau())
     print("S at lambda = 0 is (1 - z)(1 - beta z)(1 - beta^2 z):", check_lambda_zero())
     print("values at z = 1:", check_values_at_one())
