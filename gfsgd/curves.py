@@ -65,8 +65,8 @@ class Curves:
                     seed=int(self.meta.get("seed", 0)), repeats=int(self.meta.get("repeats", 1)))
 
     def to_frame(self):
-        """Tidy table: regime, lr, momentum, batch_size, tau, seed, repeats, step, loss[, loss_se]
-        [, test_loss[, test_loss_se]]."""
+        """Tidy table: regime, lr, momentum, batch_size, tau, seed, repeats, step, loss, and loss_se, test_loss,
+        test_loss_se when the curves have them."""
         import pandas as pd
         G, T = self.loss.shape
         cfg = np.asarray([(float(a), float(m), int(b)) for a, m, b in self.configs], dtype=float).reshape(G, 3)

@@ -562,7 +562,7 @@ def _test_curve(lam, coef, terms, N, a, beta, gamma, tau, Lt, want):
 
 
 def mode_second_moments(problem, lr, momentum, batch_size, t, tau=1.0, *, replacement=False):
-    """Per-mode second moments C_k(t) = E[d~_k(t)^2] [N] of the SD dynamics of one config at step t (numpy).
+    """Per-mode second moments C_k(t) = E[d~_k(t)^2] (shape [N]) of the SD dynamics of one config at step t (numpy).
 
     From the renewal solution L_s (s < t) the modes decouple: each follows its own two-time recursion driven
     by the known total 2N L_s (docs/theory.md#generating-functions), C_k' = (m^2 - tau k3) C_k - 2 beta m B_k +
