@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from . import schedules as _schedules
+from . import updates as _updates
 from .configs import check_configs
 from .grid import Grid, execute
 from .problem import Problem
@@ -158,6 +159,11 @@ def add_run_args(p: argparse.ArgumentParser, regimes) -> None:
         g.add_argument("--repeats", type=int, default=1, help="independent sample paths per config (averaged)")
         g.add_argument("--n_seeds", type=int, default=1, help="serial seeds seed, seed+1, ... (sampled regimes)")
     g.add_argument("--replacement", action="store_true", help="draw each batch with replacement")
+    g.add_argument("--update", choices=list(_updates.RULE_NAMES), default="sgd",
+                   help="training rule (docs/theory.md#updates): sgd; svag (two batches a step, lr / l, l steps "
+                        "per SGD step); sde (the SGD SDE, momentum 0; full and sd); ngd (noisy full-batch GD)")
+    g.add_argument("--svag_l", type=int, default=2, help="svag: the parameter l >= 1")
+    g.add_argument("--sde_substeps", type=int, default=8, help="sde: integrator steps per SGD step (full, sd)")
     g.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="floating-point type of the simulation (float32 is faster, less accurate)")
     g.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
@@ -227,6 +233,22 @@ def default_save_dir(script: str) -> Path:
     return Path("runs") / f"{script}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
+def update_from_args(args):
+    """The training rule of --update (with --svag_l, --sde_substeps, --replacement); a bad value exits with an
+    error line."""
+    name = getattr(args, "update", "sgd")
+    try:
+        if name == "svag":
+            return _updates.SVAG(args.svag_l)
+        if name == "sde":
+            return _updates.SDE(substeps=args.sde_substeps)
+        if name == "ngd":
+            return _updates.NoisyGD(replacement=args.replacement)
+        return _updates.as_update(name)
+    except ValueError as exc:
+        raise SystemExit(f"error: --update {name}: {exc}") from None
+
+
 def run_regimes(args, problem, regimes, folder: RunFolder, modules=None, regime_kwargs=None, client=None) -> None:
     """Run each named regime over the grid into `folder` (SD once per tau, sampled regimes once per seed).
 
@@ -238,6 +260,7 @@ def run_regimes(args, problem, regimes, folder: RunFolder, modules=None, regime_
     grid = grid_from_args(args)
     schedule = schedule_from_args(args)
     common = dict(schedule=schedule, device=args.device, dtype=args.dtype, replacement=args.replacement,
+                  update=update_from_args(args),
                   chunk_size=args.chunk_size, progress=not args.no_progress,
                   overwrite=getattr(args, "overwrite", False), client=client)
     for name in regimes:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .configs import check_configs, config_key
+from .updates import as_update
 
 __all__ = ["Grid", "execute", "dask_client", "unique_configs", "sweep_identity", "problem_fingerprint", "schedule_fingerprint"]
 
@@ -132,7 +133,7 @@ def sweep_identity(regime_name, problem, n_steps, extra_columns, run_kwargs) -> 
     """Everything that changes a curve of this sweep (the fields of its identity hash)."""
     opts = {}
     for k, v in sorted(run_kwargs.items()):
-        if k in _NOT_IDENTITY or k == "schedule":
+        if k in _NOT_IDENTITY or k in ("schedule", "update"):
             continue
         if k == "log_steps":
             v = None if v is None else np.asarray(v).reshape(-1).tolist()
@@ -140,7 +141,14 @@ def sweep_identity(regime_name, problem, n_steps, extra_columns, run_kwargs) -> 
     net = run_kwargs.get("network")
     return dict(regime=regime_name, problem=problem_fingerprint(net if net is not None else problem), n_steps=int(n_steps),
                 schedule=schedule_fingerprint(run_kwargs.get("schedule"), n_steps), options=opts,
-                columns=dict(extra_columns), update="sgd", version=1)
+                columns=dict(extra_columns), update=_update_fingerprint(run_kwargs.get("update")), version=1)
+
+
+def _update_fingerprint(update):
+    """"sgd" for plain SGD (as before rules existed, so old run folders keep their identity), else the rule's
+    record (its name and parameters)."""
+    rule = as_update(update)
+    return "sgd" if rule.name == "sgd" else rule.describe()
 
 
 def execute(regime, problem, grid, n_steps: int, *, save_dir=None, chunk_size: int | None = None,

@@ -21,8 +21,9 @@ from ..configs import check_configs, check_log_steps, check_n_steps
 from ..curves import Curves
 from ..device import resolve_device, resolve_dtype  # noqa: F401  (re-exported for the regimes)
 from ..schedules import Schedule
+from ..updates import SDE, check_update
 
-__all__ = ["test_terms", "noise_gamma", "sample_batches", "stream_keys", "streams_for", "drive", "Hyper", "progress_bar", "DIVERGENCE_FACTOR",
+__all__ = ["test_terms", "noise_gamma", "sample_batches", "gaussian_keys", "stream_keys", "streams_for", "drive", "Hyper", "progress_bar", "DIVERGENCE_FACTOR",
            "CHECK_EVERY", "resolve_device", "resolve_dtype"]
 
 DIVERGENCE_FACTOR = 1e6  # a config diverges when its loss exceeds DIVERGENCE_FACTOR * L_0 (or is not finite)
@@ -61,6 +62,14 @@ def stream_keys(streams: torch.Tensor, t: int, n: int, device) -> torch.Tensor:
     pos = torch.arange(n, device=device, dtype=torch.int64) * _POS
     z = _mix(_mix(base[:, None] ^ pos[None, :]) + _GOLDEN)
     return _srl(z, 11).to(torch.float64) * (2.0 ** -53)
+
+
+def gaussian_keys(streams: torch.Tensor, t: int, n: int, device) -> torch.Tensor:
+    """Standard normal float64 draws [rows, n] for step t of each stream (Box-Muller on the counter-based keys of
+    steps 2t and 2t + 1, so a stream's draws are a pure function of (stream id, t, position))."""
+    u1 = stream_keys(streams, 2 * int(t), n, device)
+    u2 = stream_keys(streams, 2 * int(t) + 1, n, device)
+    return torch.sqrt(-2.0 * torch.log1p(-u1)) * torch.cos((2.0 * math.pi) * u2)
 
 
 def sample_batches(streams, t: int, N: int, bmax: int, replacement: bool, device) -> torch.Tensor:
@@ -130,12 +139,13 @@ class Hyper:
     t: int
     bmin: int
     bmax: int
+    rule: object = None  # the training rule (gfsgd.updates); SVAG's lr and gamma are already scaled here
 
 
 def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, log_steps, device, dtype,
           chunk_size: int, init: Callable, step: Callable, kill: Callable, replacement: bool = False,
           progress: bool = True, meta: dict | None = None, with_se: bool = False,
-          test: Callable | None = None, check_every: int = CHECK_EVERY) -> Curves:
+          test: Callable | None = None, check_every: int = CHECK_EVERY, update=None) -> Curves:
     """Run a regime's `step` over all configs, chunk by chunk, recording the loss and divergences.
 
     init(lr, momentum, batch_size) -> state for a chunk of g configs (tensors on `device`);
@@ -145,6 +155,9 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
     kill(state, mask) zeroes the state of configs that diverged (so they cost nothing and stay finite);
     test(state) -> (test_loss [g], se [g] or None), called at the logged steps (after `step`) when given: the
         loss on the problem's held-out set (Curves.test_loss; its value at step 0 is problem.test_loss0).
+    update: the training rule (gfsgd.updates; None = SGD), checked against the regime. A rule with l steps per
+        SGD step (SVAG(l)) runs l * n_steps steps with lr / l and noise level l * gamma in `hyper`; the
+        schedule is read at SGD step t // l, and every time (log_steps, diverged_step) stays in SGD steps.
     """
     t_start = time.perf_counter()
     n_steps = check_n_steps(n_steps)
@@ -154,11 +167,18 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
     b_host_all = [int(b) for b in b_all.tolist()]
     configs = [(float(a), float(m), int(b)) for a, m, b in zip(lr_all.tolist(), mom_all.tolist(), b_host_all)]
     G = len(configs)
+    rule = check_update(update, regime, momenta=[m for _, m, _ in configs], replacement=replacement or None)
+    if getattr(rule, "name", "") == "ngd":
+        replacement = bool(rule.replacement)
+    if isinstance(rule, SDE) and schedule is not None and schedule.momentum is not None:
+        raise ValueError("update=sde is momentum-free: a momentum schedule cannot be used with it")
+    per = rule.steps_per_sgd_step  # rule steps per SGD step
+    lr_div, noise = rule.lr_divisor, rule.noise_scale
     schedule = schedule or Schedule()
     check_every = max(1, int(check_every))
     loss0 = problem.loss0
     bound = DIVERGENCE_FACTOR * loss0
-    log_at = {int(s): j for j, s in enumerate(steps)}  # step -> column (a dict: n_steps may be huge)
+    log_at = {int(s) * per: j for j, s in enumerate(steps)}  # rule step -> column (a dict: n_steps may be huge)
     loss_out = torch.full((G, len(steps)), math.nan, dtype=torch.float64)
     se_out = torch.full((G, len(steps)), math.nan, dtype=torch.float64) if with_se else None
     div_step = np.full(G, -1, dtype=np.int64)
@@ -169,7 +189,8 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
         raise ValueError(f"chunk_size must be an integer >= 1 (configs per vectorised block), got "
                          f"chunk_size={chunk_size!r}")
     chunk_size = min(int(chunk_size), G)
-    bar = progress_bar(n_steps * math.ceil(G / chunk_size), f"{regime} ({G} configs)", progress and n_steps > 0)
+    n_rule = n_steps * per
+    bar = progress_bar(n_rule * math.ceil(G / chunk_size), f"{regime} ({G} configs)", progress and n_steps > 0)
 
     for start in range(0, G, chunk_size):
         sl = slice(start, min(start + chunk_size, G))
@@ -186,24 +207,25 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
                 if test_se_out is not None:
                     test_se_out[sl, log_at[0]] = 0.0 if tse0 is None else tse0.to("cpu", torch.float64)
         brange = (int(b_host.min()), int(b_host.max()))
-        const_hyper = Hyper(lr, mom, b, noise_gamma(b, N, replacement), 0, *brange) if schedule.is_constant else None
+        const_hyper = Hyper(lr / lr_div, mom, b, noise * noise_gamma(b, N, replacement), 0, *brange, rule) \
+            if schedule.is_constant else None
         rows, se_rows, cols = [], [], []  # logged losses [g], kept on the device, flushed in blocks
         test_rows, test_se_rows = [], []
         recent, sched_vals = [], []  # losses (and schedule values) since the last divergence check
         t_checked = 0  # steps 1..t_checked are checked
-        for t in range(n_steps):
+        for t in range(n_rule):
             if const_hyper is not None:
                 hyper = const_hyper
                 hyper.t = t
             else:
-                a_t, m_t = schedule.lr_momentum(t, lr, mom)
+                a_t, m_t = schedule.lr_momentum(t // per, lr, mom)
                 if schedule.batch_size is None:
                     b_t, b_rng = b, brange
                 else:
-                    bh = schedule.batch_sizes(t, b_host, N)
+                    bh = schedule.batch_sizes(t // per, b_host, N)
                     b_t, b_rng = bh.to(device=device, dtype=dtype, non_blocking=True), (int(bh.min()), int(bh.max()))
                 sched_vals.append((a_t, m_t))
-                hyper = Hyper(a_t, m_t, b_t, noise_gamma(b_t, N, replacement), t, *b_rng)
+                hyper = Hyper(a_t / lr_div, m_t, b_t, noise * noise_gamma(b_t, N, replacement), t, *b_rng, rule)
             state, loss, se = step(state, hyper)
             recent.append(loss)
             if t + 1 in log_at:
@@ -216,7 +238,7 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
                     test_rows.append(tl)
                     if test_se_out is not None:
                         test_se_rows.append(tse if tse is not None else torch.zeros_like(tl))
-            if len(recent) >= check_every or t + 1 == n_steps:
+            if len(recent) >= check_every or t + 1 == n_rule:
                 _check_schedule(sched_vals, t_checked)
                 _check_divergence(recent, t_checked, bound, div_step, sl, state, kill, device)
                 t_checked = t + 1
@@ -226,6 +248,9 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
             if bar is not None:
                 bar.update(1)
         _flush(loss_out, se_out, sl, cols, rows, se_rows, test_out, test_se_out, test_rows, test_se_rows)
+        if per > 1:  # rule step k lies in SGD step ceil(k / per)
+            gone = div_step[sl] >= 0
+            div_step[sl][gone] = -(-div_step[sl][gone] // per)
         # NaN from the divergence step on
         for j in np.flatnonzero(div_step[sl] >= 0):
             after = torch.as_tensor(steps >= int(div_step[start + j]))
@@ -237,7 +262,7 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
     status = ["diverged" if s >= 0 else "ok" for s in div_step.tolist()]
     meta = dict(meta or {})
     meta.update(device=str(device), dtype=str(dtype).replace("torch.", ""), n_steps=n_steps,
-                schedule=schedule.name, wall_time=time.perf_counter() - t_start)
+                schedule=schedule.name, wall_time=time.perf_counter() - t_start, **rule.describe())
     return Curves(regime=regime, steps=steps, loss=loss_out.numpy(), configs=configs, status=status,
                   diverged_step=[None if s < 0 else int(s) for s in div_step.tolist()],
                   loss_se=None if se_out is None else se_out.numpy(), meta=meta,

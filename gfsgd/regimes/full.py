@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import torch
 
+from ..updates import SDE, as_update
 from ._engine import drive, resolve_device, resolve_dtype, test_terms
+from ._sde import etd_coefficients, etdrk4_step
 
 REGIME = "full"
 __all__ = ["run", "REGIME"]
@@ -38,7 +40,8 @@ __all__ = ["run", "REGIME"]
 
 def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int = 0, device="auto",
         dtype="float64", replacement: bool = False, chunk_size: int | None = None,
-        memory_budget: float = 2e9, progress: bool = True, test: bool | None = None, test_cutoff: float = 1e-10):
+        memory_budget: float = 2e9, progress: bool = True, test: bool | None = None, test_cutoff: float = 1e-10,
+        update=None):
     """Exact second-moment dynamics for G configs (lr, momentum, batch_size) at once; returns Curves.
 
     test: the exact test loss on the problem's held-out set (None: when it has one; True: required; False:
@@ -46,6 +49,10 @@ def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int =
 
     chunk_size: configs stepped together (default: as many as fit in `memory_budget` bytes, 8 N x N
     matrices per config). seed is recorded only (the regime is deterministic).
+
+    update: the training rule (gfsgd.updates): SGD (default), SVAG(l), SDE() (the SGD SDE's second moments,
+        stepped by ETDRK4 with SDE.substeps steps per SGD step: 8 N x N matmuls a substep) or NoisyGD (the same
+        second moments as SGD).
     """
     problem.require_basis("the full regime")
     device, dtype = resolve_device(device), resolve_dtype(dtype)
@@ -114,6 +121,27 @@ def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int =
         val = tt["e2"] + 2.0 * (st["mean"] @ h) + C.reshape(g, -1) @ W_flat
         return val / (2 * tt["M"]), None
 
+    rule = as_update(update)
+
+    def noise_coupling(X, k3N):  # alpha^2 gamma N (lambda lambda^T) * (U^T diag(c) U),  c = diag(U X U^T)
+        c = (torch.matmul(U, X) * U).sum(-1)  # [g, N]
+        return k3N * torch.matmul(Ut, c[:, :, None] * U)
+
+    def sde_step(st, h):  # the SGD SDE's second moments over one SGD step (docs/theory.md#updates)
+        if h.t == 0 or not constant:
+            a = h.lr[:, None, None]
+            a2g = a * a * h.gamma[:, None, None]
+            rates = -a * (lam[None, :, None] + lam[None, None, :]) - a2g * ell  # [g, N, N]
+            cache["sde"] = etd_coefficients(rates, 1.0 / rule.substeps), N * a2g * ell, torch.exp(-h.lr[:, None] * lam)
+        coef, k3N, decay = cache["sde"]
+        C = st["C"]
+        for _ in range(rule.substeps):
+            C = etdrk4_step(C, coef, lambda x: noise_coupling(x, k3N))
+        st["C"] = 0.5 * (C + C.mT)  # exactly symmetric
+        if tt is not None:  # the mean follows dm/dt = -alpha lambda m
+            st["mean"] = st["mean"] * decay
+        return st, torch.diagonal(st["C"], dim1=-2, dim2=-1).sum(-1) / (2 * N), None
+
     def kill(st, mask):
         for key in ("C", "B", "D", "mean", "mean_prev"):
             if key in st:
@@ -121,7 +149,7 @@ def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int =
 
     return drive(regime=REGIME, problem=problem, configs=configs, n_steps=n_steps, schedule=schedule,
                  log_steps=log_steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init,
-                 step=step, kill=kill, replacement=replacement, progress=progress,
-                 test=None if tt is None else test_loss,
+                 step=sde_step if isinstance(rule, SDE) else step, kill=kill, replacement=replacement,
+                 progress=progress, test=None if tt is None else test_loss, update=rule,
                  meta=dict(seed=seed, repeats=1, **({} if tt is None else dict(test_cutoff=test_cutoff,
                                                                               test_modes_cut=tt["n_cut"]))))

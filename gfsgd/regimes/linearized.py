@@ -24,7 +24,8 @@ import math
 
 import torch
 
-from ._engine import drive, resolve_device, resolve_dtype, sample_batches, streams_for, test_terms
+from ..updates import SVAG, NoisyGD, as_update
+from ._engine import drive, gaussian_keys, resolve_device, resolve_dtype, sample_batches, streams_for, test_terms
 
 REGIME = "linearized"
 __all__ = ["run", "REGIME"]
@@ -32,7 +33,7 @@ __all__ = ["run", "REGIME"]
 
 def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps=None, seed: int = 0,
         device="auto", dtype="float64", replacement: bool = False, chunk_size: int | None = None,
-        progress: bool = True, test: bool | None = None):
+        progress: bool = True, test: bool | None = None, update=None):
     """Sampled mini-batch SGD on the linearized model for G configs at once; returns Curves.
 
     repeats: independent sample paths per config (their mean and standard error are reported).
@@ -40,6 +41,10 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
         config sees the same batches (a config of batch size b takes the first b of each), so a config's
         path depends only on (seed, its batch size, r), not on the configs beside it or on chunk_size.
     test: track the test residual of every path (None: when the problem has a held-out set; True: required).
+    update: the training rule (gfsgd.updates; docs/theory.md#updates): SGD (default); SVAG(l), two independent
+        batches a step (the streams' draws of steps 2t and 2t + 1) weighted r1, r2 with lr / l, l steps per SGD
+        step; NoisyGD, g = K (d + eta) with eta = sqrt(gamma N) d * (z - mean(z)), z ~ N(0, I) per path and step
+        (shared by the configs, like the batches), which has the batch gradient's covariance given d.
     """
     if isinstance(repeats, bool) or not float(repeats).is_integer() or int(repeats) < 1:
         raise ValueError(f"repeats must be an integer >= 1, got repeats={repeats!r}")
@@ -68,6 +73,26 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
             st["vt"] = torch.zeros_like(st["r"])
         return st
 
+    rule = as_update(update)
+    two = isinstance(rule, SVAG) and rule.l > 1
+    r12 = rule.coefficients if two else (1.0, 0.0)
+
+    def noisy_step(st, h):  # NoisyGD: the full-batch gradient plus Gaussian noise of the batch covariance
+        d, v = st["d"], st["v"]
+        z = gaussian_keys(streams, h.t, N, device).to(dtype)  # [R, N]
+        z = z - z.mean(1, keepdim=True)
+        scale = (-h.lr * torch.sqrt(h.gamma * N))[None, :, None]  # [1, g, 1]
+        dn = d * (-h.lr)[None, :, None] + d * z[:, None, :] * scale  # -alpha (d + eta)
+        v.mul_(h.momentum[None, :, None]).add_(torch.matmul(dn, K))
+        if with_test:
+            st["vt"].mul_(h.momentum[None, :, None]).add_(torch.matmul(dn, KtT))
+        d.add_(v)
+        if with_test:
+            st["r"].add_(st["vt"])
+        path_loss = torch.linalg.vecdot(d, d) / (2 * N)
+        mean = path_loss.mean(0)
+        return st, mean, (path_loss.std(0) / math.sqrt(R) if R > 1 else torch.zeros_like(mean))
+
     def step(st, h):
         if h.t == 0 or not constant:  # per-config coefficients, once per chunk when constant
             b = h.batch_size
@@ -89,12 +114,14 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
             if with_test:
                 st["vt"].add_(torch.matmul(dn, KtT))
         else:
-            idx = sample_batches(streams, h.t, N, bmax, replacement, device)  # [R, bmax]
-            Kb = K[idx]  # rows of K at the batch: [R, bmax, N]
-            vals = d.gather(2, idx[:, None, :].expand(R, d.shape[1], bmax)).mul_(w)  # [R, g, bmax]
-            v.baddbmm_(vals, Kb)
-            if with_test:
-                st["vt"].baddbmm_(vals, KtT[idx])  # the same update at the test points: [R, g, M]
+            for draw, r in enumerate(r12[:2 if two else 1]):  # SVAG: two independent batches, weights r1, r2
+                t_key = 2 * h.t + draw if two else h.t
+                idx = sample_batches(streams, t_key, N, bmax, replacement, device)  # [R, bmax]
+                Kb = K[idx]  # rows of K at the batch: [R, bmax, N]
+                vals = d.gather(2, idx[:, None, :].expand(R, d.shape[1], bmax)).mul_(w if r == 1.0 else w * r)
+                v.baddbmm_(vals, Kb)  # [R, g, bmax] x [R, bmax, N]
+                if with_test:
+                    st["vt"].baddbmm_(vals, KtT[idx])  # the same update at the test points: [R, g, M]
         d.add_(v)
         if with_test:
             st["r"].add_(st["vt"])
@@ -115,5 +142,6 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
 
     return drive(regime=REGIME, problem=problem, configs=configs, n_steps=n_steps, schedule=schedule,
                  log_steps=log_steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init,
-                 step=step, kill=kill, replacement=replacement, progress=progress, with_se=True,
-                 test=test_loss if with_test else None, meta=dict(seed=seed, repeats=R))
+                 step=noisy_step if isinstance(rule, NoisyGD) else step, kill=kill, replacement=replacement,
+                 progress=progress, with_se=True, test=test_loss if with_test else None,
+                 meta=dict(seed=seed, repeats=R), update=rule)

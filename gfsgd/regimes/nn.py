@@ -39,6 +39,7 @@ from torch.func import functional_call, grad_and_value, vmap
 from ..configs import check_log_steps, check_n_steps, default_log_steps
 from ..curves import Curves
 from ..ntk import NetworkProblem, params_and_buffers
+from ..updates import check_update
 from ._engine import drive, resolve_device, resolve_dtype, sample_batches, streams_for
 
 REGIME = "nn"
@@ -67,7 +68,7 @@ def as_network(problem, network=None) -> NetworkProblem:
 def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str = "shared", schedule=None,
         log_steps=None, seed: int = 0, device="auto", dtype="float64", replacement: bool = False,
         chunk_size: int | None = None, memory_budget: float = 2e9, record_batches: bool = False,
-        progress: bool = True) -> Curves:
+        progress: bool = True, update=None) -> Curves:
     """Train the real network with mini-batch SGD + momentum for G configs (lr, momentum, batch_size).
 
     Args:
@@ -92,7 +93,10 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
     Returns Curves(regime="nn"); meta holds lambda_max_raw and lr_scale (= N / lambda_max_raw, so
     lr_nn = alpha * lr_scale). When the network has held-out points, Curves.test_loss [G, T] is the measured
     0.5 * MSE on them at the logged steps (mean over paths; test_loss_se its standard error with repeats).
+
+    update: the training rule (gfsgd.updates); the network runs SGD only so far (another rule is a clear error).
     """
+    check_update(update, REGIME)
     net = as_network(problem, network)
     if isinstance(repeats, bool) or not float(repeats).is_integer() or int(repeats) < 1:
         raise ValueError(f"repeats must be an integer >= 1, got repeats={repeats!r}")
@@ -217,7 +221,7 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
         cur = drive(regime=REGIME, problem=net, configs=sub, n_steps=n_steps, schedule=schedule,
                     log_steps=steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init_state,
                     step=step, kill=kill, replacement=replacement, progress=progress, with_se=True,
-                    meta=dict(seed=seed, repeats=R))
+                    meta=dict(seed=seed, repeats=R), update=update)
         val = val_se = None
         if Xt is not None:
             val = np.full((len(sub), len(steps)), math.nan)

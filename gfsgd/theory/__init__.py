@@ -1,5 +1,5 @@
 """gfsgd.theory: what can be predicted about a run from the kernel spectrum alone
-(docs/theory.md#generating-functions to #critical-batch).
+(docs/theory.md#generating-functions to #critical-batch, #loss-at, #updates).
 
 Every function takes a spectrum: a Problem, or eigenvalues (top one 1) with w= (initial loss per mode,
 c_k / (2N)) or c= (squared eigen-coefficients of d0) and N (training points). lr = alpha, momentum = beta and
@@ -8,6 +8,7 @@ batch_size = b broadcast together, so grids of configs are computed at once. flo
 generating   S_k, U_k, V_k (per mode), U, V, L (= V / (1 - U)), U1, V1, total_loss, propagators (U_m, V_t),
              solve_renewal, loss_curve (the renewal equation L_t = V_t + sum_s U_{t-s} L_s)
 inversion    loss_at (L_t at any steps from a contour integral of L(z), without stepping)
+sde          sde_loss (the SGD SDE, the l -> infinity limit of SVAG, by Laplace inversion; docs/theory.md#updates)
 stability    mode_stable, per_mode_lr_limit, is_convergent, critical_lr, lambda_crit, asymptotes
 asymptotics  phase, loss_exponent, fit_power_law, q_lambda, asymptotic_loss, crossover_time,
              spectral_asymptotic_loss
@@ -22,6 +23,7 @@ from .asymptotics import (AsymptoticLoss, PowerLawFit, asymptotic_loss, crossove
 from .generating import (L, S_k, U, U1, U_k, V, V1, V_k, loss_curve, mode_second_moments, propagators,
                          solve_renewal, split_configs, total_loss)
 from .inversion import loss_at
+from .sde import sde_loss
 from .optimal import (BudgetCurves, NegativeMomentumCondition, OptimalHyperparameters, budget_curves,
                       critical_batch_size, negative_momentum_condition, optimal_hyperparameters)
 from .stability import (asymptotes, critical_lr, exact_critical_lr, exact_stability, is_convergent, lambda_crit,
@@ -30,7 +32,7 @@ from .stability import (asymptotes, critical_lr, exact_critical_lr, exact_stabil
 __all__ = [
     "Spectrum", "as_spectrum", "noise_gamma",
     "S_k", "U_k", "V_k", "U", "V", "L", "U1", "V1", "total_loss", "propagators", "solve_renewal", "loss_curve",
-    "split_configs", "mode_second_moments", "loss_at", "exact_critical_lr", "exact_stability",
+    "split_configs", "mode_second_moments", "loss_at", "sde_loss", "exact_critical_lr", "exact_stability",
     "mode_stable", "per_mode_lr_limit", "is_convergent", "critical_lr", "lambda_crit", "asymptotes",
     "phase", "loss_exponent", "PowerLawFit", "fit_power_law", "q_lambda", "AsymptoticLoss", "asymptotic_loss",
     "crossover_time", "spectral_asymptotic_loss",

@@ -194,8 +194,9 @@ def check_positive_int(n, name, low=0) -> int:
     return int(n)
 
 
-def broadcast_configs(spec: Spectrum, lr, momentum, batch_size, tau, replacement, extra=None):
-    """Validate and broadcast (extra, lr, momentum, batch_size); returns shape and flat arrays + gamma."""
+def broadcast_configs(spec: Spectrum, lr, momentum, batch_size, tau, replacement, extra=None, noise_scale=1.0):
+    """Validate and broadcast (extra, lr, momentum, batch_size); returns shape and flat arrays + gamma
+    (multiplied by noise_scale: SVAG(l) has noise level l * gamma, docs/theory.md#updates)."""
     tau = check_tau(tau)
     arrays = [check_lr(lr), check_momentum(momentum), check_batch_size(batch_size, spec.N)]
     if extra is not None:
@@ -203,5 +204,5 @@ def broadcast_configs(spec: Spectrum, lr, momentum, batch_size, tau, replacement
     arrays = np.broadcast_arrays(*arrays)
     shape = arrays[0].shape
     flat = [np.ascontiguousarray(x).reshape(-1) for x in arrays]
-    gamma = noise_gamma(flat[2], spec.N, replacement)
+    gamma = noise_gamma(flat[2], spec.N, replacement) * float(noise_scale)
     return shape, flat, gamma, tau

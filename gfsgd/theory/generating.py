@@ -35,6 +35,8 @@ import torch
 
 from ._inputs import (as_spectrum, broadcast_configs, check_eigvals, check_finite, check_lr, check_momentum,
                       check_positive_int, check_z, noise_gamma)
+from .sde import sde_loss
+from ..updates import SDE, check_update
 
 __all__ = ["S_k", "U_k", "V_k", "U", "V", "L", "U1", "V1", "total_loss", "propagators", "solve_renewal",
            "loss_curve", "split_configs", "mode_second_moments"]
@@ -154,13 +156,13 @@ def _U1_term(lam, a, beta, gt):
     return lam * (1 + beta) / ((1 - beta) * (2 * (1 + beta) - a * lam) + gt * a * lam * (1 + beta))
 
 
-def U1(spectrum, lr, momentum, batch_size, *, N=None, tau=1.0, replacement=False):
+def U1(spectrum, lr, momentum, batch_size, *, N=None, tau=1.0, replacement=False, noise_scale=1.0):
     """U(1) = gamma alpha sum_k lambda_k (1 + beta) / [(1 - beta)(2(1 + beta) - alpha lambda_k)
     + gamma tau alpha lambda_k (1 + beta)]  (docs/theory.md#generating-functions). The averaged loss converges iff
-    every mode
-    is stable and U(1) < 1 (section 5)."""
+    every mode is stable and U(1) < 1 (docs/theory.md#stability). noise_scale multiplies gamma."""
     spec = as_spectrum(spectrum, N=N)
-    shape, (a, beta, b), gamma, tau = broadcast_configs(spec, lr, momentum, batch_size, tau, replacement)
+    shape, (a, beta, b), gamma, tau = broadcast_configs(spec, lr, momentum, batch_size, tau, replacement,
+                                                        noise_scale=noise_scale)
     s = _mode_sum(_U1_term, spec.eigvals, np.ones(spec.eigvals.size), a, beta, gamma * tau)
     return (gamma * a * s).reshape(shape)
 
@@ -453,7 +455,8 @@ def _renewal_system(Ut, Vt, Hb, Vb, tau):
 
 
 def loss_curve(problem, lr, momentum, batch_size, n_steps, tau=1.0, *, w=None, c=None, N=None,
-               log_steps=None, replacement=False, method="auto", device="cpu", test=False, test_cutoff=1e-10):
+               log_steps=None, replacement=False, method="auto", device="cpu", test=False, test_cutoff=1e-10,
+               update=None):
     """Predicted loss curve L_t, t = 0..n_steps, from the renewal equation (docs/theory.md#generating-functions):
 
         L_t = V_t + sum_{s=0}^{t-1} U_{t-s} L_s,   L_0 = V_0 = sum_k w_k = problem.loss0,
@@ -466,6 +469,10 @@ def loss_curve(problem, lr, momentum, batch_size, n_steps, tau=1.0, *, w=None, c
     broadcast to a config shape (a grid of configs at once; `split_configs` turns a list of triples into three
     arrays). Returns an array (*config_shape, len(steps)) with steps = 0..n_steps or `log_steps`. A divergent
     config gives a growing (eventually inf / nan) curve.
+
+    update: the training rule (gfsgd.updates; docs/theory.md#updates), steps in SGD-step units: SVAG(l) is SGD
+    with lr / l, noise level l * gamma and l steps per SGD step; SDE() is its l -> infinity limit (momentum 0;
+    `sde_loss`, no test loss); NoisyGD has SGD's second moments.
     """
     spec = as_spectrum(problem, w=w, c=c, N=N, need_w=True)
     n_steps = check_positive_int(n_steps, "n_steps")
@@ -474,7 +481,29 @@ def loss_curve(problem, lr, momentum, batch_size, n_steps, tau=1.0, *, w=None, c
         if steps.size == 0 or steps[0] < 0 or steps[-1] > n_steps:
             raise ValueError(f"log_steps must be integers in [0, n_steps={n_steps}], got "
                              f"{np.asarray(log_steps).reshape(-1)[:5]}")
-    shape, (a, beta, b), gamma, tau = broadcast_configs(spec, lr, momentum, batch_size, tau, replacement)
+    rule = check_update(update, "theory", momenta=np.ravel(momentum).tolist())
+    if isinstance(rule, SDE):
+        if test:
+            raise ValueError("loss_curve(update=sde): the test loss of the SDE is not implemented in the theory; "
+                             "use the full regime (gfsgd.regimes.full.run(..., update=SDE()))")
+        return sde_loss(spec, lr, batch_size, np.arange(n_steps + 1) if log_steps is None else steps, tau=tau,
+                        replacement=replacement)
+    per = rule.steps_per_sgd_step
+    if per > 1:  # SVAG(l): l steps of SGD(lr / l, l * gamma) per SGD step
+        want = np.arange(n_steps + 1) if log_steps is None else steps
+        return _loss_curve(spec, problem, np.asarray(lr, dtype=float) / rule.lr_divisor, momentum, batch_size,
+                           n_steps * per, tau, want * per, replacement, method, device, test, test_cutoff,
+                           rule.noise_scale)
+    return _loss_curve(spec, problem, lr, momentum, batch_size, n_steps, tau, log_steps, replacement, method,
+                       device, test, test_cutoff, 1.0)
+
+
+def _loss_curve(spec, problem, lr, momentum, batch_size, n_steps, tau, log_steps, replacement, method, device,
+                test, test_cutoff, noise_scale):
+    if log_steps is not None:
+        steps = np.unique(np.asarray(log_steps, dtype=np.int64).reshape(-1))
+    shape, (a, beta, b), gamma, tau = broadcast_configs(spec, lr, momentum, batch_size, tau, replacement,
+                                                        noise_scale=noise_scale)
     if method not in ("auto", "fft", "direct"):
         raise ValueError(f"method must be 'auto', 'fft' or 'direct', got method={method!r}")
     bad = _unstable_modes(spec.eigvals, a, beta, gamma, tau)

@@ -32,8 +32,10 @@ import math
 import numpy as np
 import torch
 
+from ..updates import SDE, check_update
 from ._inputs import as_spectrum, broadcast_configs
 from .generating import loss_curve
+from .sde import sde_loss
 from .stability import is_convergent
 
 __all__ = ["loss_at"]
@@ -48,7 +50,7 @@ _GROUP = 1 << 21  # configs x modes per group (the roots take 72 bytes per confi
 
 
 def loss_at(problem, lr, momentum, batch_size, t, *, tau=1.0, w=None, c=None, N=None, replacement=False,
-            tol: float = 1e-8, return_info: bool = False):
+            tol: float = 1e-8, return_info: bool = False, update=None):
     """The SD-predicted training loss L_t at the steps t, without stepping through 0..t (docs/theory.md#loss-at):
     a contour integral of L(z) = V(z) / (1 - U(z)) on a parabola chosen for each t, checked
     against a second rule and against the poles it may miss, with the renewal solver (`loss_curve`) for
@@ -59,6 +61,9 @@ def loss_at(problem, lr, momentum, batch_size, t, *, tau=1.0, w=None, c=None, N=
     that does not converge (`theory.is_convergent` is False) gives inf at every t. With return_info=True,
     returns (loss, info): info["status"] (same shape) holds "contour", "renewal", "initial" (t = 0) or
     "diverged", and info["error"] the contour's error estimate (NaN elsewhere).
+
+    update: the training rule (gfsgd.updates; docs/theory.md#updates), t in SGD steps: SVAG(l) is SGD with
+    lr / l and noise level l * gamma at step l * t; SDE() is its l -> infinity limit (`sde_loss`, momentum 0).
     """
     spec = as_spectrum(problem, w=w, c=c, N=N, need_w=True)
     t_in = np.asarray(t)
@@ -67,14 +72,20 @@ def loss_at(problem, lr, momentum, batch_size, t, *, tau=1.0, w=None, c=None, N=
         raise ValueError(f"t must be a non-empty set of integer steps >= 0, got t={t!r}")
     if not (isinstance(tol, (int, float)) and 0 < tol < 1):
         raise ValueError(f"tol must be in (0, 1), got tol={tol!r}")
-    ts = t_in.astype(np.int64).reshape(-1)
-    shape, (a, beta, b), gamma, tau = broadcast_configs(spec, lr, momentum, batch_size, tau, replacement)
+    rule = check_update(update, "theory", momenta=np.ravel(momentum).tolist())
+    if isinstance(rule, SDE):
+        loss = sde_loss(spec, lr, batch_size, t_in, tau=tau, replacement=replacement)
+        return (loss, dict(status=np.where(np.isfinite(loss), "sde", "diverged"))) if return_info else loss
+    per, scale = rule.steps_per_sgd_step, rule.noise_scale
+    ts = t_in.astype(np.int64).reshape(-1) * per
+    shape, (a, beta, b), gamma, tau = broadcast_configs(spec, np.asarray(lr, dtype=float) / rule.lr_divisor,
+                                                        momentum, batch_size, tau, replacement, noise_scale=scale)
     G, T = a.size, ts.size
     lam, wk = spec.eigvals, spec.w
     out = np.full((G, T), np.nan)
     err = np.full((G, T), np.nan)
     status = np.full((G, T), "contour", dtype=object)
-    conv = is_convergent(spec, a, beta, b, tau=tau, replacement=replacement).reshape(-1)
+    conv = is_convergent(spec, a, beta, b, tau=tau, replacement=replacement, noise_scale=scale).reshape(-1)
     out[~conv] = np.inf
     status[~conv] = "diverged"
     zero = ts == 0
@@ -96,8 +107,8 @@ def loss_at(problem, lr, momentum, batch_size, t, *, tau=1.0, w=None, c=None, N=
             rows = np.asarray(rows)
             cols = fallback[rows[0]]
             need = np.unique(ts[cols])
-            curve = loss_curve(spec, a[rows], beta[rows], b[rows], int(need.max()), tau=tau,
-                               replacement=replacement, log_steps=need)
+            curve = loss_curve(spec, a[rows] * rule.lr_divisor, beta[rows], b[rows], int(need.max()) // per,
+                               tau=tau, replacement=replacement, log_steps=need // per, update=rule)
             out[np.ix_(rows, np.flatnonzero(cols))] = curve[:, np.searchsorted(need, ts[cols])]
     loss = out.reshape(tuple(shape) + t_in.shape)
     if return_info:

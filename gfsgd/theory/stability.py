@@ -63,18 +63,19 @@ def per_mode_lr_limit(spectrum, momentum, batch_size, N=None, tau=1.0, *, replac
     return _mode_limit(spec.lambda_max, beta, gamma * tau)
 
 
-def is_convergent(spectrum, lr, momentum, batch_size, N=None, tau=1.0, *, replacement=False):
+def is_convergent(spectrum, lr, momentum, batch_size, N=None, tau=1.0, *, replacement=False, noise_scale=1.0):
     """True where the averaged loss converges: every mode stable and U(1) < 1 (docs/theory.md#stability).
-    lr, momentum, batch_size broadcast together; returns a boolean array."""
+    lr, momentum, batch_size broadcast together; returns a boolean array. noise_scale multiplies gamma (SVAG(l):
+    l, with lr / l; docs/theory.md#updates)."""
     spec = as_spectrum(spectrum, N=N)
     tau = check_tau(tau)
     a = check_lr(lr)
     beta = check_momentum(momentum)
     b = check_batch_size(batch_size, spec.N)
     a, beta, b = np.broadcast_arrays(a, beta, b)
-    gamma = noise_gamma(b, spec.N, replacement)
+    gamma = noise_gamma(b, spec.N, replacement) * float(noise_scale)
     modes_ok = a < _mode_limit(spec.lambda_max, beta, gamma * tau)
-    u1 = U1(spec, a, beta, b, tau=tau, replacement=replacement)
+    u1 = U1(spec, a, beta, b, tau=tau, replacement=replacement, noise_scale=noise_scale)
     return modes_ok & (u1 >= 0) & (u1 < 1)
 
 

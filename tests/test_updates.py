@@ -1,0 +1,197 @@
+"""Training rules (gfsgd.updates; docs/theory.md#updates): SVAG(l), the SGD SDE and noisy GD in the regimes and
+the theory, each against an independent computation:
+
+- SVAG in full and SD against a two-batch Monte-Carlo written here in numpy (its own sampler and update);
+- SVAG(1) equals SGD; the gap between SVAG(l) and the SDE at a fixed SGD-step time falls as 1/l (fitted slope);
+- the SDE's second moments (ETDRK4 in full and sd) against the dense matrix exponential of the vectorised
+  generator, and against the Laplace-transform solution of the theory (theory.sde_loss), two unrelated methods;
+- noisy GD: the sampled mean loss equals SGD's exact curve, its path-to-path spread differs;
+- bad input gets a clear error.
+"""
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg as sla
+import torch
+
+import gfsgd.theory as th
+from gfsgd import Problem
+from gfsgd.regimes import full, linearized, nn
+from gfsgd.regimes import spectral_diagonal as sd
+from gfsgd.updates import SDE, SGD, SVAG, NoisyGD, UnsupportedUpdate, as_update
+
+
+def svag_monte_carlo(problem, lr, momentum, b, l, n_sgd_steps, paths, seed=0):
+    """Mean and s.e. of L_t (t = 0..n_sgd_steps SGD steps) of SVAG(l) on the linearized model: numpy, its own
+    sampler (two independent b-subsets without replacement a step), l steps of lr / l per SGD step."""
+    rng = np.random.default_rng(seed)
+    K = problem.K.numpy()
+    N = K.shape[0]
+    s = math.sqrt(2 * l - 1)
+    r1, r2 = (1 + s) / 2, (1 - s) / 2
+    d = np.tile(problem.d0.numpy(), (paths, 1))
+    v = np.zeros_like(d)
+    out = [np.full(paths, float(problem.loss0))]
+    rows = np.arange(paths)[:, None]
+    for _ in range(n_sgd_steps):
+        for _ in range(l):
+            g = np.zeros_like(d)
+            for r in (r1, r2):
+                idx = np.argsort(rng.random((paths, N)), axis=1)[:, :b]  # a uniform b-subset per path
+                mask = np.zeros_like(d)
+                mask[rows, idx] = N / b
+                g += r * (mask * d) @ K
+            v = momentum * v - (lr / l) * g
+            d = d + v
+        out.append((d * d).sum(1) / (2 * N))
+    L = np.array(out)  # [T + 1, paths]
+    return L.mean(1), L.std(1) / math.sqrt(paths)
+
+
+@pytest.mark.parametrize("regime, basis", [("full", "random"), ("sd", "hadamard")])
+def test_svag_matches_a_two_batch_monte_carlo(regime, basis):
+    # SD with tau = 1 is exact for a Hadamard basis (delocalised eigenvectors), so both compare to the same MC
+    p = Problem.synthetic(16, 1.5, 1.0, basis=basis, seed=1)
+    lr, mom, b, l, T = 0.9, 0.3, 2, 3, 6
+    mean, se = svag_monte_carlo(p, lr, mom, b, l, T, paths=20000)
+    run = (full.run if regime == "full" else sd.run)(p, [(lr, mom, b)], T, update=SVAG(l), progress=False)
+    z = (mean[1:] - run.loss[0, 1:]) / se[1:]
+    assert np.all(np.abs(z) < 4.5), z
+    sgd = (full.run if regime == "full" else sd.run)(p, [(lr, mom, b)], T, progress=False)
+    assert np.max(np.abs(sgd.loss[0, 1:] - mean[1:]) / se[1:]) > 10, "the MC must tell SVAG(3) from SGD"
+
+
+@pytest.mark.parametrize("run", [full.run, sd.run])
+def test_svag_1_is_sgd(run):
+    p = Problem.synthetic(32, 1.5, 1.0, basis="random", seed=0)
+    cfg = [(0.7, 0.2, 3), (1.2, -0.3, 8)]
+    a = run(p, cfg, 40, update=SVAG(1), progress=False)
+    b = run(p, cfg, 40, progress=False)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-12, atol=0)
+
+
+def _slope(ls, gaps):
+    return np.polyfit(np.log(ls), np.log(gaps), 1)[0]
+
+
+def test_svag_gap_to_the_sde_falls_as_one_over_l_full():
+    p = Problem.synthetic(16, 1.5, 1.0, basis="random", seed=0)
+    cfg, T = [(0.8, 0.0, 2)], 8
+    ref = full.run(p, cfg, T, update=SDE(substeps=64), progress=False).loss[0, -1]
+    ls = [2, 4, 8, 16, 32, 64, 128, 256]
+    gaps = [abs(full.run(p, cfg, T, update=SVAG(l), progress=False).loss[0, -1] - ref) for l in ls]
+    assert -1.1 < _slope(ls, gaps) < -0.9, gaps
+    assert gaps[-1] / ref < 2e-3
+
+
+def test_svag_gap_to_the_sde_falls_as_one_over_l_sd_and_theory():
+    p = Problem.synthetic(300, 1.5, 1.0, basis=None)
+    lr, b, T = 0.6, 1, 50
+    ref = th.sde_loss(p, lr, b, T)  # Laplace inversion (no stepping)
+    ls = [2, 4, 8, 16, 32, 64, 128, 256]
+    gaps = [abs(sd.run(p, [(lr, 0.0, b)], T, update=SVAG(l), progress=False).loss[0, -1] - ref) for l in ls]
+    assert -1.1 < _slope(ls, gaps) < -0.9, gaps
+    # the theory's SVAG (renewal equation and contour integral) is the SD regime's
+    for l in (2, 16):
+        stepped = sd.run(p, [(lr, 0.3, 4)], T, update=SVAG(l), progress=False, log_steps=[0, 7, T]).loss[0]
+        np.testing.assert_allclose(th.loss_curve(p, lr, 0.3, 4, T, update=SVAG(l), log_steps=[0, 7, T]), stepped,
+                                   rtol=1e-10)
+        np.testing.assert_allclose(th.loss_at(p, lr, 0.3, 4, [0, 7, T], update=SVAG(l)), stepped, rtol=1e-8)
+
+
+def test_full_sde_matches_the_dense_matrix_exponential():
+    N, lr, b, T = 8, 0.8, 2, 5
+    p = Problem.synthetic(N, 1.5, 1.0, basis="random", seed=0)
+    K, d0 = p.K.numpy(), p.d0.numpy()
+    gamma = (N - b) / ((N - 1) * b)
+
+    def generator(Cv):  # dC/dt = -alpha (K C + C K) + alpha^2 gamma K (N diag(C) - C) K, on vec(C)
+        C = Cv.reshape(N, N)
+        return (-lr * (K @ C + C @ K) + lr * lr * gamma * K @ (N * np.diag(np.diag(C)) - C) @ K).reshape(-1)
+
+    G = np.stack([generator(e) for e in np.eye(N * N)], 1)
+    exact = [np.trace((sla.expm(G * t) @ np.outer(d0, d0).reshape(-1)).reshape(N, N)) / (2 * N) for t in range(T + 1)]
+    errs = [np.max(np.abs(full.run(p, [(lr, 0.0, b)], T, update=SDE(substeps=s), progress=False).loss[0] / exact - 1))
+            for s in (4, 8, 16)]
+    assert errs[-1] < 1e-7, errs
+    assert errs[0] / errs[1] > 10 and errs[1] / errs[2] > 10, f"ETDRK4 is fourth order: {errs}"
+
+
+@pytest.mark.parametrize("tau", [1.0, -1.0])
+def test_sd_sde_matches_the_laplace_inversion(tau):
+    p = Problem.synthetic(200, 1.5, 1.0, basis=None)
+    steps = [0, 1, 5, 20, 100, 300]
+    for lr, b in [(0.5, 1), (1.5, 10)]:
+        stepped = sd.run(p, [(lr, 0.0, b)], 300, tau=tau, update=SDE(substeps=16), log_steps=steps,
+                         progress=False).loss[0]
+        np.testing.assert_allclose(stepped, th.sde_loss(p, lr, b, steps, tau=tau), rtol=1e-7)
+        np.testing.assert_allclose(th.loss_at(p, lr, 0.0, b, steps, tau=tau, update="sde"),
+                                   th.loss_curve(p, lr, 0.0, b, 300, tau, update=SDE(), log_steps=steps), rtol=1e-12)
+
+
+def test_full_sde_equals_sd_sde_for_a_hadamard_basis():
+    p = Problem.synthetic(32, 1.5, 1.0, basis="hadamard", seed=0)
+    cfg = [(0.7, 0.0, 1), (1.4, 0.0, 8)]
+    a = full.run(p, cfg, 40, update=SDE(substeps=16), progress=False)
+    b = sd.run(p, cfg, 40, update=SDE(substeps=16), progress=False)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-9)
+
+
+def test_sde_divergence_matches_the_theory():
+    p = Problem.synthetic(64, 1.5, 1.0, basis=None)
+    lrs = np.linspace(0.2, 6.0, 12)
+    pred = np.isfinite(th.sde_loss(p, lrs, 1, 1.0))
+    run = sd.run(p, [(a, 0.0, 1) for a in lrs], 3000, update=SDE(), progress=False)
+    assert pred.any() and not pred.all()
+    assert [s == "ok" for s in run.status] == pred.tolist()
+
+
+def test_noisy_gd_has_sgd_expected_loss_and_a_different_spread():
+    p = Problem.synthetic(32, 1.5, 1.0, basis="random", seed=0)
+    cfg, T = [(0.3, 0.0, 2), (0.6, 0.4, 4)], 30
+    exact = full.run(p, cfg, T, progress=False)
+    assert np.allclose(full.run(p, cfg, T, update=NoisyGD(), progress=False).loss, exact.loss, rtol=1e-14)
+    ngd = linearized.run(p, cfg, T, repeats=8000, update=NoisyGD(), seed=3, progress=False)
+    sgd = linearized.run(p, cfg, T, repeats=8000, seed=3, progress=False)
+    for run in (ngd, sgd):
+        z = (run.loss - exact.loss)[:, 1:] / run.loss_se[:, 1:]
+        assert np.all(np.abs(z) < 4.5), np.abs(z).max()
+    ratio = ngd.loss_se[:, -1] / sgd.loss_se[:, -1]  # path-to-path standard deviation, noisy GD / SGD
+    assert np.all(ratio > 1.3), ratio
+
+
+def test_noisy_gd_with_replacement_uses_one_over_b():
+    p = Problem.synthetic(32, 1.5, 1.0, basis="random", seed=0)
+    exact = full.run(p, [(0.3, 0.0, 4)], 20, replacement=True, progress=False)
+    run = linearized.run(p, [(0.3, 0.0, 4)], 20, repeats=8000, update=NoisyGD(replacement=True), progress=False)
+    assert np.all(np.abs((run.loss - exact.loss)[:, 1:] / run.loss_se[:, 1:]) < 4.5)
+    assert run.meta["ngd_replacement"] is True
+
+
+def test_times_stay_in_sgd_steps_and_divergence_is_reported():
+    p = Problem.synthetic(64, 1.5, 1.0, basis=None)
+    run = sd.run(p, [(0.5, 0.0, 4), (40.0, 0.0, 4)], 30, update=SVAG(4), log_steps=[0, 10, 30], progress=False)
+    assert list(run.steps) == [0, 10, 30] and run.meta["svag_l"] == 4
+    assert run.status == ["ok", "diverged"] and 1 <= run.diverged_step[1] <= 30
+    assert np.isinf(th.loss_at(p, 40.0, 0.0, 4, 30, update=SVAG(4)))
+
+
+def test_bad_input_is_a_clear_error():
+    with pytest.raises(ValueError, match="l must be a finite number >= 1, got l=0.5"):
+        SVAG(0.5)
+    with pytest.raises(ValueError, match="whole number"):
+        SVAG(2.5)
+    with pytest.raises(ValueError, match="update must be one of sgd, svag, sde, ngd"):
+        as_update("adam")
+    p = Problem.synthetic(16, 1.5, 1.0, basis="random", seed=0)
+    with pytest.raises(ValueError, match="momentum-free.*momentum=0.5"):
+        full.run(p, [(0.5, 0.5, 2)], 5, update=SDE(), progress=False)
+    with pytest.raises(UnsupportedUpdate, match="linearized regime cannot run update=sde; it runs: SGD"):
+        linearized.run(p, [(0.5, 0.0, 2)], 5, update=SDE(), progress=False)
+    with pytest.raises(UnsupportedUpdate, match="nn regime cannot run update=svag"):
+        nn.run((torch.nn.Linear(3, 1).double(), torch.randn(8, 3, dtype=torch.float64),
+                torch.randn(8, dtype=torch.float64)), [(0.5, 0.0, 2)], 5, update=SVAG(2), progress=False)
+    with pytest.raises(ValueError, match="momentum-free"):
+        th.loss_at(p, 0.5, 0.2, 2, 10, update=SDE())
+    assert isinstance(as_update(None), SGD)
