@@ -11,6 +11,16 @@
                                momentum 0 only
     NoisyGD(replacement=False) the full-batch gradient plus Gaussian noise with the mini-batch gradient's
                                covariance given d (without or with replacement); same second moments as SGD
+    GradientPenalty(strength, chunk_size, split="fixed" | "reshuffle")
+                               full-batch GD on L + strength / (4m) sum_k |grad L_{B_k}|^2 over a split of the
+                               N points into m = N / chunk_size chunks (Geiping et al. 2022)
+    MicroBatchPenalty(strength, micro_batch_size, kind="grad_norm" | "fisher")
+                               batch-b SGD on L_B + strength * mean_j |grad L_{M_j}|^2 over the b / micro_batch_size
+                               micro-batches of the batch (Novack et al. 2023); "fisher" evaluates the micro-batch
+                               gradients at labels drawn from the model, y~ = f + eps, eps ~ N(0, 1)
+
+Penalty strengths are in the units of the normalised kernel (lambda_max(K) = 1), like the learning rate: for a
+network, the penalty on its own loss is strength / lambda_max(K_emp) (docs/theory.md#penalties).
 
 A rule a regime cannot run raises `UnsupportedUpdate` (a ValueError) naming the rules that regime runs.
 This module imports nothing from the rest of gfsgd, so regimes and theory can both use it.
@@ -20,7 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["SGD", "SVAG", "SDE", "NoisyGD", "UpdateRule", "UnsupportedUpdate", "as_update", "check_update",
+__all__ = ["SGD", "SVAG", "SDE", "NoisyGD", "GradientPenalty", "MicroBatchPenalty", "UpdateRule", "UnsupportedUpdate", "as_update", "check_update",
            "SUPPORTED", "RULE_NAMES"]
 
 
@@ -136,14 +146,89 @@ class NoisyGD(UpdateRule):
         return {"update": self.name, "ngd_replacement": bool(self.replacement)}
 
 
-RULE_NAMES = {"sgd": SGD, "svag": SVAG, "sde": SDE, "ngd": NoisyGD}
+def _check_strength(strength, rule):
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength) \
+            or strength < 0:
+        raise ValueError(f"{rule}: strength must be a finite number >= 0, got strength={strength!r}")
+    return float(strength)
+
+
+def _check_size(value, name, rule):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{rule}: {name} must be an integer >= 1, got {name}={value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class GradientPenalty(UpdateRule):
+    """Full-batch GD with an explicit gradient penalty over a split into chunks of `chunk_size` points:
+
+        L(w) + strength / (4m) sum_k |grad L_{B_k}(w)|^2,   m = N / chunk_size (chunk_size must divide N).
+
+    In the linearized model the step's residual change is -alpha K (I + strength / (2 c) M) d, with M the
+    block-diagonal of K over the chunks (docs/theory.md#penalties). split="fixed": the chunks are consecutive
+    indices 0..c-1, c..2c-1, ... of the training order (which is already a random subsample), the same every
+    step; "reshuffle": a fresh uniform partition per step and path.
+    """
+    strength: float = 0.0
+    chunk_size: int = 1
+    split: str = "fixed"
+    name = "gd_penalty"
+
+    def __post_init__(self):
+        object.__setattr__(self, "strength", _check_strength(self.strength, "GradientPenalty"))
+        _check_size(self.chunk_size, "chunk_size", "GradientPenalty")
+        if self.split not in ("fixed", "reshuffle"):
+            raise ValueError(f"GradientPenalty: split must be 'fixed' or 'reshuffle', got split={self.split!r}")
+
+    def check_problem(self, N: int) -> None:
+        if N % self.chunk_size:
+            raise ValueError(f"GradientPenalty: chunk_size={self.chunk_size} must divide the number of training "
+                             f"points N={N} (the chunks split the whole training set)")
+
+    def describe(self) -> dict:
+        return {"update": self.name, "penalty": self.strength, "chunk_size": self.chunk_size, "split": self.split}
+
+
+@dataclass(frozen=True)
+class MicroBatchPenalty(UpdateRule):
+    """Mini-batch SGD (batch b) plus strength * mean_j |grad L_{M_j}|^2 over the b / micro_batch_size micro-batches
+    M_j of each batch (consecutive positions of the uniformly random batch order: a uniform split). Every batch
+    size must be a multiple of micro_batch_size. kind="fisher" takes the micro-batch gradients at labels drawn
+    from the model's predictive distribution: for the squared loss 0.5 (f - y)^2 that is y~ = f + eps with
+    eps ~ N(0, 1) (unit variance), so the penalty's residual is -eps (docs/theory.md#penalties).
+    """
+    strength: float = 0.0
+    micro_batch_size: int = 1
+    kind: str = "grad_norm"
+    name = "mb_penalty"
+
+    def __post_init__(self):
+        object.__setattr__(self, "strength", _check_strength(self.strength, "MicroBatchPenalty"))
+        _check_size(self.micro_batch_size, "micro_batch_size", "MicroBatchPenalty")
+        if self.kind not in ("grad_norm", "fisher"):
+            raise ValueError(f"MicroBatchPenalty: kind must be 'grad_norm' or 'fisher', got kind={self.kind!r}")
+
+    def check_batch_sizes(self, batch_sizes) -> None:
+        bad = [int(b) for b in batch_sizes if int(b) % self.micro_batch_size]
+        if bad:
+            raise ValueError(f"MicroBatchPenalty: micro_batch_size={self.micro_batch_size} must divide every batch "
+                             f"size, got batch_size={bad[0]} (no remainder rule: choose sizes that divide)")
+
+    def describe(self) -> dict:
+        return {"update": self.name, "penalty": self.strength, "micro_batch_size": self.micro_batch_size,
+                "penalty_kind": self.kind}
+
+
+RULE_NAMES = {"sgd": SGD, "svag": SVAG, "sde": SDE, "ngd": NoisyGD, "gd_penalty": GradientPenalty,
+              "mb_penalty": MicroBatchPenalty}
 
 # what each regime runs (the theory: loss_curve and loss_at)
 SUPPORTED = {
-    "full": (SGD, SVAG, SDE, NoisyGD),
+    "full": (SGD, SVAG, SDE, NoisyGD, GradientPenalty),
     "sd": (SGD, SVAG, SDE, NoisyGD),
-    "linearized": (SGD, SVAG, NoisyGD),
-    "nn": (SGD,),
+    "linearized": (SGD, SVAG, NoisyGD, GradientPenalty, MicroBatchPenalty),
+    "nn": (SGD, SVAG, NoisyGD, GradientPenalty, MicroBatchPenalty),
     "theory": (SGD, SVAG, SDE, NoisyGD),
 }
 
@@ -160,9 +245,10 @@ def as_update(update) -> UpdateRule:
                      f"(gfsgd.updates.SVAG(l), ...), got update={update!r}")
 
 
-def check_update(update, regime: str, *, momenta=None, replacement: bool | None = None) -> UpdateRule:
+def check_update(update, regime: str, *, momenta=None, replacement: bool | None = None, N: int | None = None,
+                 batch_sizes=None) -> UpdateRule:
     """The rule as an object, after checking that `regime` runs it (and, for the SDE, that every momentum is 0;
-    for NoisyGD, that its replacement flag agrees with the regime's)."""
+    for NoisyGD, that its replacement flag agrees with the regime's; for the penalties, that the sizes divide)."""
     rule = as_update(update)
     allowed = SUPPORTED[regime]
     if not isinstance(rule, allowed):
@@ -176,4 +262,17 @@ def check_update(update, regime: str, *, momenta=None, replacement: bool | None 
     if isinstance(rule, NoisyGD) and replacement is not None and bool(rule.replacement) != bool(replacement):
         raise ValueError(f"NoisyGD(replacement={rule.replacement}) disagrees with replacement={replacement}; "
                          f"set one of them")
+    if isinstance(rule, GradientPenalty):
+        if N is not None:
+            rule.check_problem(N)
+        if batch_sizes is not None and N is not None and any(int(b) != N for b in batch_sizes):
+            raise ValueError(f"GradientPenalty is full-batch GD plus a penalty: every batch_size must be N={N}, got "
+                             f"{sorted(set(int(b) for b in batch_sizes))[:3]} (MicroBatchPenalty penalises "
+                             f"mini-batch SGD)")
+        if regime == "full" and rule.split != "fixed":
+            raise UnsupportedUpdate("the full regime runs GradientPenalty(split='fixed') only: with a reshuffled "
+                                    "split the second moments need the fourth moments of the random operator; use "
+                                    "the linearized regime (Monte-Carlo) for split='reshuffle'")
+    if isinstance(rule, MicroBatchPenalty) and batch_sizes is not None:
+        rule.check_batch_sizes(batch_sizes)
     return rule

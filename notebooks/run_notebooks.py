@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NAMES = ["RegimeComparison", "BudgetIndependence", "NegativeMomentum", "PhaseDiagram", "SGD_generating_funcs"]
+NAMES = ["RegimeComparison", "BudgetIndependence", "NegativeMomentum", "PhaseDiagram", "SGD_generating_funcs",
+         "SDEValidity"]
 
 
 def read(name: str, quick: bool = False, fig_dir: str | None = None):

@@ -195,3 +195,109 @@ def test_bad_input_is_a_clear_error():
     with pytest.raises(ValueError, match="momentum-free"):
         th.loss_at(p, 0.5, 0.2, 2, 10, update=SDE())
     assert isinstance(as_update(None), SGD)
+
+
+# ------------------------------------------------------------------------------------------------ penalties
+from gfsgd.updates import GradientPenalty, MicroBatchPenalty  # noqa: E402
+
+
+def penalty_monte_carlo(problem, lr, momentum, b, rule, n_steps, paths, seed=0):
+    """Mean and s.e. of L_t for a penalty rule on the linearized model: numpy, its own sampler and partitions."""
+    rng = np.random.default_rng(seed)
+    K = problem.K.numpy()
+    N = K.shape[0]
+    d = np.tile(problem.d0.numpy(), (paths, 1))
+    v = np.zeros_like(d)
+    rows = np.arange(paths)[:, None]
+    out = [np.full(paths, float(problem.loss0))]
+    for _ in range(n_steps):
+        order = np.argsort(rng.random((paths, N)), axis=1)  # a uniform permutation per path
+        idx = order[:, :b]
+        mask = np.zeros_like(d)
+        mask[rows, idx] = N / b
+        g = (mask * d) @ K
+        if isinstance(rule, GradientPenalty):
+            c = rule.chunk_size
+            parts = np.tile(np.arange(N), (paths, 1)) if rule.split == "fixed" else order
+            Md = np.zeros_like(d)
+            for j in range(N // c):
+                P = parts[:, j * c:(j + 1) * c]  # [paths, c]
+                Kjj = K[P[:, :, None], P[:, None, :]]  # [paths, c, c]
+                Md[rows, P] = np.einsum("pmn,pn->pm", Kjj, d[rows, P])
+            g = g + rule.strength / (2 * c) * Md @ K
+        elif isinstance(rule, MicroBatchPenalty):
+            mu = rule.micro_batch_size
+            eps = rng.standard_normal((paths, b))
+            for j in range(b // mu):
+                P = idx[:, j * mu:(j + 1) * mu]
+                dj = -eps[:, j * mu:(j + 1) * mu] if rule.kind == "fisher" else d[rows, P]
+                Kjj = K[P[:, :, None], P[:, None, :]]
+                inner = np.einsum("pmn,pn->pm", Kjj, dj)  # K_jj d_j
+                z = np.zeros_like(d)
+                z[rows, P] = inner
+                g = g + 2 * rule.strength * N / (b * mu) * z @ K
+        v = momentum * v - lr * g
+        d = d + v
+        out.append((d * d).sum(1) / (2 * N))
+    L = np.array(out)
+    return L.mean(1), L.std(1) / math.sqrt(paths)
+
+
+def test_gradient_penalty_full_matches_the_modified_operators_eigendecomposition():
+    N, c, lam, lr, mom, T = 24, 6, 3.0, 0.3, 0.4, 60
+    p = Problem.synthetic(N, 1.5, 1.0, basis="random", seed=2)
+    K, d0 = p.K.numpy(), p.d0.numpy()
+    M = sla.block_diag(*[K[i:i + c, i:i + c] for i in range(0, N, c)])
+    A = K @ (np.eye(N) + lam / (2 * c) * M)
+    mu, V = np.linalg.eig(A)  # d_t = V x_t, each x_t a scalar heavy-ball recursion in closed form
+    coef = np.linalg.solve(V, d0)
+    m = 1 + mom - lr * mu
+    disc = np.sqrt(m * m - 4 * mom + 0j)
+    z1, z2 = (m + disc) / 2, (m - disc) / 2  # x_t = a z1^t + b z2^t, x_0 = 1, x_1 = 1 - lr mu (v_0 = 0)
+    a = (1 - lr * mu - z2) / (z1 - z2)
+    loss = [np.linalg.norm((V * (a * z1 ** t + (1 - a) * z2 ** t)) @ coef) ** 2 / (2 * N) for t in range(T + 1)]
+    run = full.run(p, [(lr, mom, N)], T, update=GradientPenalty(lam, c), progress=False)
+    np.testing.assert_allclose(run.loss[0], np.real(loss), rtol=1e-10)
+    lin = linearized.run(p, [(lr, mom, N)], T, update=GradientPenalty(lam, c), progress=False)  # a second code
+    np.testing.assert_allclose(lin.loss[0], run.loss[0], rtol=1e-12)
+    plain = full.run(p, [(lr, mom, N)], T, progress=False)
+    assert abs(run.loss[0, -1] / plain.loss[0, -1] - 1) > 0.02, "the penalty must change the curve"
+
+
+@pytest.mark.parametrize("rule", [GradientPenalty(2.0, 4, "reshuffle"), MicroBatchPenalty(1.0, 2),
+                                  MicroBatchPenalty(1.0, 2, kind="fisher")], ids=lambda r: r.describe()["update"]
+                         + "-" + str(getattr(r, "split", getattr(r, "kind", ""))))
+def test_penalties_match_a_numpy_monte_carlo(rule):
+    p = Problem.synthetic(16, 1.5, 1.0, basis="random", seed=1)
+    b = 16 if isinstance(rule, GradientPenalty) else 8
+    lr, mom, T = 0.4, 0.2, 8
+    mean, se = penalty_monte_carlo(p, lr, mom, b, rule, T, paths=12000, seed=5)
+    run = linearized.run(p, [(lr, mom, b)], T, repeats=12000, update=rule, seed=11, progress=False)
+    z = (run.loss[0, 1:] - mean[1:]) / np.hypot(run.loss_se[0, 1:], se[1:])
+    assert np.all(np.abs(z) < 4.5), z
+    plain = linearized.run(p, [(lr, mom, b)], T, repeats=12000, seed=11, progress=False)
+    assert np.max(np.abs(plain.loss[0, 1:] - mean[1:]) / se[1:]) > 6, "the MC must tell the penalty from plain SGD"
+
+
+def test_zero_strength_penalty_is_sgd():
+    p = Problem.synthetic(16, 1.5, 1.0, basis="random", seed=1, n_test=8)
+    a = linearized.run(p, [(0.4, 0.2, 8)], 10, repeats=20, update=MicroBatchPenalty(0.0, 4), progress=False)
+    b = linearized.run(p, [(0.4, 0.2, 8)], 10, repeats=20, progress=False)
+    np.testing.assert_array_equal(a.loss, b.loss)
+    np.testing.assert_array_equal(a.test_loss, b.test_loss)
+
+
+def test_penalty_bad_input():
+    p = Problem.synthetic(16, 1.5, 1.0, basis="random", seed=1)
+    with pytest.raises(ValueError, match="strength must be a finite number >= 0, got strength=-1"):
+        GradientPenalty(-1, 4)
+    with pytest.raises(ValueError, match="micro_batch_size=3 must divide every batch size, got batch_size=8"):
+        linearized.run(p, [(0.4, 0.0, 8)], 5, update=MicroBatchPenalty(1.0, 3), progress=False)
+    with pytest.raises(ValueError, match="chunk_size=5 must divide the number of training points N=16"):
+        full.run(p, [(0.4, 0.0, 16)], 5, update=GradientPenalty(1.0, 5), progress=False)
+    with pytest.raises(ValueError, match="every batch_size must be N=16"):
+        full.run(p, [(0.4, 0.0, 4)], 5, update=GradientPenalty(1.0, 4), progress=False)
+    with pytest.raises(UnsupportedUpdate, match=r"GradientPenalty\(split='fixed'\) only"):
+        full.run(p, [(0.4, 0.0, 16)], 5, update=GradientPenalty(1.0, 4, "reshuffle"), progress=False)
+    with pytest.raises(UnsupportedUpdate, match="sd regime cannot run update=mb_penalty"):
+        sd.run(p, [(0.4, 0.0, 8)], 5, update=MicroBatchPenalty(1.0, 4), progress=False)

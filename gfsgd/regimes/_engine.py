@@ -64,11 +64,16 @@ def stream_keys(streams: torch.Tensor, t: int, n: int, device) -> torch.Tensor:
     return _srl(z, 11).to(torch.float64) * (2.0 ** -53)
 
 
+_GAUSS_SALT = _i64(0x5851F42D4C957F2D)  # Gaussian draws use streams apart from the batch sampler's
+
+
 def gaussian_keys(streams: torch.Tensor, t: int, n: int, device) -> torch.Tensor:
-    """Standard normal float64 draws [rows, n] for step t of each stream (Box-Muller on the counter-based keys of
-    steps 2t and 2t + 1, so a stream's draws are a pure function of (stream id, t, position))."""
-    u1 = stream_keys(streams, 2 * int(t), n, device)
-    u2 = stream_keys(streams, 2 * int(t) + 1, n, device)
+    """Standard normal float64 draws [rows, n] for step t of each stream (Box-Muller on counter-based keys of
+    streams kept apart from the batch sampler's, so a stream's draws are a pure function of (stream id, t,
+    position) and independent of its batches)."""
+    salted = streams.to(device=device, dtype=torch.int64) ^ _GAUSS_SALT
+    u1 = stream_keys(salted, 2 * int(t), n, device)
+    u2 = stream_keys(salted, 2 * int(t) + 1, n, device)
     return torch.sqrt(-2.0 * torch.log1p(-u1)) * torch.cos((2.0 * math.pi) * u2)
 
 
@@ -167,7 +172,8 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
     b_host_all = [int(b) for b in b_all.tolist()]
     configs = [(float(a), float(m), int(b)) for a, m, b in zip(lr_all.tolist(), mom_all.tolist(), b_host_all)]
     G = len(configs)
-    rule = check_update(update, regime, momenta=[m for _, m, _ in configs], replacement=replacement or None)
+    rule = check_update(update, regime, momenta=[m for _, m, _ in configs], replacement=replacement or None, N=N,
+                        batch_sizes=[b for _, _, b in configs])
     if getattr(rule, "name", "") == "ngd":
         replacement = bool(rule.replacement)
     if isinstance(rule, SDE) and schedule is not None and schedule.momentum is not None:

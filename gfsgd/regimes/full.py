@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from ..updates import SDE, as_update
+from ..updates import SDE, GradientPenalty, as_update
 from ._engine import drive, resolve_device, resolve_dtype, test_terms
 from ._sde import etd_coefficients, etdrk4_step
 
@@ -51,8 +51,9 @@ def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int =
     matrices per config). seed is recorded only (the regime is deterministic).
 
     update: the training rule (gfsgd.updates): SGD (default), SVAG(l), SDE() (the SGD SDE's second moments,
-        stepped by ETDRK4 with SDE.substeps steps per SGD step: 8 N x N matmuls a substep) or NoisyGD (the same
-        second moments as SGD).
+        stepped by ETDRK4 with SDE.substeps steps per SGD step: 8 N x N matmuls a substep), NoisyGD (the same
+        second moments as SGD) or GradientPenalty(split="fixed") (full-batch GD with the penalty: deterministic, so
+        the residual itself is stepped, d' = d + v', v' = beta v - alpha K (I + strength / (2c) M) d; batch_size N).
     """
     problem.require_basis("the full regime")
     device, dtype = resolve_device(device), resolve_dtype(dtype)
@@ -122,6 +123,36 @@ def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int =
         return val / (2 * tt["M"]), None
 
     rule = as_update(update)
+    if isinstance(rule, GradientPenalty):  # the residual's operator A = K (I + strength / (2c) M), M = blockdiag(K)
+        K_ = problem.K.to(device, dtype)
+        Mop = torch.block_diag(*[K_[i:i + rule.chunk_size, i:i + rule.chunk_size]
+                                 for i in range(0, N, rule.chunk_size)]) if N % rule.chunk_size == 0 else None
+        At = None if Mop is None else (K_ + (rule.strength / (2 * rule.chunk_size)) * (K_ @ Mop)).T.contiguous()
+        if tt is not None and Mop is not None:
+            Ktest = problem.K_test.to(device, dtype)
+            Bt = (Ktest + (rule.strength / (2 * rule.chunk_size)) * (Ktest @ Mop)).T.contiguous()  # [N, M]
+            r0 = problem.r_test.to(device, dtype)
+
+    def pen_init(lr, mom, b):
+        g = lr.numel()
+        d = problem.d0.to(device, dtype).expand(g, N).clone()
+        st = dict(d=d, v=torch.zeros_like(d))
+        if tt is not None:
+            st.update(r=r0.expand(g, r0.numel()).clone(), vt=torch.zeros(g, r0.numel(), dtype=dtype, device=device))
+        return st
+
+    def pen_step(st, h):  # deterministic: v' = beta v - alpha A d, d' = d + v' (and the same at the test points)
+        beta, neg = h.momentum[:, None], -h.lr[:, None]
+        dn = st["d"] * neg
+        st["v"].mul_(beta).add_(dn @ At)
+        if tt is not None:
+            st["vt"].mul_(beta).add_(dn @ Bt)
+            st["r"].add_(st["vt"])
+        st["d"].add_(st["v"])
+        return st, torch.linalg.vecdot(st["d"], st["d"]) / (2 * N), None
+
+    def pen_test(st):
+        return torch.linalg.vecdot(st["r"], st["r"]) / (2 * tt["M"]), None
 
     def noise_coupling(X, k3N):  # alpha^2 gamma N (lambda lambda^T) * (U^T diag(c) U),  c = diag(U X U^T)
         c = (torch.matmul(U, X) * U).sum(-1)  # [g, N]
@@ -143,13 +174,15 @@ def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int =
         return st, torch.diagonal(st["C"], dim1=-2, dim2=-1).sum(-1) / (2 * N), None
 
     def kill(st, mask):
-        for key in ("C", "B", "D", "mean", "mean_prev"):
+        for key in ("C", "B", "D", "mean", "mean_prev", "d", "v", "r", "vt"):
             if key in st:
                 st[key][mask] = 0.0
 
     return drive(regime=REGIME, problem=problem, configs=configs, n_steps=n_steps, schedule=schedule,
-                 log_steps=log_steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init,
-                 step=sde_step if isinstance(rule, SDE) else step, kill=kill, replacement=replacement,
-                 progress=progress, test=None if tt is None else test_loss, update=rule,
+                 log_steps=log_steps, device=device, dtype=dtype, chunk_size=chunk_size,
+                 init=pen_init if isinstance(rule, GradientPenalty) else init,
+                 step=pen_step if isinstance(rule, GradientPenalty) else sde_step if isinstance(rule, SDE) else step,
+                 kill=kill, replacement=replacement, progress=progress,
+                 test=None if tt is None else pen_test if isinstance(rule, GradientPenalty) else test_loss, update=rule,
                  meta=dict(seed=seed, repeats=1, **({} if tt is None else dict(test_cutoff=test_cutoff,
                                                                               test_modes_cut=tt["n_cut"]))))

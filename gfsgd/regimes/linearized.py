@@ -24,8 +24,9 @@ import math
 
 import torch
 
-from ..updates import SVAG, NoisyGD, as_update
-from ._engine import drive, gaussian_keys, resolve_device, resolve_dtype, sample_batches, streams_for, test_terms
+from ..updates import SVAG, GradientPenalty, MicroBatchPenalty, NoisyGD, as_update
+from ._engine import (drive, gaussian_keys, resolve_device, resolve_dtype, sample_batches, stream_keys, streams_for,
+                      test_terms)
 
 REGIME = "linearized"
 __all__ = ["run", "REGIME"]
@@ -76,6 +77,35 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
     rule = as_update(update)
     two = isinstance(rule, SVAG) and rule.l > 1
     r12 = rule.coefficients if two else (1.0, 0.0)
+    gpen = isinstance(rule, GradientPenalty) and rule.strength > 0
+    mpen = isinstance(rule, MicroBatchPenalty) and rule.strength > 0
+    if gpen and rule.split == "fixed":  # the chunks' diagonal blocks of K, once: [m, c, c]
+        c_ = rule.chunk_size
+        blocks = torch.stack([K[i:i + c_, i:i + c_] for i in range(0, N, c_)])
+
+    def block_product(x, rows, Kblk=None):
+        """M x for x [R, g, n] whose positions are `rows` [R, n] split into consecutive blocks of size c: the
+        product with each block's own K[rows_j, rows_j] (block-diagonal), [R, g, n]."""
+        n, c = x.shape[2], (rule.chunk_size if gpen else rule.micro_batch_size)
+        if Kblk is None:
+            rb = rows.reshape(R, n // c, c)
+            Kblk = K[rb[..., :, None], rb[..., None, :]]  # [R, n / c, c, c]
+        y = torch.einsum("rgjm,rjmn->rgjn", x.reshape(R, x.shape[1], n // c, c), Kblk)
+        return y.reshape(x.shape)
+
+    def gd_penalty(st, h):  # -alpha strength / (2c) K M d (docs/theory.md#penalties)
+        d = st["d"]
+        if rule.split == "fixed":
+            c = rule.chunk_size
+            Md = torch.einsum("rgjm,jmn->rgjn", d.reshape(R, d.shape[1], N // c, c), blocks).reshape(d.shape)
+        else:
+            perm = stream_keys(streams, h.t, N, device).argsort(dim=1)  # a uniform partition per path and step
+            pe = perm[:, None, :].expand(d.shape)
+            Md = torch.empty_like(d).scatter_(2, pe, block_product(d.gather(2, pe), perm))
+        Md.mul_((-h.lr * rule.strength / (2 * rule.chunk_size))[None, :, None])
+        st["v"].add_(torch.matmul(Md, K))
+        if with_test:
+            st["vt"].add_(torch.matmul(Md, KtT))
 
     def noisy_step(st, h):  # NoisyGD: the full-batch gradient plus Gaussian noise of the batch covariance
         d, v = st["d"], st["v"]
@@ -114,6 +144,10 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
             if with_test:
                 st["vt"].add_(torch.matmul(dn, KtT))
         else:
+            if mpen and (h.t == 0 or not constant):  # -alpha 2 strength N / (b mu) at positions < b, 0 beyond
+                cache["pen"] = torch.where(torch.arange(bmax, device=device)[None, :] < h.batch_size[:, None],
+                                           (-h.lr * 2 * rule.strength * N / (h.batch_size * rule.micro_batch_size))
+                                           [:, None], torch.zeros((), dtype=dtype, device=device))  # [g, bmax]
             for draw, r in enumerate(r12[:2 if two else 1]):  # SVAG: two independent batches, weights r1, r2
                 t_key = 2 * h.t + draw if two else h.t
                 idx = sample_batches(streams, t_key, N, bmax, replacement, device)  # [R, bmax]
@@ -122,6 +156,17 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
                 v.baddbmm_(vals, Kb)  # [R, g, bmax] x [R, bmax, N]
                 if with_test:
                     st["vt"].baddbmm_(vals, KtT[idx])  # the same update at the test points: [R, g, M]
+                if mpen:  # micro-batch penalty: -alpha 2 strength N / (b mu) sum_j K[:, M_j] K_{M_j M_j} d~_{M_j}
+                    if rule.kind == "fisher":  # d~ = f - y~ = -eps, y~ = f + eps drawn from the model
+                        dm = -gaussian_keys(streams, h.t, bmax, device).to(dtype)[:, None, :].expand(vals.shape)
+                    else:
+                        dm = d.gather(2, idx[:, None, :].expand(R, d.shape[1], bmax))
+                    pen = block_product(dm, idx).mul_(cache["pen"])
+                    v.baddbmm_(pen, Kb)
+                    if with_test:
+                        st["vt"].baddbmm_(pen, KtT[idx])
+        if gpen:
+            gd_penalty(st, h)
         d.add_(v)
         if with_test:
             st["r"].add_(st["vt"])
