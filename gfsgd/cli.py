@@ -161,9 +161,19 @@ def add_run_args(p: argparse.ArgumentParser, regimes) -> None:
     g.add_argument("--replacement", action="store_true", help="draw each batch with replacement")
     g.add_argument("--update", choices=list(_updates.RULE_NAMES), default="sgd",
                    help="training rule (docs/theory.md#updates): sgd; svag (two batches a step, lr / l, l steps "
-                        "per SGD step); sde (the SGD SDE, momentum 0; full and sd); ngd (noisy full-batch GD)")
+                        "per SGD step); sde (the SGD SDE, momentum 0; full and sd); ngd (noisy full-batch GD); "
+                        "gd_penalty (full-batch GD + gradient penalty over chunks; batch size N); mb_penalty "
+                        "(SGD + micro-batch gradient-norm penalty)")
     g.add_argument("--svag_l", type=int, default=2, help="svag: the parameter l >= 1")
     g.add_argument("--sde_substeps", type=int, default=8, help="sde: integrator steps per SGD step (full, sd)")
+    g.add_argument("--penalty", type=float, default=0.0,
+                   help="gd_penalty / mb_penalty: strength, in normalised-kernel units like --lr")
+    g.add_argument("--micro_batch_size", type=int, default=None,
+                   help="gd_penalty: chunk size (divides N); mb_penalty: micro-batch size (divides every batch)")
+    g.add_argument("--penalty_split", choices=["fixed", "reshuffle"], default="fixed",
+                   help="gd_penalty: the same chunks every step, or a fresh partition")
+    g.add_argument("--penalty_kind", choices=["grad_norm", "fisher"], default="grad_norm",
+                   help="mb_penalty: gradients at the labels, or at labels drawn from the model (unit variance)")
     g.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="floating-point type of the simulation (float32 is faster, less accurate)")
     g.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
@@ -234,8 +244,8 @@ def default_save_dir(script: str) -> Path:
 
 
 def update_from_args(args):
-    """The training rule of --update (with --svag_l, --sde_substeps, --replacement); a bad value exits with an
-    error line."""
+    """The training rule of --update (with --svag_l, --sde_substeps, --replacement, --penalty, --micro_batch_size,
+    --penalty_split, --penalty_kind); a bad value exits with an error line."""
     name = getattr(args, "update", "sgd")
     try:
         if name == "svag":
@@ -244,6 +254,12 @@ def update_from_args(args):
             return _updates.SDE(substeps=args.sde_substeps)
         if name == "ngd":
             return _updates.NoisyGD(replacement=args.replacement)
+        if name in ("gd_penalty", "mb_penalty"):
+            if args.micro_batch_size is None:
+                raise ValueError("--micro_batch_size is required (the chunk / micro-batch size)")
+            if name == "gd_penalty":
+                return _updates.GradientPenalty(args.penalty, args.micro_batch_size, args.penalty_split)
+            return _updates.MicroBatchPenalty(args.penalty, args.micro_batch_size, args.penalty_kind)
         return _updates.as_update(name)
     except ValueError as exc:
         raise SystemExit(f"error: --update {name}: {exc}") from None

@@ -301,3 +301,64 @@ def test_penalty_bad_input():
         full.run(p, [(0.4, 0.0, 16)], 5, update=GradientPenalty(1.0, 4, "reshuffle"), progress=False)
     with pytest.raises(UnsupportedUpdate, match="sd regime cannot run update=mb_penalty"):
         sd.run(p, [(0.4, 0.0, 8)], 5, update=MicroBatchPenalty(1.0, 4), progress=False)
+
+
+# ------------------------------------------------------------------------------------------------ the network
+def _linear_net_problem(N=16, D=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(N, D, generator=g, dtype=torch.float64)
+    y = torch.randn(N, generator=g, dtype=torch.float64)
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(D, 1).double()
+    return Problem.from_network(model, X, y)
+
+
+@pytest.mark.parametrize("rule", [SVAG(3), NoisyGD(), GradientPenalty(2.0, 4), GradientPenalty(2.0, 4, "reshuffle"),
+                                  MicroBatchPenalty(1.5, 2), MicroBatchPenalty(1.5, 2, kind="fisher")],
+                         ids=lambda r: str(r.describe()))
+def test_nn_rules_on_a_linear_model_equal_the_linearized_formulas(rule):
+    """A linear model is its own linearization, so the network trained by double backprop (penalties), two
+    batches (SVAG) or the noisy full gradient must follow the linearized regime's explicit formulas path by path
+    (both draw the same batches, partitions and Gaussians from the same streams)."""
+    p = _linear_net_problem()
+    b = 16 if isinstance(rule, (NoisyGD, GradientPenalty)) else 8
+    if isinstance(rule, NoisyGD):
+        b = 4  # the noise level of batch size 4 on the full-batch gradient
+    cfg = [(0.5, 0.3, b)]
+    a = nn.run(p, cfg, 12, log_steps=list(range(13)), repeats=3, seed=4, update=rule, progress=False)
+    lin = linearized.run(p, cfg, 12, log_steps=list(range(13)), repeats=3, seed=4, update=rule, progress=False)
+    np.testing.assert_allclose(a.loss, lin.loss, rtol=1e-10)
+    np.testing.assert_allclose(a.loss_se, lin.loss_se, rtol=1e-8, atol=1e-14)
+
+
+def test_nn_penalty_gradient_matches_classic_autograd_double_backprop():
+    """A small MLP trained 3 steps with GradientPenalty: the regime (torch.func, nested grad, vmapped) against a
+    plain loop with torch.autograd.grad(create_graph=True), to 1e-10."""
+    from gfsgd.models import MLP
+    N, c, lam, lr = 12, 4, 0.7, 0.4
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(N, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(N, generator=g, dtype=torch.float64)
+    model = MLP(3, width=7, seed=2, dtype=torch.float64)
+    p = Problem.from_network(model, X, y)
+    run = nn.run(p, [(lr, 0.0, N)], 3, log_steps=[0, 1, 2, 3], update=GradientPenalty(lam, c), progress=False)
+    scale = p.network.lr_scale("cpu")  # lr_nn = alpha * N / lambda_max(K_emp); penalty lam / lambda_max
+    lam_raw = lam * scale / N
+    net = MLP(3, width=7, seed=2, dtype=torch.float64)
+    params = list(net.parameters())
+    losses = []
+    for _ in range(3):
+        r = net(X).reshape(-1) - y
+        total = 0.5 * (r * r).mean()
+        pen = 0
+        for k in range(N // c):
+            rk = net(X[k * c:(k + 1) * c]).reshape(-1) - y[k * c:(k + 1) * c]
+            gk = torch.autograd.grad(0.5 * (rk * rk).mean(), params, create_graph=True)
+            pen = pen + sum((t * t).sum() for t in gk)
+        grads = torch.autograd.grad(total + lam_raw / (4 * (N // c)) * pen, params)
+        with torch.no_grad():
+            for prm, gr in zip(params, grads):
+                prm -= lr * scale * gr
+            r = net(X).reshape(-1) - y
+            losses.append(float(0.5 * (r * r).mean()))
+    np.testing.assert_allclose(run.loss[0, 1:], losses, rtol=1e-10)

@@ -34,13 +34,13 @@ import time
 
 import numpy as np
 import torch
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import functional_call, grad, grad_and_value, vmap
 
 from ..configs import check_log_steps, check_n_steps, default_log_steps
 from ..curves import Curves
 from ..ntk import NetworkProblem, params_and_buffers
-from ..updates import check_update
-from ._engine import drive, resolve_device, resolve_dtype, sample_batches, streams_for
+from ..updates import SVAG, GradientPenalty, MicroBatchPenalty, NoisyGD, check_update
+from ._engine import drive, gaussian_keys, resolve_device, resolve_dtype, sample_batches, stream_keys, streams_for
 
 REGIME = "nn"
 __all__ = ["run", "REGIME", "as_network", "sample_batches"]
@@ -94,9 +94,14 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
     lr_nn = alpha * lr_scale). When the network has held-out points, Curves.test_loss [G, T] is the measured
     0.5 * MSE on them at the logged steps (mean over paths; test_loss_se its standard error with repeats).
 
-    update: the training rule (gfsgd.updates); the network runs SGD only so far (another rule is a clear error).
+    update: the training rule (gfsgd.updates; docs/theory.md#updates): SGD (default); SVAG(l), two batches a step
+        (the streams' draws of steps 2t and 2t + 1); NoisyGD, the full-batch gradient of 0.5 mean (f - y)^2 plus
+        (1/N) J^T eta with eta as in the linearized regime (one full-batch pass a step); GradientPenalty and
+        MicroBatchPenalty, whose penalty gradients are taken by double backprop (torch.func.grad of a function
+        that calls torch.func.grad), with strength / lambda_max(K_emp) as the penalty on the network's loss.
     """
-    check_update(update, REGIME)
+    rule = check_update(update, REGIME)
+    two = isinstance(rule, SVAG) and rule.l > 1
     net = as_network(problem, network)
     if isinstance(repeats, bool) or not float(repeats).is_integer() or int(repeats) < 1:
         raise ValueError(f"repeats must be an integer >= 1, got repeats={repeats!r}")
@@ -142,6 +147,35 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
 
     grad_fn = vmap(grad_and_value(batch_loss))
     out_fn = vmap(f, in_dims=(0, None))
+    lam_raw = None if not hasattr(rule, "strength") else rule.strength * scale / N  # strength / lambda_max(K_emp)
+
+    def sq_grad_norms(p, xs, ys):
+        """|grad L_j(p)|^2 of the chunks j: xs [m, c, ...], ys [m, c] (labels, or the model's own draws y~ for the
+        fisher kind), L_j = 0.5 mean over chunk j of (f - y)^2."""
+        def chunk_loss(q, x, yy):
+            r = f(q, x) - yy
+            return 0.5 * (r * r).mean()
+        g = vmap(grad(chunk_loss), in_dims=(None, 0, 0))(p, xs, ys)  # per-chunk gradients [m, ...]
+        return sum((t.reshape(t.shape[0], -1) ** 2).sum(1) for t in g.values())  # [m]
+
+    def gd_penalty_loss(p, Xs, ys, parts):  # full-batch loss + lam / (4m) sum_k |grad L_k|^2; parts [m, c]
+        r = f(p, Xs) - ys
+        return 0.5 * (r * r).mean() + lam_raw / (4 * parts.shape[0]) * sq_grad_norms(p, Xs[parts], ys[parts]).sum()
+
+    def mb_penalty_loss(p, xb, yb, wb, yt_mb):  # batch loss + lam mean_j |grad L_{M_j}|^2; xb [bmax, ...]
+        r = f(p, xb) - yb
+        mu = rule.micro_batch_size
+        J = xb.shape[0] // mu
+        norms = sq_grad_norms(p, xb.reshape(J, mu, *xb.shape[1:]), yt_mb.reshape(J, mu))  # [J]
+        live = (wb.reshape(J, mu)[:, 0] > 0).to(norms.dtype)  # micro-batches inside this config's batch
+        return 0.5 * (wb * r * r).sum() + lam_raw * (norms * live).sum() / live.sum()
+
+    pen_grad = vmap(grad(gd_penalty_loss), in_dims=(0, None, None, 0)) if isinstance(rule, GradientPenalty) else None
+    mb_grad = vmap(grad(mb_penalty_loss)) if isinstance(rule, MicroBatchPenalty) else None
+
+    def noisy_loss(p, Xs, coef):  # its gradient is (1/N) J^T (d + eta) for constant coef = (d + eta) / N
+        return (coef * f(p, Xs)).sum()
+    ngd_grad = vmap(grad(noisy_loss), in_dims=(0, None, 0))
 
     def mse(p, Xs, ys, n):  # 0.5 * mean squared error of n stacked networks on Xs: [n]
         rows = max(64, int(memory_budget // (8 * n * max(1, Xs[0].numel()) * item * 8)))
@@ -192,23 +226,64 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
             bmax, w = cache["bmax"], cache["w"]
             lr = (h.lr.repeat(R) * scale * st["live"]).to(dtype)  # [R g]  lr_nn = alpha N / lambda_max(K_emp)
             beta = h.momentum.repeat(R).to(dtype)
-            idx = sample_batches(streams, h.t, N, bmax, replacement, device)  # [R, bmax]
-            if record_batches:
-                st["batches"].append(idx[:1].expand(g, bmax).cpu())
-            xb = X[idx]  # [R, bmax, ...]: one draw per path, shared by the configs (common random numbers)
-            xb = xb[:, None].expand(R, g, *xb.shape[1:]).reshape(R * g, *xb.shape[1:])
-            yb = y[idx][:, None].expand(R, g, bmax).reshape(R * g, bmax)
-            grads, bl = grad_fn(p, xb, yb, w)
+            grads, bl = gradients(st, p, h, g, bmax, w)
             for k in names:
                 shape = (R * g,) + (1,) * (p[k].ndim - 1)
                 v[k].mul_(beta.view(shape)).sub_(lr.view(shape) * grads[k])
                 p[k].add_(v[k])
-            if h.t + 1 in logged:
+            done, part = divmod(h.t + 1, rule.steps_per_sgd_step)  # SGD steps done (SVAG: l rule steps each)
+            if part == 0 and done in logged:
                 loss, se = path_mean(mse(p, X, y, R * g), g)
                 if Xt is not None:
-                    st["val"].append((h.t + 1, *path_mean(mse(p, Xt, yt, R * g), g)))
+                    st["val"].append((done, *path_mean(mse(p, Xt, yt, R * g), g)))
                 return st, loss, se
             return st, bl.reshape(R, g).mean(0), None
+
+        def batch(h, g, bmax, t_key):
+            idx = sample_batches(streams, t_key, N, bmax, replacement, device)  # [R, bmax]
+            xb = X[idx]  # [R, bmax, ...]: one draw per path, shared by the configs (common random numbers)
+            xb = xb[:, None].expand(R, g, *xb.shape[1:]).reshape(R * g, *xb.shape[1:])
+            yb = y[idx][:, None].expand(R, g, bmax).reshape(R * g, bmax)
+            return idx, xb, yb
+
+        def paths(x, g):  # [R, ...] -> [R g, ...] (path-major, shared by the configs)
+            return x[:, None].expand(R, g, *x.shape[1:]).reshape(R * g, *x.shape[1:])
+
+        def gradients(st, p, h, g, bmax, w):
+            """The step's gradient of the rule for the [R g] stacked networks, and a loss estimate [R g]."""
+            if isinstance(rule, (NoisyGD, GradientPenalty)):  # full batch
+                with torch.no_grad():
+                    dd = out_fn(p, X) - y  # [R g, N]
+                bl = 0.5 * (dd * dd).mean(1)
+                if isinstance(rule, NoisyGD):
+                    z = gaussian_keys(streams, h.t, N, device).to(dtype)
+                    z = paths(z - z.mean(1, keepdim=True), g)  # [R g, N]
+                    eta = torch.sqrt(h.gamma * N).repeat(R)[:, None] * dd * z
+                    return ngd_grad(p, X, (dd + eta) / N), bl
+                c = rule.chunk_size
+                if rule.split == "fixed":
+                    parts = torch.arange(N, device=device).reshape(1, N // c, c).expand(R * g, N // c, c)
+                else:
+                    parts = paths(stream_keys(streams, h.t, N, device).argsort(dim=1).reshape(R, N // c, c), g)
+                return pen_grad(p, X, y, parts), bl
+            idx, xb, yb = batch(h, g, bmax, 2 * h.t if two else h.t)
+            if record_batches:
+                st["batches"].append(idx[:1].expand(g, bmax).cpu())
+            if isinstance(rule, MicroBatchPenalty):
+                if rule.kind == "fisher":  # labels from the model: y~ = f + eps, so f - y~ = -eps (unit variance)
+                    with torch.no_grad():
+                        ft = vmap(f)(p, xb)
+                    ytil = ft + paths(gaussian_keys(streams, h.t, bmax, device).to(dtype), g)
+                else:
+                    ytil = yb
+                return mb_grad(p, xb, yb, w, ytil), grad_fn(p, xb, yb, w)[1]
+            grads, bl = grad_fn(p, xb, yb, w)
+            if two:  # SVAG: r1 g_B1 + r2 g_B2, the second batch independent of the first
+                r1, r2 = rule.coefficients
+                _, xb2, yb2 = batch(h, g, bmax, 2 * h.t + 1)
+                grads2, _ = grad_fn(p, xb2, yb2, w)
+                grads = {k: r1 * grads[k] + r2 * grads2[k] for k in names}
+            return grads, bl
 
         def kill(st, mask):
             mask = mask.repeat(R)
