@@ -30,8 +30,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["SGD", "SVAG", "SDE", "NoisyGD", "GradientPenalty", "MicroBatchPenalty", "UpdateRule", "UnsupportedUpdate", "as_update", "check_update",
-           "SUPPORTED", "RULE_NAMES"]
+__all__ = ["SGD", "SVAG", "SDE", "NoisyGD", "GradientPenalty", "MicroBatchPenalty", "UpdateRule", "UnsupportedUpdate",
+           "as_update", "check_update", "SUPPORTED", "RULE_NAMES"]
 
 
 class UnsupportedUpdate(ValueError):

@@ -82,19 +82,32 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="folder for the executed .ipynb (default: next to the scripts)")
     ap.add_argument("--fig_dir", default=None, help="inject FIG_DIR (default: the notebooks' own, figures/)")
     args = ap.parse_args(argv)
-    for name in args.names:
-        name = Path(name).stem
+    from nbclient.exceptions import CellExecutionError
+
+    names = [Path(n).stem for n in args.names]
+    for name in names:
         if name not in NAMES:
             ap.error(f"unknown notebook {name!r}; choose from {', '.join(NAMES)}")
+    out = Path(args.out) if args.out else HERE
+    out.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for name in names:  # one failure does not stop the others; the failed notebook is kept for inspection
         nb = read(name, args.quick, args.fig_dir)
         print(f"{name}: running ({'quick' if args.quick else 'paper scale'}) ...", flush=True)
-        wall = execute(nb)
+        try:
+            wall = execute(nb)
+        except CellExecutionError as exc:
+            failed.append(name)
+            target = out / f"{name}.failed.ipynb"
+            jupytext.write(nb, target)
+            print(f"{name}: FAILED, executed cells kept in {target}\n{str(exc)[-1500:]}", flush=True)
+            continue
         stamp(nb, wall, args.quick)
-        out = Path(args.out) if args.out else HERE
-        out.mkdir(parents=True, exist_ok=True)
         jupytext.write(nb, out / f"{name}.ipynb")
         print(f"{name}: {wall:.0f} s -> {out / f'{name}.ipynb'}", flush=True)
-    return 0
+    if failed:
+        print(f"failed: {', '.join(failed)}", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
