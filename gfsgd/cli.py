@@ -163,7 +163,8 @@ def add_run_args(p: argparse.ArgumentParser, regimes) -> None:
                    help="training rule (docs/theory.md#updates): sgd; svag (two batches a step, lr / l, l steps "
                         "per SGD step); sde (the SGD SDE, momentum 0; full and sd); ngd (noisy full-batch GD); "
                         "gd_penalty (full-batch GD + gradient penalty over chunks; batch size N); mb_penalty "
-                        "(SGD + micro-batch gradient-norm penalty)")
+                        "(SGD + micro-batch gradient-norm penalty); normalized (the batch's direction with a target "
+                        "step norm: grafting)")
     g.add_argument("--svag_l", type=int, default=2, help="svag: the parameter l >= 1")
     g.add_argument("--sde_substeps", type=int, default=8, help="sde: integrator steps per SGD step (full, sd)")
     g.add_argument("--penalty", type=float, default=0.0,
@@ -172,6 +173,10 @@ def add_run_args(p: argparse.ArgumentParser, regimes) -> None:
                    help="gd_penalty: chunk size (divides N); mb_penalty: micro-batch size (divides every batch)")
     g.add_argument("--penalty_split", choices=["fixed", "reshuffle"], default="fixed",
                    help="gd_penalty: the same chunks every step, or a fresh partition")
+    g.add_argument("--normalized_target", default="small_batch",
+                   help="normalized: 'small_batch' (the norm of the step of the first --small_batch_size points of "
+                        "the batch) or a step norm > 0 in normalised-kernel units")
+    g.add_argument("--small_batch_size", type=int, default=None, help="normalized: the small batch whose norm is used")
     g.add_argument("--penalty_kind", choices=["grad_norm", "fisher"], default="grad_norm",
                    help="mb_penalty: gradients at the labels, or at labels drawn from the model (unit variance)")
     g.add_argument("--dtype", choices=["float64", "float32"], default="float64",
@@ -260,6 +265,14 @@ def update_from_args(args):
             if name == "gd_penalty":
                 return _updates.GradientPenalty(args.penalty, args.micro_batch_size, args.penalty_split)
             return _updates.MicroBatchPenalty(args.penalty, args.micro_batch_size, args.penalty_kind)
+        if name == "normalized":
+            target = args.normalized_target
+            if target != "small_batch":
+                try:
+                    target = float(target)
+                except ValueError:
+                    raise ValueError(f"--normalized_target must be 'small_batch' or a number > 0, got {target!r}") from None
+            return _updates.Normalized(target, args.small_batch_size)
         return _updates.as_update(name)
     except ValueError as exc:
         raise SystemExit(f"error: --update {name}: {exc}") from None

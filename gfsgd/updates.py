@@ -18,6 +18,10 @@
                                batch-b SGD on L_B + strength * mean_j |grad L_{M_j}|^2 over the b / micro_batch_size
                                micro-batches of the batch (Novack et al. 2023); "fisher" evaluates the micro-batch
                                gradients at labels drawn from the model, y~ = f + eps, eps ~ N(0, 1)
+    Normalized(target="small_batch" | float, small_batch_size=None)
+                               the batch's direction with the step's norm (in parameter space) set to that of a
+                               small-batch step at the same lr (the first small_batch_size points of the batch), or
+                               to a fixed value (grafting / normalised GD, Novack et al. 2023); not linear in d
 
 Penalty strengths are in the units of the normalised kernel (lambda_max(K) = 1), like the learning rate: for a
 network, the penalty on its own loss is strength / lambda_max(K_emp) (docs/theory.md#penalties).
@@ -30,7 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["SGD", "SVAG", "SDE", "NoisyGD", "GradientPenalty", "MicroBatchPenalty", "UpdateRule", "UnsupportedUpdate",
+__all__ = ["SGD", "SVAG", "SDE", "NoisyGD", "GradientPenalty", "MicroBatchPenalty", "Normalized", "UpdateRule", "UnsupportedUpdate",
            "as_update", "check_update", "SUPPORTED", "RULE_NAMES"]
 
 
@@ -220,15 +224,40 @@ class MicroBatchPenalty(UpdateRule):
                 "penalty_kind": self.kind}
 
 
+@dataclass(frozen=True)
+class Normalized(UpdateRule):
+    """Normalised large-batch GD, or grafting: the batch gradient's direction, with the parameter step's norm
+    |delta w| set to `target` (a float, in the normalised-kernel units: |delta w|^2 = u^T K_BB u for the residual
+    weights u = alpha (N/b) d_B; a network's own step norm is this divided by sqrt(lambda_max(K_emp))), or with
+    target="small_batch" to the norm of the SGD step of the first `small_batch_size` points of the same batch at
+    the same learning rate (docs/theory.md#normalized). The step is no longer linear in d, so only the sampled
+    regimes (linearized, nn) run it.
+    """
+    target: object = "small_batch"
+    small_batch_size: int | None = None
+    name = "normalized"
+
+    def __post_init__(self):
+        if self.target == "small_batch":
+            _check_size(self.small_batch_size, "small_batch_size", "Normalized(target='small_batch')")
+        elif isinstance(self.target, bool) or not isinstance(self.target, (int, float)) \
+                or not math.isfinite(self.target) or self.target <= 0:
+            raise ValueError(f"Normalized: target must be 'small_batch' or a finite number > 0, got target={self.target!r}")
+
+    def describe(self) -> dict:
+        return {"update": self.name, "normalized_target": self.target if self.target == "small_batch" else
+                float(self.target), "small_batch_size": self.small_batch_size}
+
+
 RULE_NAMES = {"sgd": SGD, "svag": SVAG, "sde": SDE, "ngd": NoisyGD, "gd_penalty": GradientPenalty,
-              "mb_penalty": MicroBatchPenalty}
+              "mb_penalty": MicroBatchPenalty, "normalized": Normalized}
 
 # what each regime runs (the theory: loss_curve and loss_at)
 SUPPORTED = {
     "full": (SGD, SVAG, SDE, NoisyGD, GradientPenalty),
     "sd": (SGD, SVAG, SDE, NoisyGD),
-    "linearized": (SGD, SVAG, NoisyGD, GradientPenalty, MicroBatchPenalty),
-    "nn": (SGD, SVAG, NoisyGD, GradientPenalty, MicroBatchPenalty),
+    "linearized": (SGD, SVAG, NoisyGD, GradientPenalty, MicroBatchPenalty, Normalized),
+    "nn": (SGD, SVAG, NoisyGD, GradientPenalty, MicroBatchPenalty, Normalized),
     "theory": (SGD, SVAG, SDE, NoisyGD),
 }
 
@@ -275,4 +304,9 @@ def check_update(update, regime: str, *, momenta=None, replacement: bool | None 
                                     "the linearized regime (Monte-Carlo) for split='reshuffle'")
     if isinstance(rule, MicroBatchPenalty) and batch_sizes is not None:
         rule.check_batch_sizes(batch_sizes)
+    if isinstance(rule, Normalized) and rule.target == "small_batch" and batch_sizes is not None:
+        bad = [int(b) for b in batch_sizes if int(b) < rule.small_batch_size]
+        if bad:
+            raise ValueError(f"Normalized: small_batch_size={rule.small_batch_size} must be <= every batch size, got "
+                             f"batch_size={bad[0]} (the small batch is the first small_batch_size points of the batch)")
     return rule

@@ -362,3 +362,44 @@ def test_nn_penalty_gradient_matches_classic_autograd_double_backprop():
             r = net(X).reshape(-1) - y
             losses.append(float(0.5 * (r * r).mean()))
     np.testing.assert_allclose(run.loss[0, 1:], losses, rtol=1e-10)
+
+
+# ------------------------------------------------------------------------------------------------ normalized GD
+from gfsgd.updates import Normalized  # noqa: E402
+
+
+@pytest.mark.parametrize("rule", [Normalized("small_batch", small_batch_size=2), Normalized(0.05)],
+                         ids=["small_batch", "fixed"])
+def test_normalized_gd_network_equals_linearized_on_a_linear_model(rule):
+    """Norms in parameter space by autograd (nn) against the kernel quadratic form u^T K_BB u (linearized)."""
+    p = _linear_net_problem()
+    cfg = [(0.5, 0.3, 8), (0.3, 0.0, 16)]
+    a = nn.run(p, cfg, 10, log_steps=list(range(11)), repeats=3, seed=2, update=rule, progress=False)
+    lin = linearized.run(p, cfg, 10, log_steps=list(range(11)), repeats=3, seed=2, update=rule, progress=False)
+    np.testing.assert_allclose(a.loss, lin.loss, rtol=1e-10)
+
+
+def test_normalized_gd_step_has_the_target_norm():
+    """One step by hand from the recorded batch: the residual moves by -s alpha (N/b) K[:, B] d_B with
+    s = target / sqrt(u^T K_BB u), u = alpha (N/b) d_B."""
+    from gfsgd.regimes._engine import sample_batches, streams_for
+    p = Problem.synthetic(16, 1.5, 1.0, basis="random", seed=3)
+    K, d0, N, b, lr, target = p.K.numpy(), p.d0.numpy(), 16, 4, 0.5, 0.02
+    run = linearized.run(p, [(lr, 0.0, b)], 1, log_steps=[0, 1], update=Normalized(target), seed=7, progress=False)
+    B = sample_batches(streams_for(7, 1), 0, N, b, False, "cpu")[0].numpy()
+    u = lr * N / b * d0[B]
+    s = target / np.sqrt(u @ K[np.ix_(B, B)] @ u)
+    d1 = d0 - s * K[:, B] @ u
+    np.testing.assert_allclose(run.loss[0, 1], d1 @ d1 / (2 * N), rtol=1e-12)
+
+
+def test_normalized_bad_input():
+    with pytest.raises(ValueError, match="small_batch_size must be an integer >= 1, got small_batch_size=None"):
+        Normalized("small_batch")
+    with pytest.raises(ValueError, match="target must be 'small_batch' or a finite number > 0, got target=0"):
+        Normalized(0)
+    p = Problem.synthetic(16, 1.5, 1.0, basis="random", seed=1)
+    with pytest.raises(ValueError, match="small_batch_size=8 must be <= every batch size, got batch_size=4"):
+        linearized.run(p, [(0.4, 0.0, 4)], 5, update=Normalized("small_batch", 8), progress=False)
+    with pytest.raises(UnsupportedUpdate, match="full regime cannot run update=normalized"):
+        full.run(p, [(0.4, 0.0, 4)], 5, update=Normalized(1.0), progress=False)

@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from ..updates import SVAG, GradientPenalty, MicroBatchPenalty, NoisyGD, as_update
+from ..updates import SVAG, GradientPenalty, MicroBatchPenalty, Normalized, NoisyGD, as_update
 from ._engine import (drive, gaussian_keys, resolve_device, resolve_dtype, sample_batches, stream_keys, streams_for,
                       test_terms)
 
@@ -42,7 +42,8 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
         config sees the same batches (a config of batch size b takes the first b of each), so a config's
         path depends only on (seed, its batch size, r), not on the configs beside it or on chunk_size.
     test: track the test residual of every path (None: when the problem has a held-out set; True: required).
-    update: the training rule (gfsgd.updates; docs/theory.md#updates): SGD (default); SVAG(l), two independent
+    update: the training rule (gfsgd.updates; docs/theory.md#updates, #penalties, #normalized): SGD (default);
+        Normalized (the step rescaled to a target parameter norm, |delta w|^2 = u^T K_BB u); SVAG(l), two independent
         batches a step (the streams' draws of steps 2t and 2t + 1) weighted r1, r2 with lr / l, l steps per SGD
         step; NoisyGD, g = K (d + eta) with eta = sqrt(gamma N) d * (z - mean(z)), z ~ N(0, I) per path and step
         (shared by the configs, like the batches), which has the batch gradient's covariance given d.
@@ -78,6 +79,7 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
     two = isinstance(rule, SVAG) and rule.l > 1
     r12 = rule.coefficients if two else (1.0, 0.0)
     gpen = isinstance(rule, GradientPenalty) and rule.strength > 0
+    normed = isinstance(rule, Normalized)
     mpen = isinstance(rule, MicroBatchPenalty) and rule.strength > 0
     if gpen and rule.split == "fixed":  # the chunks' diagonal blocks of K, once: [m, c, c]
         c_ = rule.chunk_size
@@ -131,7 +133,7 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
             # weight of batch position j for config g: -alpha_g N / b_g if j < b_g else 0     # [g, bmax]
             w = torch.where(pos[None, :] < b[:, None], (-h.lr * N / b)[:, None], torch.zeros((), dtype=dtype,
                                                                                                  device=device))
-            full_batch = h.bmin == N and not replacement
+            full_batch = h.bmin == N and not replacement and not normed
             cache["c"] = (bmax, w, h.momentum[None, :, None], (-h.lr)[None, :, None], full_batch)
         bmax, w, beta, neg_lr, full_batch = cache["c"]
         d, v = st["d"], st["v"]
@@ -144,6 +146,10 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
             if with_test:
                 st["vt"].add_(torch.matmul(dn, KtT))
         else:
+            if normed and rule.target == "small_batch" and (h.t == 0 or not constant):  # the small batch's weights
+                bs = rule.small_batch_size
+                cache["small"] = torch.where(torch.arange(bmax, device=device)[None, :] < bs, (-h.lr * N / bs)[:, None],
+                                             torch.zeros((), dtype=dtype, device=device))  # [g, bmax]
             if mpen and (h.t == 0 or not constant):  # -alpha 2 strength N / (b mu) at positions < b, 0 beyond
                 cache["pen"] = torch.where(torch.arange(bmax, device=device)[None, :] < h.batch_size[:, None],
                                            (-h.lr * 2 * rule.strength * N / (h.batch_size * rule.micro_batch_size))
@@ -153,6 +159,15 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
                 idx = sample_batches(streams, t_key, N, bmax, replacement, device)  # [R, bmax]
                 Kb = K[idx]  # rows of K at the batch: [R, bmax, N]
                 vals = d.gather(2, idx[:, None, :].expand(R, d.shape[1], bmax)).mul_(w if r == 1.0 else w * r)
+                if normed:  # |delta w|^2 = vals^T K_BB vals; rescale the step to the target norm
+                    KBB = Kb.gather(2, idx[:, None, :].expand(R, bmax, bmax))  # [R, bmax, bmax]
+                    nrm = torch.einsum("rgi,rij,rgj->rg", vals, KBB, vals).clamp_min(0).sqrt()
+                    if rule.target == "small_batch":
+                        small = d.gather(2, idx[:, None, :].expand(R, d.shape[1], bmax)) * cache["small"]
+                        want = torch.einsum("rgi,rij,rgj->rg", small, KBB, small).clamp_min(0).sqrt()
+                    else:
+                        want = torch.full_like(nrm, float(rule.target))
+                    vals.mul_(torch.where(nrm > 0, want / nrm, torch.zeros_like(nrm))[..., None])
                 v.baddbmm_(vals, Kb)  # [R, g, bmax] x [R, bmax, N]
                 if with_test:
                     st["vt"].baddbmm_(vals, KtT[idx])  # the same update at the test points: [R, g, M]

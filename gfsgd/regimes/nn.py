@@ -39,7 +39,7 @@ from torch.func import functional_call, grad, grad_and_value, vmap
 from ..configs import check_log_steps, check_n_steps, default_log_steps
 from ..curves import Curves
 from ..ntk import NetworkProblem, params_and_buffers
-from ..updates import SVAG, GradientPenalty, MicroBatchPenalty, NoisyGD, check_update
+from ..updates import SVAG, GradientPenalty, MicroBatchPenalty, Normalized, NoisyGD, check_update
 from ._engine import drive, gaussian_keys, resolve_device, resolve_dtype, sample_batches, stream_keys, streams_for
 
 REGIME = "nn"
@@ -278,6 +278,17 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
                     ytil = yb
                 return mb_grad(p, xb, yb, w, ytil), grad_fn(p, xb, yb, w)[1]
             grads, bl = grad_fn(p, xb, yb, w)
+            if isinstance(rule, Normalized):  # the batch's direction, the step norm of the target
+                nrm = torch.sqrt(sum((t.reshape(t.shape[0], -1) ** 2).sum(1) for t in grads.values()))  # [R g]
+                if rule.target == "small_batch":  # the same lr on the first small_batch_size points of the batch
+                    ws = (torch.arange(bmax, device=device) < rule.small_batch_size).to(dtype) / rule.small_batch_size
+                    gs, _ = grad_fn(p, xb, yb, ws.expand(R * g, bmax))
+                    want = torch.sqrt(sum((t.reshape(t.shape[0], -1) ** 2).sum(1) for t in gs.values()))
+                else:  # |delta w| = target / sqrt(lambda_max(K_emp)) = lr_nn |g'|  (target in normalised units)
+                    lr_nn = (h.lr * scale).repeat(R)
+                    want = float(rule.target) / (math.sqrt(N / scale) * lr_nn)
+                fac = torch.where(nrm > 0, want / nrm, torch.zeros_like(nrm))
+                grads = {k: t * fac.view((-1,) + (1,) * (t.ndim - 1)) for k, t in grads.items()}
             if two:  # SVAG: r1 g_B1 + r2 g_B2, the second batch independent of the first
                 r1, r2 = rule.coefficients
                 _, xb2, yb2 = batch(h, g, bmax, 2 * h.t + 1)
