@@ -403,3 +403,14 @@ def test_normalized_bad_input():
         linearized.run(p, [(0.4, 0.0, 4)], 5, update=Normalized("small_batch", 8), progress=False)
     with pytest.raises(UnsupportedUpdate, match="full regime cannot run update=normalized"):
         full.run(p, [(0.4, 0.0, 4)], 5, update=Normalized(1.0), progress=False)
+
+
+def test_nn_noisy_gd_mean_matches_sgds_exact_curve():
+    """The network (a linear model: its own linearization) trained by noisy GD: its mean loss over paths is SGD's
+    exact second-moment curve of the same batch size, within Monte-Carlo error."""
+    p = _linear_net_problem(N=16, D=5, seed=3)
+    cfg = [(0.4, 0.0, 4)]
+    exact = full.run(p, cfg, 15, progress=False)
+    run = nn.run(p, cfg, 15, log_steps=list(range(16)), repeats=3000, update=NoisyGD(), seed=1, progress=False)
+    z = (run.loss - exact.loss)[:, 1:] / run.loss_se[:, 1:]
+    assert np.all(np.abs(z) < 4.5), z
