@@ -279,7 +279,7 @@ def check_update(update, regime: str, *, momenta=None, replacement: bool | None 
     """The rule as an object, after checking that `regime` runs it (and, for the SDE, that every momentum is 0;
     for NoisyGD, that its replacement flag agrees with the regime's; for the penalties, that the sizes divide)."""
     rule = as_update(update)
-    allowed = SUPPORTED[regime]
+    allowed = SUPPORTED.get(regime, (SGD,))  # a regime of your own runs plain SGD
     if not isinstance(rule, allowed):
         names = ", ".join(f"{c.__name__} ({c.name})" for c in allowed)
         raise UnsupportedUpdate(f"the {regime} regime cannot run update={rule.name}; it runs: {names}")

@@ -189,9 +189,9 @@ def test_bad_input_is_a_clear_error():
         full.run(p, [(0.5, 0.5, 2)], 5, update=SDE(), progress=False)
     with pytest.raises(UnsupportedUpdate, match="linearized regime cannot run update=sde; it runs: SGD"):
         linearized.run(p, [(0.5, 0.0, 2)], 5, update=SDE(), progress=False)
-    with pytest.raises(UnsupportedUpdate, match="nn regime cannot run update=svag"):
+    with pytest.raises(UnsupportedUpdate, match="nn regime cannot run update=sde"):
         nn.run((torch.nn.Linear(3, 1).double(), torch.randn(8, 3, dtype=torch.float64),
-                torch.randn(8, dtype=torch.float64)), [(0.5, 0.0, 2)], 5, update=SVAG(2), progress=False)
+                torch.randn(8, dtype=torch.float64)), [(0.5, 0.0, 2)], 5, update=SDE(), progress=False)
     with pytest.raises(ValueError, match="momentum-free"):
         th.loss_at(p, 0.5, 0.2, 2, 10, update=SDE())
     assert isinstance(as_update(None), SGD)
