@@ -65,8 +65,8 @@ def saver(folder, prefix, formats=("png",)):
     """A function savefig(fig, name) that saves `fig` as folder/<prefix>_<name>.<format> (the notebooks use it)."""
     folder = Path(folder)
 
-    def savefig(fig, name):
-        return save(fig, folder / f"{prefix}_{name}", formats=formats)
+    def savefig(fig, name) -> None:  # returns nothing, so that a notebook cell ending with it prints nothing
+        save(fig, folder / f"{prefix}_{name}", formats=formats)
     return savefig
 
 
