@@ -261,10 +261,11 @@ def regime_comparison(curves, *, reference="full", ratio=True, ncols=None, title
             handles.setdefault(lab, h)
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 3),
                bbox_to_anchor=(0.5, 0.0), fontsize=9, frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=11)
     legend_rows = math.ceil(len(handles) / 3)
-    fig.tight_layout(rect=(0, min(0.3, 0.3 * legend_rows / (sum(heights) + 0.8)), 1, 1))
+    top = 1 - 0.45 / (sum(heights) + 0.8) if title else 1
+    fig.tight_layout(rect=(0, min(0.3, 0.3 * legend_rows / (sum(heights) + 0.8)), 1, top))
+    if title:
+        fig.suptitle(title, fontsize=11, y=0.998)
     return fig
 
 

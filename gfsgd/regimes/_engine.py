@@ -170,7 +170,10 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
     N = problem.N
     lr_all, mom_all, b_all = check_configs(configs, N, device=device, dtype=dtype)
     b_host_all = [int(b) for b in b_all.tolist()]
-    configs = [(float(a), float(m), int(b)) for a, m, b in zip(lr_all.tolist(), mom_all.tolist(), b_host_all)]
+    # the configs as given (float64), whatever the simulation's dtype: a float32 run must not record
+    # momentum -0.30000001 for -0.3 (it would no longer match the same config run in float64)
+    lr64, mom64, _ = check_configs(configs, N, dtype=torch.float64)
+    configs = [(float(a), float(m), int(b)) for a, m, b in zip(lr64.tolist(), mom64.tolist(), b_host_all)]
     G = len(configs)
     rule = check_update(update, regime, momenta=[m for _, m, _ in configs], replacement=replacement or None, N=N,
                         batch_sizes=[b for _, _, b in configs])
