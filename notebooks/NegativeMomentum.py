@@ -187,7 +187,8 @@ assert (check.max_edge_offset_cells <= 1).all(), "simulated divergence edge with
 assert (check.median_log10_pred_err < 0.1).all(), "asymptotic map within 0.1 decade of the simulation (median)"
 assert check.beta_opt.iloc[0] < 0 and check.grid_best_beta.iloc[0] <= 0, "b = 1: the optimal momentum is negative"
 assert check.beta_opt.iloc[-1] > 0.5 and check.grid_best_beta.iloc[-1] > 0.5, "b = N: large positive momentum"
-assert np.all(np.diff(check.beta_opt) > 0), "the optimal momentum grows with the batch size"
+assert np.all(np.diff(check.beta_opt) >= 0) and check.beta_opt.iloc[1] > check.beta_opt.iloc[0], \
+    "the optimal momentum grows with the batch size (at 10^4 steps, b >= 100 both sit at the largest momentum)"
 assert 0 < opt.gain[0] < 0.1, "negative momentum gains a few percent at b = 1"
 assert lines.beta_opt.iloc[0] < 0 and lines.simulated_gain.iloc[0] > 0, \
     "N_LINES modes, b = 1: the optimum has negative momentum and beats beta = 0 in simulation"
