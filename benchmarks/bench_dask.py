@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gfsgd import Grid, Problem, execute  # noqa: E402
+from gfsgd import Grid, Problem, execute, problem_from_network  # noqa: E402
 from gfsgd.data import load_dataset  # noqa: E402
 from gfsgd.grid import dask_client  # noqa: E402
 from gfsgd.models import MLP  # noqa: E402
@@ -35,9 +35,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     ds = load_dataset("digits", 256, seed=0)
-    net_problem = Problem.from_network(MLP(ds.X.shape[1], width=1000, seed=0), ds.X, ds.y, device="cpu")
+    net_problem = problem_from_network(MLP(ds.X.shape[1], width=1000, seed=0), ds.X, ds.y, device="cpu")
     nn_grid = Grid(lr=[0.25, 0.5, 1.0, 1.5], momentum=[0.0, -0.3], batch_size=[32, 128])
-    small_problem = Problem.from_network(MLP(ds.X.shape[1], width=256, seed=0), ds.X, ds.y, device="cpu")
+    small_problem = problem_from_network(MLP(ds.X.shape[1], width=256, seed=0), ds.X, ds.y, device="cpu")
     small_grid = Grid(lr=[0.25, 0.5, 1.0, 1.5], momentum=[0.0, -0.3], batch_size=[8, 32])
     full_problem = Problem.synthetic(300, 1.2, 0.5, seed=0)
     full_grid = Grid(lr=[0.1, 0.3, 0.6, 1.0], momentum=[0.0, -0.3], batch_size=[1, 10])

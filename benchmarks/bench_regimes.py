@@ -134,6 +134,7 @@ def main(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--quick", action="store_true", help="fewer steps (noisier numbers)")
     ap.add_argument("--only", nargs="*", default=["full", "sd", "linearized"])
+    ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
     q = args.quick
@@ -153,6 +154,9 @@ def main(argv=None):
             line += (f"\n{'':>12}two N x N matmuls {r['two_matmuls_s'] * 1e3:.1f} ms; full step / two matmuls = "
                      f"{r['step_over_two_matmuls']:.2f} (target < 1.3)")
         print(line)
+    if args.json:
+        import json
+        Path(args.json).write_text(json.dumps(rows, indent=1))
     return rows
 
 

@@ -4,7 +4,7 @@
 Parts (each prints its numbers and writes benchmarks/results/spectrum_<part>.json; run them one at a time, they
 use every core):
 
-  dense8000   MNIST N = 8,000, the paper's MLP (width 1000): dense NTK + eigh (what Problem.from_network does)
+  dense8000   MNIST N = 8,000, the paper's MLP (width 1000): dense NTK + eigh (what problem_from_network does)
               against kernel_operator + top_eigenpairs(k = 300), in float64 and float32, in the same run;
               the top-k eigenvalues against the dense eigh (relative error).
   mnist60k    all of MNIST, N = 60,000, width 1000: top 1000 eigenpairs in float32 (--dtype float64 too),

@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gfsgd import Problem, theory  # noqa: E402
+from gfsgd import Problem, problem_from_network, theory  # noqa: E402
 from gfsgd.data import load_dataset  # noqa: E402
 from gfsgd.models import MLP  # noqa: E402
 from gfsgd.regimes import spectral_diagonal as sd  # noqa: E402
@@ -48,7 +48,7 @@ def dense_part(args):
     ds = load_dataset("mnist", N, seed=0, root=args.data_root)
     model = MLP(ds.X.shape[1], width=args.width, seed=0)
     t = time.perf_counter()
-    pd = Problem.from_network(model, ds.X, ds.y, device="cpu")
+    pd = problem_from_network(model, ds.X, ds.y, device="cpu")
     t_dense = time.perf_counter() - t
     print(f"dense: {pd} in {t_dense:.1f} s", flush=True)
     cfgs = [(1.0, beta, b) for b in (1, 10, 100) for beta in (0.0, -0.3)]
@@ -60,7 +60,7 @@ def dense_part(args):
     out = dict(N=N, width=args.width, dense_seconds=t_dense, configs=cfgs, ranks={})
     for k in (100, 300, 1000):
         t = time.perf_counter()
-        pk = Problem.from_network(model, ds.X, ds.y, device="cpu", rank=k)
+        pk = problem_from_network(model, ds.X, ds.y, device="cpu", rank=k)
         tk = time.perf_counter() - t
         rel = float(((pk.eigvals[:k] - pd.eigvals[:k]).abs() / pd.eigvals[:k]).max())
         # the rank-k problem sorts its N modes: compare its exact top k (meta) with eigh
@@ -101,7 +101,7 @@ def full_part(args):
         if p.N != N:
             raise SystemExit(f"--problem has N={p.N}, expected {N}")
     else:
-        p = Problem.from_network(model, ds.X, ds.y, device="cpu", dtype="float32", rank=args.rank, progress=True)
+        p = problem_from_network(model, ds.X, ds.y, device="cpu", dtype="float32", rank=args.rank, progress=True)
     print(spectrum_summary(p), flush=True)
     net = NetworkProblem(model=model, X=ds.X, y=ds.y, lambda_max_raw=p.lambda_max_raw, name=p.name)
     groups = [(b, args.seeds, args.n_steps) for b in (10, 100)] + [(1000, 1, args.n_steps_1000)]

@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gfsgd import Problem, recommend  # noqa: E402
+from gfsgd import problem_from_network, recommend  # noqa: E402
 from gfsgd import theory as th  # noqa: E402
 from gfsgd.data import load_dataset  # noqa: E402
 from gfsgd.models import MLP  # noqa: E402
@@ -50,7 +50,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     ds = load_dataset("mnist", args.N, seed=0, root=args.data_root)
-    p = Problem.from_network(MLP(784, width=args.width, seed=0), ds.X, ds.y, device="cpu",
+    p = problem_from_network(MLP(784, width=args.width, seed=0), ds.X, ds.y, device="cpu",
                              name=f"MNIST N={args.N}, width {args.width}")
     print(f"{p}: NTK + eigendecomposition {time.perf_counter() - t0:.0f} s", flush=True)
     T = args.n_steps

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gfsgd import Problem, plots  # noqa: E402
+from gfsgd import plots, problem_from_network  # noqa: E402
 from gfsgd.data import load_dataset  # noqa: E402
 from gfsgd.models import MLP  # noqa: E402
 from gfsgd.regimes import full, nn  # noqa: E402
@@ -48,7 +48,7 @@ def main():
     t0 = time.perf_counter()
     ds = load_dataset("mnist", args.N, seed=0, root=args.data_root, n_test=args.M)
     model = MLP(ds.X.shape[1], width=args.width, depth=2, seed=0)
-    p = Problem.from_network(model, ds.X, ds.y, X_test=ds.X_test, y_test=ds.y_test, device="cpu",
+    p = problem_from_network(model, ds.X, ds.y, X_test=ds.X_test, y_test=ds.y_test, device="cpu",
                              name=f"MNIST N={args.N}, M={args.M}, width {args.width}")
     t_ntk = time.perf_counter() - t0
     print(f"{p}: NTK, cross-kernel and eigendecomposition {t_ntk:.0f} s; smallest eigenvalue "

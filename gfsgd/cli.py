@@ -14,11 +14,12 @@ import datetime as _dt
 import sys
 from pathlib import Path
 
+from . import builder as _builder
 from . import schedules as _schedules
 from . import updates as _updates
 from .configs import check_configs
+from .errors import InputError
 from .grid import Grid, execute
-from .problem import Problem
 from .results import RunFolder
 
 __all__ = ["build_parser", "add_problem_args", "add_rank_arg", "add_model_args", "dataset_problem", "refuse_rank", "add_grid_args", "add_run_args", "problem_from_args",
@@ -32,87 +33,19 @@ LR_UNITS = ("Learning rates are in normalised-kernel units: K is scaled so its t
 
 
 def add_problem_args(p: argparse.ArgumentParser, *, network: bool = False) -> None:
-    """The problem options: a synthetic power-law problem, a saved kernel, or a dataset fed through an MLP
-    (kernel scripts), or a dataset fed through a network (network=True: train_nn.py, train_4_regimes.py;
-    see gfsgd.network_cli). Both flavours take --rank (full datasets without an N x N matrix)."""
-    from .data import DATASETS
-    g = p.add_argument_group("problem")
-    if network:
-        g.add_argument("--dataset", default="digits", choices=list(DATASETS),
-                       help="dataset fed through the network: mnist, cifar10, bike_sharing, sgemm (files under "
-                            "--data_root, see data/README.md), digits (scikit-learn's bundled set) or synthetic "
-                            "(Gaussian inputs); no files are downloaded")
-        g.add_argument("--N", type=int, default=256, help="number of training points")
-    else:
-        real = [d for d in DATASETS if d != "synthetic"]
-        g.add_argument("--dataset", default="synthetic", choices=["synthetic"] + real,
-                       help="'synthetic': a power-law problem, no files; a dataset name: the empirical NTK of an "
-                            "MLP (see the model options) on that dataset (files under --data_root)")
-        g.add_argument("--kernel", default=None, metavar="FILE",
-                       help="a saved Problem (Problem.save); overrides --dataset")
-        g.add_argument("--N", type=int, default=200, help="number of training points")
-        g.add_argument("--nu", type=float, default=1.5, help="synthetic: eigenvalues lambda_k = k^-nu")
-        g.add_argument("--kappa", type=float, default=1.0, help="synthetic: target coefficients c_k ~ k^-(kappa+1)")
-        g.add_argument("--lambda_min", type=float, default=0.0, help="synthetic: eigenvalue floor")
-        g.add_argument("--basis", default="random", choices=["random", "hadamard", "none"],
-                       help="synthetic: eigenbasis ('none' = spectral only: SD regime and theory only)")
-        g.add_argument("--n_test", type=int, default=0,
-                       help="held-out points (synthetic: drawn from the same model); every regime then reports "
-                            "the test loss (needs a basis)")
-    add_rank_arg(g)
+    """The problem options of the train_*.py scripts (gfsgd.builder.add_problem_args; N defaults to 200 for the
+    kernel scripts, 256 for the network scripts)."""
+    _builder.add_problem_args(p, network=network)
+    p.set_defaults(N=256 if network else 200)
 
 
 def add_rank_arg(g) -> None:
-    g.add_argument("--rank", type=int, default=0, metavar="K",
-                   help="full datasets: keep the top K eigenpairs of the kernel (block Krylov on a matrix-free "
-                        "operator, no N x N matrix) and model the other modes by a power-law tail; the problem "
-                        "is then spectral only (regimes sd and nn, and the theory). 0: the dense kernel")
+    """--rank K on an argument group (gfsgd.builder.RANK_HELP)."""
+    g.add_argument("--rank", type=int, default=0, metavar="K", help=_builder.RANK_HELP)
 
 
-def add_model_args(p: argparse.ArgumentParser, *, network: bool = True) -> None:
-    """The dataset and MLP options (the problem is the MLP's empirical NTK at initialisation)."""
-    from .models import ACTIVATIONS
-    from .ntk import METHODS
-    g = p.add_argument_group("network (K = J J^T / lambda_max at initialisation, d0 = f(X; w0) - y)")
-    g.add_argument("--data_root", default=None,
-                   help="folder holding the dataset files; None: $GFSGD_DATA_ROOT, else ./data")
-    if network:
-        g.add_argument("--n_test", type=int, default=0,
-                       help="held-out points (disjoint from the training points, standardised with the training "
-                            "statistics): every regime then reports the test loss")
-        g.add_argument("--dim", type=int, default=16, help="synthetic: input dimension")
-    g.add_argument("--target", choices=["label", "parity"], default="label",
-                   help="classification sets: regress the class label or its parity (standardised)")
-    g.add_argument("--width", type=int, default=1000, help="hidden units per layer (paper: 1000)")
-    g.add_argument("--depth", type=int, default=2, help="linear layers (2 = one hidden layer, the paper's)")
-    g.add_argument("--activation", choices=list(ACTIVATIONS), default="relu", help="hidden-layer nonlinearity")
-    g.add_argument("--sigma_w", type=float, default=1.0, help="weight init std (NTK parameterisation)")
-    g.add_argument("--sigma_b", type=float, default=0.0, help="bias init std")
-    g.add_argument("--model_seed", type=int, default=None, help="network init seed; None: --seed")
-    g.add_argument("--ntk_method", choices=list(METHODS), default="auto", help="empirical NTK method")
-    g.add_argument("--ntk_dtype", choices=["float64", "float32"], default="float64",
-                   help="dtype of the NTK and of its eigenpairs (float32: about twice as fast, relative "
-                        "eigen-residuals about 1e-5)")
-
-
-def dataset_problem(args, *, progress: bool = True) -> Problem:
-    """Dataset -> MLP -> Problem.from_network (dense, or rank --rank); the Problem carries .network."""
-    from . import ntk  # noqa: F401  (Problem.from_network)
-    from .data import load_dataset
-    from .models import MLP
-    ds = load_dataset(args.dataset, args.N, seed=args.seed, root=args.data_root, n_test=getattr(args, "n_test", 0),
-                      target=args.target, dim=getattr(args, "dim", 16))
-    seed = args.seed if args.model_seed is None else args.model_seed
-    model = MLP(ds.X.shape[1], width=args.width, depth=args.depth, activation=args.activation,
-                sigma_w=args.sigma_w, sigma_b=args.sigma_b, seed=seed)
-    rank = getattr(args, "rank", 0) or None
-    name = f"{ds.name}, MLP(width={args.width}, depth={args.depth}, {args.activation})"
-    if rank:
-        name += f", rank {rank} + tail"
-    return Problem.from_network(model, ds.X, ds.y, X_test=ds.X_test, y_test=ds.y_test, method=args.ntk_method,
-                                device=getattr(args, "device", "auto"), dtype=getattr(args, "ntk_dtype", None),
-                                name=name, meta=dict(dataset=ds.info, model_seed=seed), rank=rank,
-                                progress=progress and not getattr(args, "no_progress", False))
+add_model_args = _builder.add_model_args
+dataset_problem = _builder.network_problem  # the name the scripts used: dataset -> MLP -> Problem
 
 
 def refuse_rank(args, regimes) -> None:
@@ -211,26 +144,7 @@ def build_parser(description: str, regimes=("linearized", "full", "sd"), *,
     return p
 
 
-def problem_from_args(args) -> Problem:
-    if args.kernel:
-        problem = Problem.load(args.kernel)
-    elif args.dataset != "synthetic":
-        return dataset_problem(args)
-    else:
-        basis = None if args.basis == "none" else args.basis
-        if args.rank and basis is None:
-            raise ValueError("--rank needs a kernel to take eigenpairs from; --basis none has none (it is already "
-                             "spectral only)")
-        problem = Problem.synthetic(args.N, args.nu, args.kappa, args.lambda_min, seed=args.seed, basis=basis,
-                                    n_test=args.n_test)
-    if args.rank:  # top-k of the dense kernel as an operator, plus the tail
-        from . import spectrum
-        problem.require_basis("--rank")
-        problem = spectrum.problem_from_operator(problem.K * problem.lambda_max_raw, problem.d0, rank=args.rank,
-                                                 name=f"{problem.name}, rank {args.rank} + tail",
-                                                 meta=dict(problem.meta, source=problem.name),
-                                                 progress=not args.no_progress)
-    return problem
+problem_from_args = _builder.problem_from_args  # the one problem builder
 
 
 def grid_from_args(args) -> Grid:
@@ -253,28 +167,8 @@ def update_from_args(args):
     --penalty_split, --penalty_kind); a bad value exits with an error line."""
     name = getattr(args, "update", "sgd")
     try:
-        if name == "svag":
-            return _updates.SVAG(args.svag_l)
-        if name == "sde":
-            return _updates.SDE(substeps=args.sde_substeps)
-        if name == "ngd":
-            return _updates.NoisyGD(replacement=args.replacement)
-        if name in ("gd_penalty", "mb_penalty"):
-            if args.micro_batch_size is None:
-                raise ValueError("--micro_batch_size is required (the chunk / micro-batch size)")
-            if name == "gd_penalty":
-                return _updates.GradientPenalty(args.penalty, args.micro_batch_size, args.penalty_split)
-            return _updates.MicroBatchPenalty(args.penalty, args.micro_batch_size, args.penalty_kind)
-        if name == "normalized":
-            target = args.normalized_target
-            if target != "small_batch":
-                try:
-                    target = float(target)
-                except ValueError:
-                    raise ValueError(f"--normalized_target must be 'small_batch' or a number > 0, got {target!r}") from None
-            return _updates.Normalized(target, args.small_batch_size)
-        return _updates.as_update(name)
-    except ValueError as exc:
+        return _updates.RULE_NAMES[name].from_args(args)  # each rule reads its own options
+    except InputError as exc:
         raise SystemExit(f"error: --update {name}: {exc}") from None
 
 
@@ -332,12 +226,12 @@ def guarded_run(args, *a, **kw) -> None:
     try:
         if getattr(args, "dask_scheduler", None) or getattr(args, "dask_workers", None):
             if args.dask_workers is not None and args.dask_workers < 1:
-                raise ValueError(f"--dask_workers must be >= 1, got {args.dask_workers}")
+                raise InputError(f"--dask_workers must be >= 1, got {args.dask_workers}")
             client = dask_client(scheduler=args.dask_scheduler, workers=args.dask_workers)
             print(f"dask: {client}")
         run_regimes(args, *a, client=client, **kw)
-    except (RunFolderError, RunFolderLocked, ConnectionError, ImportError, ValueError, FileNotFoundError) as exc:
-        raise SystemExit(f"error: {exc}") from None  # usage errors found while running (e.g. --device cuda)
+    except (RunFolderError, RunFolderLocked, ConnectionError, ImportError, InputError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc}") from None  # usage errors found while running (e.g. --device cuda); a bug keeps its traceback
     except KeyboardInterrupt:
         folder = next((x for x in a if isinstance(x, RunFolder)), None)
         where = f" in {folder.path}" if folder is not None else ""
@@ -425,7 +319,7 @@ def main(regimes, script: str, description: str, argv=None) -> Path:
         problem = problem_from_args(args)
         check_configs(grid_from_args(args), problem.N)  # validate early
         schedule_from_args(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (InputError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from None
     if "spectrum" in problem.meta:
         from .spectrum import spectrum_summary

@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
+from .errors import InputError
 
 __all__ = ["check_configs", "config_key", "config_keys", "check_n_steps", "check_log_steps",
            "default_log_steps"]
@@ -28,27 +29,27 @@ def check_configs(configs, N: int, *, device=None, dtype=torch.float64):
         configs = configs.configs
     configs = list(configs)
     if not configs:
-        raise ValueError("configs must hold at least one (lr, momentum, batch_size) triple")
+        raise InputError("configs must hold at least one (lr, momentum, batch_size) triple")
     lrs, moms, bs = [], [], []
     for i, cfg in enumerate(configs):
         try:
             lr, mom, b = cfg
         except (TypeError, ValueError):
-            raise ValueError(f"config {i} must be a triple (lr, momentum, batch_size), got {cfg!r}") from None
+            raise InputError(f"config {i} must be a triple (lr, momentum, batch_size), got {cfg!r}") from None
         try:
             lr, mom = float(lr), float(mom)
         except (TypeError, ValueError):
-            raise ValueError(f"config {i}: lr and momentum must be numbers, got {cfg!r}") from None
+            raise InputError(f"config {i}: lr and momentum must be numbers, got {cfg!r}") from None
         if not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got lr={lr} (config {i}: {cfg})")
+            raise InputError(f"lr must be a finite number > 0, got lr={lr} (config {i}: {cfg})")
         if not (math.isfinite(mom) and -1 < mom < 1):
-            raise ValueError(f"momentum must be in (-1, 1), got momentum={mom} (config {i}: {cfg})")
+            raise InputError(f"momentum must be in (-1, 1), got momentum={mom} (config {i}: {cfg})")
         if isinstance(b, bool) or not isinstance(b, (int, float, np.integer, np.floating)) \
                 or not float(b).is_integer():
-            raise ValueError(f"batch_size must be an integer, got batch_size={b!r} (config {i}: {cfg})")
+            raise InputError(f"batch_size must be an integer, got batch_size={b!r} (config {i}: {cfg})")
         b = int(b)
         if not 1 <= b <= N:
-            raise ValueError(f"batch_size must be in [1, N={N}], got batch_size={b} (config {i}: {cfg})")
+            raise InputError(f"batch_size must be in [1, N={N}], got batch_size={b} (config {i}: {cfg})")
         lrs.append(lr), moms.append(mom), bs.append(b)
     t = lambda xs: torch.tensor(xs, dtype=dtype, device=device)  # noqa: E731
     return t(lrs), t(moms), t(bs)
@@ -67,7 +68,7 @@ def config_keys(configs: Iterable[Sequence]) -> set:
 def check_n_steps(n_steps) -> int:
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, float, np.integer, np.floating)) \
             or not float(n_steps).is_integer() or int(n_steps) < 0:
-        raise ValueError(f"n_steps must be an integer >= 0, got n_steps={n_steps!r}")
+        raise InputError(f"n_steps must be an integer >= 0, got n_steps={n_steps!r}")
     return int(n_steps)
 
 
@@ -88,13 +89,13 @@ def check_log_steps(log_steps, n_steps) -> np.ndarray:
         return default_log_steps(n_steps)
     raw = np.asarray(log_steps).reshape(-1)
     if raw.dtype == bool or not np.issubdtype(raw.dtype, np.number):
-        raise ValueError(f"log_steps must be integers in [0, n_steps={n_steps}], got {raw[:5].tolist()}")
+        raise InputError(f"log_steps must be integers in [0, n_steps={n_steps}], got {raw[:5].tolist()}")
     if raw.size and not np.all(np.isfinite(raw.astype(float))) or not np.all(np.mod(raw.astype(float), 1) == 0):
         bad = raw[~(np.isfinite(raw.astype(float)) & (np.mod(raw.astype(float), 1) == 0))][:5]
-        raise ValueError(f"log_steps must be integers in [0, n_steps={n_steps}], got non-integer values "
+        raise InputError(f"log_steps must be integers in [0, n_steps={n_steps}], got non-integer values "
                          f"{bad.tolist()}")
     steps = np.unique(raw.astype(np.int64))
     if steps.size == 0 or steps[0] < 0 or steps[-1] > n_steps:
-        raise ValueError(f"log_steps must be integers in [0, n_steps={n_steps}], got range "
+        raise InputError(f"log_steps must be integers in [0, n_steps={n_steps}], got range "
                          f"[{steps.min() if steps.size else None}, {steps.max() if steps.size else None}]")
     return steps

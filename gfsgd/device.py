@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+from .errors import InputError
 
 __all__ = ["resolve_device", "resolve_dtype"]
 
@@ -12,7 +13,7 @@ def resolve_device(device="auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for, but CUDA is not available here; use 'auto' or 'cpu'")
+        raise InputError(f"device={device!r} was asked for, but CUDA is not available here; use 'auto' or 'cpu'")
     return dev
 
 
@@ -22,9 +23,9 @@ def resolve_dtype(dtype="float64") -> torch.dtype:
         return torch.float64
     if isinstance(dtype, torch.dtype):
         if dtype not in (torch.float64, torch.float32):
-            raise ValueError(f"dtype must be float64 or float32, got dtype={dtype}")
+            raise InputError(f"dtype must be float64 or float32, got dtype={dtype}")
         return dtype
     table = {"float64": torch.float64, "double": torch.float64, "float32": torch.float32, "float": torch.float32}
     if dtype not in table:
-        raise ValueError(f"dtype must be 'float64' or 'float32', got dtype={dtype!r}")
+        raise InputError(f"dtype must be 'float64' or 'float32', got dtype={dtype!r}")
     return table[dtype]

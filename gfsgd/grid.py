@@ -17,6 +17,7 @@ import torch
 
 from .configs import check_configs, config_key
 from .updates import as_update
+from .errors import InputError
 
 __all__ = ["Grid", "execute", "dask_client", "unique_configs", "sweep_identity", "problem_fingerprint", "schedule_fingerprint"]
 
@@ -33,7 +34,7 @@ def _as_list(x, name):
     except TypeError:
         raise TypeError(f"{name} must be a number or a list of numbers, got {type(x).__name__}") from None
     if not out:
-        raise ValueError(f"{name} must not be empty")
+        raise InputError(f"{name} must not be empty")
     return out
 
 
@@ -49,7 +50,7 @@ class Grid:
         self.momentum = [float(v) for v in _as_list(momentum, "momentum")]
         self.batch_size = [v.item() if hasattr(v, "item") else v for v in _as_list(batch_size, "batch_size")]
         if aggr not in ("prod", "zip"):
-            raise ValueError(f"aggr must be 'prod' or 'zip', got aggr={aggr!r}")
+            raise InputError(f"aggr must be 'prod' or 'zip', got aggr={aggr!r}")
         self.aggr = aggr
         if aggr == "prod":
             self.configs = [(a, m, b) for a, m, b in itertools.product(self.lr, self.momentum, self.batch_size)]
@@ -58,7 +59,7 @@ class Grid:
             n = max(lengths.values())
             bad = {k: v for k, v in lengths.items() if v not in (1, n)}
             if bad:
-                raise ValueError(f"aggr='zip' needs lists of equal length (or length 1); got lengths {lengths}")
+                raise InputError(f"aggr='zip' needs lists of equal length (or length 1); got lengths {lengths}")
             pick = lambda xs, i: xs[0] if len(xs) == 1 else xs[i]  # noqa: E731
             self.configs = [(pick(self.lr, i), pick(self.momentum, i), pick(self.batch_size, i)) for i in range(n)]
         self.configs = unique_configs(self.configs)
@@ -182,10 +183,10 @@ def execute(regime, problem, grid, n_steps: int, *, save_dir=None, chunk_size: i
     check_configs(configs, problem.N)  # fail early, before any work
     if chunk_size is not None and (isinstance(chunk_size, bool) or not float(chunk_size).is_integer()
                                    or int(chunk_size) < 1):
-        raise ValueError(f"chunk_size must be an integer >= 1 (configs per vectorised call) or None, got "
+        raise InputError(f"chunk_size must be an integer >= 1 (configs per vectorised call) or None, got "
                          f"chunk_size={chunk_size!r}")
     if not (isinstance(time_budget, (int, float)) and time_budget > 0):
-        raise ValueError(f"time_budget must be > 0 seconds, got time_budget={time_budget!r}")
+        raise InputError(f"time_budget must be > 0 seconds, got time_budget={time_budget!r}")
     folder = None if save_dir is None else (save_dir if isinstance(save_dir, RunFolder) else RunFolder(save_dir))
     regime_name = getattr(regime, "REGIME", getattr(regime, "__name__", "regime").rsplit(".", 1)[-1])
     extra_columns = dict(extra_columns or {})
@@ -311,7 +312,7 @@ def dask_client(*, scheduler: str | None = None, workers: int | None = None, thr
             raise ConnectionError(f"cannot reach the Dask scheduler at {scheduler!r} within {timeout:g} s "
                                   f"({type(exc).__name__}: {str(exc)[:120]})") from None
     if workers is None or int(workers) < 1:
-        raise ValueError(f"workers must be an integer >= 1 for a LocalCluster, got workers={workers!r}")
+        raise InputError(f"workers must be an integer >= 1 for a LocalCluster, got workers={workers!r}")
     import dask
     # Dask's nanny starts each worker with MALLOC_TRIM_THRESHOLD_=65536, which hands every freed block above
     # 64 kB back to the OS; torch's per-step tensors are then page-faulted in again. Measured on the nn regime

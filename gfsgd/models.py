@@ -20,6 +20,7 @@ import math
 
 import torch
 from torch import nn
+from .errors import InputError
 
 __all__ = ["NTKLinear", "MLP", "ACTIVATIONS", "paper_network"]
 
@@ -63,7 +64,7 @@ class NTKLinear(nn.Module):
 
 def _check_int(value, name, low):
     if isinstance(value, bool) or not float(value).is_integer() or int(value) < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {name}={value!r}")
+        raise InputError(f"{name} must be an integer >= {low}, got {name}={value!r}")
     return int(value)
 
 
@@ -89,10 +90,10 @@ class MLP(nn.Module):
         width = _check_int(width, "width", 1)
         depth = _check_int(depth, "depth", 1)
         if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got activation={activation!r}")
+            raise InputError(f"activation must be one of {sorted(ACTIVATIONS)}, got activation={activation!r}")
         for name, val in (("sigma_w", sigma_w), ("sigma_b", sigma_b)):
             if not (math.isfinite(val) and val >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {name}={val}")
+                raise InputError(f"{name} must be a finite number >= 0, got {name}={val}")
         gen = None if seed is None else torch.Generator().manual_seed(int(seed))
         dims = [in_features] + [width] * (depth - 1) + [1]
         layers = []

@@ -13,6 +13,7 @@ from pathlib import Path
 from .cli import (add_model_args, build_parser, dataset_problem, grid_from_args, guarded_run, open_folder,
                   refuse_rank, save_extra_plots, schedule_from_args, summarize)
 from .configs import check_configs
+from .errors import InputError
 from .spectrum import spectrum_summary
 from .problem import Problem
 
@@ -33,7 +34,7 @@ def add_network_args(p: argparse.ArgumentParser) -> None:
 
 
 def network_problem_from_args(args) -> Problem:
-    """Dataset -> MLP -> Problem.from_network (the returned Problem carries .network for the nn regime)."""
+    """Dataset -> MLP -> problem_from_network (the returned Problem carries .network for the nn regime)."""
     return dataset_problem(args)
 
 
@@ -67,7 +68,7 @@ def network_main(regimes, script: str, description: str, argv=None, choose_regim
         t0 = _time.perf_counter()
         problem = network_problem_from_args(args)
         t_problem = _time.perf_counter() - t0
-    except (ValueError, FileNotFoundError) as exc:
+    except (InputError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from None
     folder = open_folder(args, script)
     folder.write_config(dict(script=script, regimes=regimes, argv=sys.argv[1:] if argv is None else list(argv),

@@ -26,10 +26,13 @@ built instantly. K, eigvecs and d0 of such a problem raise a clear error.
 """
 from __future__ import annotations
 
+import importlib
 import math
+import warnings
 from pathlib import Path
 
 import torch
+from .errors import InputError
 
 __all__ = ["Problem", "check_int"]
 
@@ -47,7 +50,7 @@ def _as_tensor(x, name, dtype=_DEFAULT_DTYPE):
 def hadamard(n: int, dtype=_DEFAULT_DTYPE) -> torch.Tensor:
     """Orthonormal Sylvester-Hadamard matrix of size n (a power of 2): every |U_ik|^2 = 1/n."""
     if n < 1 or n & (n - 1):
-        raise ValueError(f"basis='hadamard' needs N a power of 2, got N={n}")
+        raise InputError(f"basis='hadamard' needs N a power of 2, got N={n}")
     H = torch.ones(1, 1, dtype=dtype)
     while H.shape[0] < n:
         H = torch.cat([torch.cat([H, H], 1), torch.cat([H, -H], 1)], 0)
@@ -57,8 +60,8 @@ def hadamard(n: int, dtype=_DEFAULT_DTYPE) -> torch.Tensor:
 class Problem:
     """A normalised-kernel quadratic problem in residual form (see the module docstring).
 
-    Build one with `Problem.synthetic`, `Problem.from_kernel`, `Problem.from_network` (defined in gfsgd.ntk, the
-    network side) or `Problem.load`.
+    Build one with `Problem.synthetic`, `Problem.from_kernel`, `gfsgd.problem_from_network` (a network linearised
+    at its initialisation), `gfsgd.problem_from_operator` (rank k of a matrix-free kernel) or `Problem.load`.
     The constructor itself takes an already normalised spectrum:
 
     Args:
@@ -76,17 +79,17 @@ class Problem:
         eigvals = _as_tensor(eigvals, "eigvals")
         coef = _as_tensor(coef, "coef")
         if eigvals.ndim != 1 or eigvals.numel() == 0:
-            raise ValueError(f"eigvals must be a non-empty 1-d array, got shape {tuple(eigvals.shape)}")
+            raise InputError(f"eigvals must be a non-empty 1-d array, got shape {tuple(eigvals.shape)}")
         if coef.shape != eigvals.shape:
-            raise ValueError(f"coef (eigen-coefficients of d0) has length {coef.numel()}, "
+            raise InputError(f"coef (eigen-coefficients of d0) has length {coef.numel()}, "
                              f"but the spectrum has N={eigvals.numel()} modes")
         if not torch.isfinite(eigvals).all() or not torch.isfinite(coef).all():
-            raise ValueError("eigvals and coef must be finite")
+            raise InputError("eigvals and coef must be finite")
         if (eigvals < 0).any():
-            raise ValueError(f"eigvals must be >= 0 (a PSD kernel), min is {eigvals.min().item():.3g}")
+            raise InputError(f"eigvals must be >= 0 (a PSD kernel), min is {eigvals.min().item():.3g}")
         top = float(eigvals.max())
         if abs(top - 1.0) > 1e-9:
-            raise ValueError(f"eigvals must be normalised so that the top eigenvalue is 1 (learning rates are in "
+            raise InputError(f"eigvals must be normalised so that the top eigenvalue is 1 (learning rates are in "
                              f"these units), got max eigvals = {top:.6g}; pass eigvals / {top:.6g} with "
                              f"lambda_max_raw={top:.6g} (Problem.from_kernel normalises a raw kernel)")
         order = torch.argsort(eigvals, descending=True)
@@ -96,9 +99,9 @@ class Problem:
             eigvecs = _as_tensor(eigvecs, "eigvecs")
             n = eigvals.numel()
             if eigvecs.shape != (n, n):
-                raise ValueError(f"eigvecs must have shape ({n}, {n}), got {tuple(eigvecs.shape)}")
+                raise InputError(f"eigvecs must have shape ({n}, {n}), got {tuple(eigvecs.shape)}")
             if not torch.isfinite(eigvecs).all():
-                raise ValueError(f"eigvecs must be finite, got {int((~torch.isfinite(eigvecs)).sum())} NaN or "
+                raise InputError(f"eigvecs must be finite, got {int((~torch.isfinite(eigvecs)).sum())} NaN or "
                                  f"inf entries")
             eigvecs = eigvecs[:, order]
         self.eigvecs = eigvecs
@@ -123,13 +126,13 @@ class Problem:
         N = check_int(N, "N", 1)
         for name, val in (("nu", nu), ("kappa", kappa)):
             if not math.isfinite(val):
-                raise ValueError(f"{name} must be finite, got {val}")
+                raise InputError(f"{name} must be finite, got {val}")
         if nu <= 0:
-            raise ValueError(f"nu must be > 0 (eigenvalues k^-nu decrease), got nu={nu}")
+            raise InputError(f"nu must be > 0 (eigenvalues k^-nu decrease), got nu={nu}")
         if not (0.0 <= lambda_min <= 1.0):
-            raise ValueError(f"lambda_min must be in [0, 1], got lambda_min={lambda_min}")
+            raise InputError(f"lambda_min must be in [0, 1], got lambda_min={lambda_min}")
         if not norm > 0:
-            raise ValueError(f"norm must be > 0, got norm={norm}")
+            raise InputError(f"norm must be > 0, got norm={norm}")
         gen = torch.Generator().manual_seed(int(seed))
         k = torch.arange(1, N + 1, dtype=_DEFAULT_DTYPE)
         eigvals = torch.clamp(k ** (-float(nu)), min=float(lambda_min))
@@ -146,12 +149,12 @@ class Problem:
         elif basis == "hadamard":
             U = hadamard(N)
         else:
-            raise ValueError(f"basis must be 'random', 'hadamard' or None, got {basis!r}")
+            raise InputError(f"basis must be 'random', 'hadamard' or None, got {basis!r}")
         n_test = check_int(n_test, "n_test", 0)
         K_test = r_test = None
         if n_test:
             if U is None:
-                raise ValueError(f"n_test={n_test} needs a basis (the held-out set lives in the eigenbasis); "
+                raise InputError(f"n_test={n_test} needs a basis (the held-out set lives in the eigenbasis); "
                                  f"got basis={basis!r}")
             Z = torch.randn(n_test, N, generator=gen, dtype=_DEFAULT_DTYPE)
             K_test = (Z * eigvals) @ U.T / math.sqrt(N)
@@ -172,36 +175,52 @@ class Problem:
         K = _as_tensor(K, "K")
         d0 = _as_tensor(d0, "d0")
         if K.ndim != 2 or K.shape[0] != K.shape[1] or K.shape[0] == 0:
-            raise ValueError(f"K must be a square N x N matrix, got shape {tuple(K.shape)}")
+            raise InputError(f"K must be a square N x N matrix, got shape {tuple(K.shape)}")
         N = K.shape[0]
         if d0.ndim != 1 or d0.numel() != N:
-            raise ValueError(f"d0 must have length N={N} (the kernel's size), got shape {tuple(d0.shape)}")
+            raise InputError(f"d0 must have length N={N} (the kernel's size), got shape {tuple(d0.shape)}")
         if not torch.isfinite(K).all():
-            raise ValueError(f"K has {int((~torch.isfinite(K)).sum())} non-finite entries")
+            raise InputError(f"K has {int((~torch.isfinite(K)).sum())} non-finite entries")
         if not torch.isfinite(d0).all():
-            raise ValueError("d0 has non-finite entries")
+            raise InputError("d0 has non-finite entries")
         scale = K.abs().max().item()
         asym = (K - K.T).abs().max().item()
         if asym > sym_tol * max(scale, 1e-300):
-            raise ValueError(f"K must be symmetric: max |K - K^T| = {asym:.3g} "
+            raise InputError(f"K must be symmetric: max |K - K^T| = {asym:.3g} "
                              f"(relative {asym / max(scale, 1e-300):.3g} > {sym_tol})")
         K = 0.5 * (K + K.T)
         lam, U = torch.linalg.eigh(K)
         lmax = lam.max().item()
         if lmax <= 0:
-            raise ValueError(f"K must have a positive eigenvalue, largest is {lmax:.3g}")
+            raise InputError(f"K must have a positive eigenvalue, largest is {lmax:.3g}")
         if lam.min().item() < -psd_tol * lmax:
-            raise ValueError(f"K must be positive semi-definite: smallest eigenvalue {lam.min().item():.3g} "
+            raise InputError(f"K must be positive semi-definite: smallest eigenvalue {lam.min().item():.3g} "
                              f"< -{psd_tol} * lambda_max ({lmax:.3g})")
         lam = torch.clamp(lam, min=0.0) / lmax
         coef = U.T @ d0
         if K_test is not None:
             K_test = _as_tensor(K_test, "K_test")
             if K_test.ndim != 2 or K_test.shape[1] != N:
-                raise ValueError(f"K_test must be the [M, N={N}] cross-kernel (test rows, training columns), "
+                raise InputError(f"K_test must be the [M, N={N}] cross-kernel (test rows, training columns), "
                                  f"got shape {tuple(K_test.shape)}")
             K_test = K_test / lmax
         return cls(lam, coef, U, lambda_max_raw=lmax, name=name, meta=meta, K_test=K_test, r_test=r_test)
+
+    # Deprecated aliases. The functions live above this module (gfsgd.ntk and gfsgd.spectrum import
+    # gfsgd.problem), so they are looked up by name when called: no import of them here, and no cycle.
+    @classmethod
+    def from_network(cls, *args, **kwargs) -> "Problem":
+        """Deprecated: use `gfsgd.problem_from_network` (same arguments); this alias warns and calls it."""
+        warnings.warn("Problem.from_network is deprecated: use gfsgd.problem_from_network (same arguments)",
+                      DeprecationWarning, stacklevel=2)
+        return importlib.import_module("gfsgd.ntk").problem_from_network(*args, **kwargs)
+
+    @classmethod
+    def from_operator(cls, *args, **kwargs) -> "Problem":
+        """Deprecated: use `gfsgd.problem_from_operator` (same arguments); this alias warns and calls it."""
+        warnings.warn("Problem.from_operator is deprecated: use gfsgd.problem_from_operator (same arguments)",
+                      DeprecationWarning, stacklevel=2)
+        return importlib.import_module("gfsgd.spectrum").problem_from_operator(*args, **kwargs)
 
     # ------------------------------------------------------------------ derived quantities
     @property
@@ -223,7 +242,7 @@ class Problem:
     def require_basis(self, what: str) -> None:
         """Raise a clear error if this problem is spectral only (no eigenvectors)."""
         if self.eigvecs is None:
-            raise ValueError(f"{what} needs the kernel's eigenvectors, but this problem is spectral only "
+            raise InputError(f"{what} needs the kernel's eigenvectors, but this problem is spectral only "
                              f"({self.name}); build it with a basis (e.g. basis='random')")
 
     @property
@@ -265,11 +284,12 @@ class Problem:
     def require_test(self, what: str) -> None:
         """Raise a clear error if this problem has no held-out set (or it cannot be used)."""
         if self.K_test is None:
-            raise ValueError(f"{what} needs a held-out set, but this problem has none ({self.name}); build it "
+            raise InputError(f"{what} needs a held-out set, but this problem has none ({self.name}); build it "
                              f"with one: Problem.from_kernel(K, d0, K_test=..., r_test=...), "
-                             f"Problem.from_network(..., X_test=..., y_test=...) or Problem.synthetic(..., n_test=M)")
+                             f"gfsgd.problem_from_network(..., X_test=..., y_test=...) or "
+                             f"Problem.synthetic(..., n_test=M)")
         if self.eigvecs is None:
-            raise ValueError(f"{what} needs the held-out set in the kernel's eigenbasis, but this problem is "
+            raise InputError(f"{what} needs the held-out set in the kernel's eigenbasis, but this problem is "
                              f"spectral only ({self.name}): the test loss works on dense-basis problems only")
 
     def test_terms(self, cutoff: float = 1e-10):
@@ -287,7 +307,7 @@ class Problem:
         self.require_test("test_terms")
         cutoff = float(cutoff)
         if not (math.isfinite(cutoff) and 0 < cutoff < 1):
-            raise ValueError(f"cutoff must be in (0, 1), got cutoff={cutoff}")
+            raise InputError(f"cutoff must be in (0, 1), got cutoff={cutoff}")
         if cutoff not in self._test_terms:
             lam = self.eigvals
             keep = lam > cutoff
@@ -341,9 +361,9 @@ class Problem:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - torch raises many kinds on a bad file
-            raise ValueError(f"{path} is not a saved gfsgd Problem: {exc}") from None
+            raise InputError(f"{path} is not a saved gfsgd Problem: {exc}") from None
         if not isinstance(obj, dict) or obj.get("format") != "gfsgd.Problem/1":
-            raise ValueError(f"{path} is not a saved gfsgd Problem (format tag missing)")
+            raise InputError(f"{path} is not a saved gfsgd Problem (format tag missing)")
         return cls(obj["eigvals"], obj["coef"], obj["eigvecs"], lambda_max_raw=obj["lambda_max_raw"],
                    name=obj["name"], meta=obj["meta"], K_test=obj.get("K_test"), r_test=obj.get("r_test"))
 
@@ -356,11 +376,11 @@ class Problem:
 def check_int(value, name, low, high=None):
     """value as an int in [low, high] (high None: no upper bound), else a ValueError naming the argument."""
     if isinstance(value, bool) or not float(value).is_integer():
-        raise ValueError(f"{name} must be an integer, got {name}={value!r}")
+        raise InputError(f"{name} must be an integer, got {name}={value!r}")
     value = int(value)
     if value < low or (high is not None and value > high):
         rng = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be {rng}, got {name}={value}")
+        raise InputError(f"{name} must be {rng}, got {name}={value}")
     return value
 
 
@@ -369,18 +389,18 @@ def _check_test_set(K_test, r_test, N):
     if K_test is None and r_test is None:
         return None, None
     if (K_test is None) != (r_test is None):
-        raise ValueError("give both K_test (the [M, N] cross-kernel) and r_test (the [M] initial test "
+        raise InputError("give both K_test (the [M, N] cross-kernel) and r_test (the [M] initial test "
                          "residual), or neither")
     K_test = _as_tensor(K_test, "K_test")
     r_test = _as_tensor(r_test, "r_test")
     if K_test.ndim != 2 or K_test.shape[1] != N or K_test.shape[0] == 0:
-        raise ValueError(f"K_test must have shape [M, N={N}] (test rows, training columns) with M >= 1, "
+        raise InputError(f"K_test must have shape [M, N={N}] (test rows, training columns) with M >= 1, "
                          f"got shape {tuple(K_test.shape)}")
     if r_test.ndim != 1 or r_test.numel() != K_test.shape[0]:
-        raise ValueError(f"r_test must have length M={K_test.shape[0]} (K_test's rows), got shape "
+        raise InputError(f"r_test must have length M={K_test.shape[0]} (K_test's rows), got shape "
                          f"{tuple(r_test.shape)}")
     if not torch.isfinite(K_test).all():
-        raise ValueError(f"K_test has {int((~torch.isfinite(K_test)).sum())} non-finite entries (NaN or inf)")
+        raise InputError(f"K_test has {int((~torch.isfinite(K_test)).sum())} non-finite entries (NaN or inf)")
     if not torch.isfinite(r_test).all():
-        raise ValueError(f"r_test has {int((~torch.isfinite(r_test)).sum())} non-finite entries (NaN or inf)")
+        raise InputError(f"r_test has {int((~torch.isfinite(r_test)).sum())} non-finite entries (NaN or inf)")
     return K_test, r_test

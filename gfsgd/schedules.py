@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
+from .errors import InputError
 
 __all__ = ["Schedule", "constant", "step_decay", "linear_warmup", "cosine", "cyclic", "jacobi_lr",
            "jacobi_momentum", "jacobi", "from_name", "SCHEDULE_NAMES"]
@@ -63,7 +64,7 @@ class Schedule:
 
 def _check_pos(name, value, allow_zero=False):
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {name}={value}")
+        raise InputError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {name}={value}")
 
 
 def constant() -> ScheduleFn:
@@ -82,7 +83,7 @@ def linear_warmup(warmup_steps: int, start_factor: float = 0.0) -> ScheduleFn:
     """Linear ramp from start_factor * base at t = 0 to base at t = warmup_steps, constant after."""
     _check_pos("warmup_steps", warmup_steps)
     if not 0 <= start_factor <= 1:
-        raise ValueError(f"start_factor must be in [0, 1], got start_factor={start_factor}")
+        raise InputError(f"start_factor must be in [0, 1], got start_factor={start_factor}")
 
     def f(t, base):
         frac = min(t / warmup_steps, 1.0)
@@ -95,7 +96,7 @@ def cosine(total_steps: int, final_factor: float = 0.0, warmup_steps: int = 0) -
     _check_pos("total_steps", total_steps)
     _check_pos("final_factor", final_factor, allow_zero=True)
     if not 0 <= warmup_steps < total_steps:
-        raise ValueError(f"warmup_steps must be in [0, total_steps), got {warmup_steps}")
+        raise InputError(f"warmup_steps must be in [0, total_steps), got {warmup_steps}")
 
     def f(t, base):
         if t < warmup_steps:
@@ -119,7 +120,7 @@ def cyclic(period: int, low_factor: float = 0.1) -> ScheduleFn:
 
 def _check_jacobi(a, b):
     if not (a > -1 and b > -1):
-        raise ValueError(f"Jacobi parameters must satisfy a > -1 and b > -1, got a={a}, b={b}")
+        raise InputError(f"Jacobi parameters must satisfy a > -1 and b > -1, got a={a}, b={b}")
 
 
 def jacobi_lr(a: float, b: float) -> ScheduleFn:
@@ -167,4 +168,4 @@ def from_name(name: str, n_steps: int, *, step_size=None, factor=0.1, warmup_ste
         return Schedule(lr=cyclic(max(n_steps // 5, 2) if period is None else period, low_factor), name="cyclic")
     if name == "jacobi":
         return jacobi(jacobi_a, jacobi_b)
-    raise ValueError(f"sched must be one of {', '.join(SCHEDULE_NAMES)}; got {name!r}")
+    raise InputError(f"sched must be one of {', '.join(SCHEDULE_NAMES)}; got {name!r}")

@@ -53,7 +53,7 @@ import pandas as pd
 import torch
 
 import gfsgd.theory as th
-from gfsgd import Problem, plots
+from gfsgd import Problem, plots, problem_from_network
 from gfsgd.data import load_dataset
 from gfsgd.models import MLP
 from gfsgd.regimes import full, linearized, nn
@@ -93,7 +93,7 @@ except (FileNotFoundError, ValueError) as exc:
     ds = load_dataset("digits", N, seed=0, n_test=N_TEST)
 print(ds)
 model = MLP(ds.X.shape[1], width=WIDTH, seed=0, dtype=torch.float64)
-problem = Problem.from_network(model, ds.X, ds.y, X_test=ds.X_test, y_test=ds.y_test)
+problem = problem_from_network(model, ds.X, ds.y, X_test=ds.X_test, y_test=ds.y_test)
 print(problem, f"| lr_nn = alpha * {problem.N / problem.lambda_max_raw:.3g}")
 fig = plots.spectrum_plot(problem, title=f"{ds.name}: empirical NTK of the MLP (width {WIDTH})")
 savefig(fig, "ntk_spectrum")

@@ -60,3 +60,39 @@ def test_ctrl_c_says_the_finished_configs_are_saved(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in err, err[-2000:]
     assert "interrupted: the finished configs are saved" in err and "rerun the same command" in err
+
+
+@pytest.mark.parametrize("raised, one_line", [("input", True), ("bug", False)])
+def test_only_input_errors_become_one_line(tmp_path, monkeypatch, raised, one_line):
+    """The command line turns the project's own InputError into 'error: ...'; any other exception (a bug, even a
+    ValueError) keeps its traceback instead of being hidden behind one line."""
+    from gfsgd import cli
+    from gfsgd.errors import InputError
+    from gfsgd.regimes import full
+
+    def broken(*a, **kw):
+        if raised == "input":
+            raise InputError("lr must be > 0, got lr=-1")
+        raise ValueError("an internal shape mismatch")
+    monkeypatch.setattr(full, "run", broken)
+    argv = ["--N", "16", "--n_steps", "3", "--save_dir", str(tmp_path / "run"), "--no_plots", "--no_progress"]
+    if one_line:
+        with pytest.raises(SystemExit, match="error: lr must be > 0, got lr=-1"):
+            cli.main(["full"], script="train_full", description="test", argv=argv)
+    else:
+        with pytest.raises(ValueError, match="an internal shape mismatch"):
+            cli.main(["full"], script="train_full", description="test", argv=argv)
+
+
+def test_every_input_error_of_the_library_is_an_input_error():
+    """Bad arguments raise InputError (a ValueError, so `except ValueError` keeps working)."""
+    from gfsgd.errors import InputError
+    from gfsgd.regimes import full
+    from gfsgd.updates import SVAG, UnsupportedUpdate
+    p = Problem.synthetic(8, 1.5, 1.0)
+    for call in (lambda: full.run(p, [(-1.0, 0.0, 2)], 3, progress=False), lambda: SVAG(0.5),
+                 lambda: full.run(p, [(0.5, 0.0, 2)], 3, update="normalized", progress=False),
+                 lambda: Problem.synthetic(-3, 1.5, 1.0)):
+        with pytest.raises(InputError):
+            call()
+    assert issubclass(InputError, ValueError) and issubclass(UnsupportedUpdate, InputError)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn as tnn
 
-from gfsgd import Problem
+from gfsgd import Problem, problem_from_network
 from gfsgd.data import load_dataset
 from gfsgd.models import MLP
 from gfsgd.ntk import NetworkProblem, network_output
@@ -42,7 +42,7 @@ def kernel_path(problem, cfg, batches, n_steps):
 def wide():
     """Width-4096 one-hidden-layer ReLU network on 48 synthetic points in 8 dimensions."""
     X, y = load_dataset("synthetic", 48, seed=0, dim=8)
-    return Problem.from_network(MLP(8, width=4096, depth=2, seed=0), X, y, device="cpu")
+    return problem_from_network(MLP(8, width=4096, depth=2, seed=0), X, y, device="cpu")
 
 
 def test_lr_conversion_reproduces_the_kernel_dynamics(wide):
@@ -243,7 +243,7 @@ def test_schedules_against_a_hand_written_loop(sched):
 
 
 def test_held_out_set_of_a_network_problem():
-    """Problem.from_network(..., X_test, y_test): K_test is the cross block of the NTK of the joint inputs
+    """problem_from_network(..., X_test, y_test): K_test is the cross block of the NTK of the joint inputs
     (computed here in one piece) over the same lambda_max, r_test the network's initial test residual; and at
     small alpha the network's measured test loss follows the kernel v-form of the test residual along the
     recorded batches, r' = r + v_te, v_te' = -alpha (N/b) K_test[:, B] d[B] + beta v_te (gap < 2e-3)."""
@@ -251,7 +251,7 @@ def test_held_out_set_of_a_network_problem():
     X, y = load_dataset("synthetic", 48, seed=0, dim=8)
     Xt, yt = load_dataset("synthetic", 20, seed=1, dim=8)
     model = MLP(8, width=4096, depth=2, seed=0)
-    p = Problem.from_network(model, X, y, X_test=Xt, y_test=yt, device="cpu")
+    p = problem_from_network(model, X, y, X_test=Xt, y_test=yt, device="cpu")
     joint = empirical_ntk(model, torch.cat([X, Xt]), device="cpu", method="jacobian")
     np.testing.assert_allclose(p.K_test.numpy(), (joint[48:, :48] / p.lambda_max_raw).numpy(), rtol=1e-10,
                                atol=1e-12)

@@ -1,12 +1,13 @@
 """gfsgd.ntk: both empirical-NTK methods against per-example autograd gradients, against each other on the
-paper's network, the analytic ReLU NTK against wide networks, and Problem.from_network."""
+paper's network, the analytic ReLU NTK against wide networks, and problem_from_network (with the deprecated
+Problem.from_network / Problem.from_operator aliases)."""
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from gfsgd import Problem
+from gfsgd import Problem, problem_from_network
 from gfsgd.models import MLP, paper_network
 from gfsgd.ntk import empirical_ntk, network_output, relu_ntk, structured_support
 
@@ -68,7 +69,7 @@ def test_methods_equal_per_example_gradients(make, method):
     K = empirical_ntk(model, x, method=method, device="cpu")
     assert K.dtype == torch.float64 and K.shape == (13, 13)
     assert rel(K, ref) < 1e-10
-    assert torch.equal(K, K.T)  # mirrored exactly
+    assert torch.equal(K, K.T)  # symmetric bit for bit: diagonal blocks symmetrised, the rest mirrored
     # cross-kernel and a tiny memory budget (many row blocks) give the same numbers
     K12 = empirical_ntk(model, x[:5], x[3:], method=method, device="cpu", memory_budget=4096)
     assert rel(K12, ref[:5, 3:]) < 1e-10
@@ -142,7 +143,7 @@ def test_non_scalar_output_is_an_error():
     with pytest.raises(ValueError, match="one scalar per example"):
         empirical_ntk(model, x, device="cpu")
     with pytest.raises(ValueError, match="one scalar per example"):
-        Problem.from_network(model, x, torch.zeros(5), device="cpu")
+        problem_from_network(model, x, torch.zeros(5), device="cpu")
 
 
 def test_problem_from_network():
@@ -150,7 +151,7 @@ def test_problem_from_network():
     model = MLP(6, width=50, depth=2, seed=0)
     X = torch.randn(30, 6, dtype=torch.float64)
     y = torch.randn(30, dtype=torch.float64)
-    p = Problem.from_network(model, X, y, device="cpu")
+    p = problem_from_network(model, X, y, device="cpu")
     K_emp = per_example_ntk(model.double(), X)
     lmax = torch.linalg.eigvalsh(K_emp)[-1].item()
     assert abs(p.lambda_max_raw - lmax) < 1e-10 * lmax
@@ -160,4 +161,27 @@ def test_problem_from_network():
     assert p.network.N == 30 and p.network.lambda_max_raw == p.lambda_max_raw
     assert abs(p.meta["lr_nn_per_alpha"] - 30 / lmax) < 1e-9 * 30 / lmax
     with pytest.raises(ValueError, match="same N"):
-        Problem.from_network(model, X, y[:10], device="cpu")
+        problem_from_network(model, X, y[:10], device="cpu")
+
+
+def test_the_deprecated_problem_constructors_warn_and_delegate():
+    """Problem.from_network and Problem.from_operator still work, with the same arguments and results as
+    gfsgd.problem_from_network and gfsgd.problem_from_operator, and warn that those replace them."""
+    import gfsgd
+    assert gfsgd.problem_from_network is problem_from_network
+    g = torch.Generator().manual_seed(0)
+    model = MLP(6, width=20, depth=2, seed=0)
+    X = torch.randn(12, 6, dtype=torch.float64, generator=g)
+    y = torch.randn(12, dtype=torch.float64, generator=g)
+    with pytest.warns(DeprecationWarning, match="use gfsgd.problem_from_network"):
+        p = Problem.from_network(model, X, y, device="cpu")
+    ref = problem_from_network(model, X, y, device="cpu")
+    torch.testing.assert_close(p.K, ref.K, rtol=1e-12, atol=0)
+    torch.testing.assert_close(p.d0, ref.d0, rtol=0, atol=0)
+    assert p.network is not None and p.lambda_max_raw == pytest.approx(ref.lambda_max_raw, rel=1e-12)
+    s = Problem.synthetic(64, 1.5, 1.0, seed=0)
+    with pytest.warns(DeprecationWarning, match="use gfsgd.problem_from_operator"):
+        q = Problem.from_operator(s.K, s.d0, rank=16)
+    ref = gfsgd.problem_from_operator(s.K, s.d0, rank=16)
+    assert q.N == ref.N == 64 and q.meta["spectrum"]["rank"] == 16
+    torch.testing.assert_close(q.eigvals, ref.eigvals, rtol=1e-12, atol=0)

@@ -6,6 +6,7 @@ import pytest
 
 from gfsgd import Grid, Problem, plots
 from gfsgd import theory as th
+from gfsgd.plots import powerlaw
 from gfsgd.regimes import spectral_diagonal as sd
 
 
@@ -103,7 +104,7 @@ def test_phase_diagram_transition_line_and_point():
     np.testing.assert_allclose(ln.get_ydata(), 2 * ln.get_xdata() - 1)
     assert _line(ax, "point").get_xdata()[0] == 1.4
     nu, kappa = np.meshgrid(np.linspace(1.01, 3, 9), np.linspace(0.1, 5, 9))
-    code = plots._phase_code(nu, kappa)
+    code = powerlaw._phase_code(nu, kappa)
     names = np.array(["divergent", "signal", "noise"])[code]
     np.testing.assert_array_equal(names, th.phase(nu, kappa))  # same rule as the theory module
     _close(fig)

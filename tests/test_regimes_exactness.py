@@ -131,7 +131,7 @@ def test_sd_tau1_equals_full_for_delocalised_basis(N):
 
 
 def test_sd_matches_its_documented_cjp_recursion():
-    """SD (two-time implementation) equals the C, J, P recursion of DESIGN.md written out directly."""
+    """SD (two-time implementation) equals the C, J, P recursion of docs/theory.md#full written out directly."""
     p = Problem.synthetic(50, nu=1.5, kappa=1.0, basis=None)
     lam, c, N = p.eigvals, p.c, p.N
     for lr, beta, b, tau in [(0.3, 0.5, 1, -1.0), (1.1, -0.4, 5, 1.0), (0.1, 0.95, 2, 0.5)]:

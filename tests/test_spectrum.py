@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from gfsgd import Problem
+from gfsgd import Problem, problem_from_network
 from gfsgd.models import MLP
 from gfsgd.ntk import empirical_ntk, kernel_operator
 from gfsgd.regimes import spectral_diagonal as sd
@@ -213,8 +213,8 @@ def test_from_network_rank_runs_sd_and_nn_and_refuses_the_basis_regimes():
     from gfsgd.regimes import full, nn as nn_regime
     ds = load_dataset("digits", 400, seed=0)
     model = MLP(ds.X.shape[1], width=200, seed=0)
-    dense = Problem.from_network(model, ds.X, ds.y, device="cpu")
-    pk = Problem.from_network(model, ds.X, ds.y, device="cpu", rank=60)
+    dense = problem_from_network(model, ds.X, ds.y, device="cpu")
+    pk = problem_from_network(model, ds.X, ds.y, device="cpu", rank=60)
     assert pk.lambda_max_raw == pytest.approx(dense.lambda_max_raw, rel=1e-10)
     assert torch.allclose(pk.eigvals[:60], dense.eigvals[:60], rtol=1e-8)
     assert pk.loss0 == pytest.approx(dense.loss0, rel=1e-12)

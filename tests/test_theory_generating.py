@@ -146,7 +146,7 @@ def test_renewal_with_growing_propagators_equals_sd(method):
 
 
 def test_unstable_mode_detection_matches_eigenvalues():
-    from gfsgd.theory.generating import _unstable_modes
+    from gfsgd.theory.renewal import _unstable_modes
     rng = np.random.default_rng(3)
     G = 400
     lam = np.array([1.0, 0.6, 0.2, 0.0])

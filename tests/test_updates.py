@@ -16,7 +16,7 @@ import scipy.linalg as sla
 import torch
 
 import gfsgd.theory as th
-from gfsgd import Problem
+from gfsgd import Problem, problem_from_network
 from gfsgd.regimes import full, linearized, nn
 from gfsgd.regimes import spectral_diagonal as sd
 from gfsgd.updates import SDE, SGD, SVAG, NoisyGD, UnsupportedUpdate, as_update
@@ -310,7 +310,7 @@ def _linear_net_problem(N=16, D=5, seed=0):
     y = torch.randn(N, generator=g, dtype=torch.float64)
     torch.manual_seed(seed)
     model = torch.nn.Linear(D, 1).double()
-    return Problem.from_network(model, X, y)
+    return problem_from_network(model, X, y)
 
 
 @pytest.mark.parametrize("rule", [SVAG(3), NoisyGD(), GradientPenalty(2.0, 4), GradientPenalty(2.0, 4, "reshuffle"),
@@ -340,7 +340,7 @@ def test_nn_penalty_gradient_matches_classic_autograd_double_backprop():
     X = torch.randn(N, 3, generator=g, dtype=torch.float64)
     y = torch.randn(N, generator=g, dtype=torch.float64)
     model = MLP(3, width=7, seed=2, dtype=torch.float64)
-    p = Problem.from_network(model, X, y)
+    p = problem_from_network(model, X, y)
     run = nn.run(p, [(lr, 0.0, N)], 3, log_steps=[0, 1, 2, 3], update=GradientPenalty(lam, c), progress=False)
     scale = p.network.lr_scale("cpu")  # lr_nn = alpha * N / lambda_max(K_emp); penalty lam / lambda_max
     lam_raw = lam * scale / N

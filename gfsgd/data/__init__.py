@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from . import readers
+from ..errors import InputError
 
 __all__ = ["load_dataset", "Dataset", "DATASETS", "default_root", "synthetic_inputs"]
 
@@ -87,7 +88,7 @@ def synthetic_inputs(n: int, dim: int = 16, seed: int = 0):
 
 def _check_int(value, name, low):
     if isinstance(value, bool) or not float(value).is_integer() or int(value) < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {name}={value!r}")
+        raise InputError(f"{name} must be an integer >= {low}, got {name}={value!r}")
     return int(value)
 
 
@@ -133,13 +134,13 @@ def load_dataset(name: str, N: int, seed: int = 0, root=None, *, n_test: int = 0
     """
     key = _ALIASES.get(str(name).lower(), str(name).lower())
     if key not in DATASETS:
-        raise ValueError(f"dataset must be one of {list(DATASETS)}, got name={name!r}")
+        raise InputError(f"dataset must be one of {list(DATASETS)}, got name={name!r}")
     N = _check_int(N, "N", 1)
     n_test = _check_int(n_test, "n_test", 0)
     if target not in ("label", "parity"):
-        raise ValueError(f"target must be 'label' or 'parity', got target={target!r}")
+        raise InputError(f"target must be 'label' or 'parity', got target={target!r}")
     if normalize not in ("auto", "feature", "global", "none"):
-        raise ValueError(f"normalize must be 'auto', 'feature', 'global' or 'none', got normalize={normalize!r}")
+        raise InputError(f"normalize must be 'auto', 'feature', 'global' or 'none', got normalize={normalize!r}")
     root = default_root() if root is None else Path(root)
     rng = np.random.default_rng(int(seed))
     if key == "synthetic":
@@ -150,7 +151,7 @@ def load_dataset(name: str, N: int, seed: int = 0, root=None, *, n_test: int = 0
         Xall, tall, kind, source = _READERS[key](root)
     M = Xall.shape[0]
     if N + n_test > M:
-        raise ValueError(f"N={N} (+ n_test={n_test}) is larger than the dataset: {key} has {M} training points")
+        raise InputError(f"N={N} (+ n_test={n_test}) is larger than the dataset: {key} has {M} training points")
     if kind == "classification" and target == "parity":
         tall = tall % 2
     strata = _strata(tall, kind)
@@ -170,7 +171,7 @@ def load_dataset(name: str, N: int, seed: int = 0, root=None, *, n_test: int = 0
         mu, sd = 0.0, 1.0
     t_mu, t_sd = t.mean(), t.std()
     if not t_sd > 0:
-        raise ValueError(f"the N={N} sampled targets of {key} are all equal ({t_mu}); cannot standardise "
+        raise InputError(f"the N={N} sampled targets of {key} are all equal ({t_mu}); cannot standardise "
                          f"(take a larger N)")
     conv = (lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype))
     Xt = yt = None
@@ -181,6 +182,6 @@ def load_dataset(name: str, N: int, seed: int = 0, root=None, *, n_test: int = 0
                 kind=kind, target=target if kind == "classification" else "regression", normalize=mode,
                 target_mean=float(t_mu), target_std=float(t_sd))
     if not math.isfinite(float(np.abs(X).max(initial=0.0))):
-        raise ValueError(f"{source}: the inputs hold non-finite values")
+        raise InputError(f"{source}: the inputs hold non-finite values")
     return Dataset(conv((X - mu) / sd), conv((t - t_mu) / t_sd), Xt, yt, name=f"{key}(N={N}, seed={seed})",
                    info=info)

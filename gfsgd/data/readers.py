@@ -20,6 +20,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+from ..errors import InputError
 
 __all__ = ["read_idx", "read_mnist", "read_cifar10", "read_bike_sharing", "read_sgemm", "read_digits",
            "SOURCES"]
@@ -57,19 +58,19 @@ def read_idx(path) -> np.ndarray:
         with _open(path) as f:
             raw = f.read()
     except (OSError, EOFError) as exc:
-        raise ValueError(f"{path} is not a readable IDX file: {exc}") from None
+        raise InputError(f"{path} is not a readable IDX file: {exc}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
-        raise ValueError(f"{path} is not an IDX file: bad magic number {raw[:4].hex() if raw else '(empty)'} "
+        raise InputError(f"{path} is not an IDX file: bad magic number {raw[:4].hex() if raw else '(empty)'} "
                          f"(expected 0000 <type byte> <ndim>, e.g. 00000803 for images)")
     ndim = raw[3]
     if len(raw) < 4 + 4 * ndim:
-        raise ValueError(f"{path}: IDX header truncated (file has {len(raw)} bytes)")
+        raise InputError(f"{path}: IDX header truncated (file has {len(raw)} bytes)")
     shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
     dt = np.dtype(_IDX_TYPES[raw[2]])
     expected = int(np.prod(shape)) * dt.itemsize
     body = raw[4 + 4 * ndim:]
     if len(body) != expected:
-        raise ValueError(f"{path}: IDX header says shape {shape} ({expected} bytes of data) but the file holds "
+        raise InputError(f"{path}: IDX header says shape {shape} ({expected} bytes of data) but the file holds "
                          f"{len(body)} bytes: truncated or corrupted")
     return np.frombuffer(body, dtype=dt).reshape(shape)
 
@@ -95,7 +96,7 @@ def read_mnist(root):
         if imgs and labs:
             X, lab = read_idx(imgs), read_idx(labs)
             if X.ndim != 3 or lab.ndim != 1 or X.shape[0] != lab.shape[0]:
-                raise ValueError(f"MNIST files {imgs} and {labs} disagree: images {X.shape}, labels {lab.shape} "
+                raise InputError(f"MNIST files {imgs} and {labs} disagree: images {X.shape}, labels {lab.shape} "
                                  f"(expected [M, 28, 28] and [M])")
             return X.reshape(X.shape[0], -1).astype(np.float64), lab.astype(np.int64), "classification", imgs
     npz, l3 = _find(root, ["mnist", ""], ["mnist.npz"])
@@ -106,10 +107,10 @@ def read_mnist(root):
         with np.load(npz, allow_pickle=False) as z:
             X, lab = z["x_train"], z["y_train"]
     except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"{npz} is not a valid mnist.npz (needs arrays x_train [M, 28, 28], y_train [M]): "
+        raise InputError(f"{npz} is not a valid mnist.npz (needs arrays x_train [M, 28, 28], y_train [M]): "
                          f"{exc}") from None
     if X.ndim != 3 or lab.ndim != 1 or X.shape[0] != lab.shape[0]:
-        raise ValueError(f"{npz}: x_train {X.shape} and y_train {lab.shape} do not match ([M, 28, 28], [M])")
+        raise InputError(f"{npz}: x_train {X.shape} and y_train {lab.shape} do not match ([M, 28, 28], [M])")
     return X.reshape(X.shape[0], -1).astype(np.float64), lab.astype(np.int64), "classification", npz
 
 
@@ -146,10 +147,10 @@ def read_cifar10(root):
                     x = np.asarray(d[b"data"], dtype=np.uint8)
                     y = np.asarray(d[b"labels"], dtype=np.int64)
                 except Exception as exc:  # noqa: BLE001 - a bad pickle raises many kinds
-                    raise ValueError(f"{p} is not a CIFAR-10 python batch (a pickled dict with b'data' "
+                    raise InputError(f"{p} is not a CIFAR-10 python batch (a pickled dict with b'data' "
                                      f"[10000, 3072] and b'labels'): {type(exc).__name__}: {exc}") from None
                 if x.ndim != 2 or x.shape[1] != 3072 or x.shape[0] != y.shape[0]:
-                    raise ValueError(f"{p}: data {x.shape} and labels {y.shape} (expected [n, 3072] and [n])")
+                    raise InputError(f"{p}: data {x.shape} and labels {y.shape} (expected [n, 3072] and [n])")
                 xs.append(x), ys.append(y)
             return np.concatenate(xs).astype(np.float64), np.concatenate(ys), "classification", first.parent
     raise _missing("cifar10", looked)
@@ -161,20 +162,20 @@ def _read_csv(name, path, needed):
     try:
         df = pd.read_csv(path)
     except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"{path} is not a readable CSV file: {type(exc).__name__}: {exc}") from None
+        raise InputError(f"{path} is not a readable CSV file: {type(exc).__name__}: {exc}") from None
     df.columns = [c.strip() for c in df.columns]
     missing = [c for c in needed if c not in df.columns]
     if missing:
-        raise ValueError(f"{path} is not the UCI {name} table: columns {missing} are missing "
+        raise InputError(f"{path} is not the UCI {name} table: columns {missing} are missing "
                          f"(found {list(df.columns)[:20]})")
     sub = df[needed].apply(pd.to_numeric, errors="coerce")
     bad = sub.isna().any(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(f"{path}: {int(bad.sum())} rows have missing or non-numeric values (first: data row "
+        raise InputError(f"{path}: {int(bad.sum())} rows have missing or non-numeric values (first: data row "
                          f"{row + 1})")
     if len(sub) == 0:
-        raise ValueError(f"{path} has no data rows")
+        raise InputError(f"{path} has no data rows")
     return sub
 
 
@@ -202,7 +203,7 @@ def read_sgemm(root):
     df = _read_csv("SGEMM (sgemm_product.csv)", path, SGEMM_FEATURES + SGEMM_RUNS)
     runtime = df[SGEMM_RUNS].to_numpy(np.float64).mean(1)
     if (runtime <= 0).any():
-        raise ValueError(f"{path}: run times must be > 0 ms (the target is log of their mean)")
+        raise InputError(f"{path}: run times must be > 0 ms (the target is log of their mean)")
     return df[SGEMM_FEATURES].to_numpy(np.float64), np.log(runtime), "regression", path
 
 

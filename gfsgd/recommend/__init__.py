@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .. import theory as th
+from ..errors import InputError
 
 __all__ = ["recommend", "predicted_loss", "MOMENTA"]
 
@@ -31,12 +32,12 @@ FRACTIONS = np.geomspace(0.02, 0.98, 14)
 
 def _check_budget(budget_steps, budget_samples):
     if (budget_steps is None) == (budget_samples is None):
-        raise ValueError("give exactly one of budget_steps (steps of SGD) and budget_samples (steps x batch size); "
+        raise InputError("give exactly one of budget_steps (steps of SGD) and budget_samples (steps x batch size); "
                          f"got budget_steps={budget_steps!r}, budget_samples={budget_samples!r}")
     name, value = ("budget_steps", budget_steps) if budget_steps is not None else ("budget_samples", budget_samples)
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not math.isfinite(float(value)) or float(value) < 1 or not float(value).is_integer():
-        raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
+        raise InputError(f"{name} must be an integer >= 1, got {name}={value!r}")
     return name, int(value)
 
 
@@ -44,16 +45,16 @@ def _check_batches(batch_sizes, N):
     try:
         bs = [b for b in np.atleast_1d(np.asarray(batch_sizes, dtype=float)).tolist()]
     except (TypeError, ValueError):
-        raise ValueError(f"batch_sizes must be a list of integers, got {batch_sizes!r}") from None
+        raise InputError(f"batch_sizes must be a list of integers, got {batch_sizes!r}") from None
     if not bs:
-        raise ValueError("batch_sizes must hold at least one batch size, got an empty list")
+        raise InputError("batch_sizes must hold at least one batch size, got an empty list")
     bad = [b for b in bs if not (math.isfinite(b) and b.is_integer() and b >= 1)]
     if bad:
-        raise ValueError(f"batch_sizes must be integers >= 1, got {bad}")
+        raise InputError(f"batch_sizes must be integers >= 1, got {bad}")
     keep = sorted({int(b) for b in bs if b <= N})
     skipped = sorted({int(b) for b in bs if b > N})
     if not keep:
-        raise ValueError(f"every batch size in {sorted({int(b) for b in bs})} exceeds N={N}")
+        raise InputError(f"every batch size in {sorted({int(b) for b in bs})} exceeds N={N}")
     return keep, skipped
 
 
@@ -163,13 +164,13 @@ def recommend(problem, *, budget_steps=None, budget_samples=None, batch_sizes=(1
     budget), lsr (the linear-scaling check), skipped, objective, budget.
     """
     if objective not in ("train", "test"):
-        raise ValueError(f"objective must be 'train' or 'test', got objective={objective!r}")
+        raise InputError(f"objective must be 'train' or 'test', got objective={objective!r}")
     if momentum not in MOMENTA:
-        raise ValueError(f"momentum must be one of {list(MOMENTA)}, got momentum={momentum!r}")
+        raise InputError(f"momentum must be one of {list(MOMENTA)}, got momentum={momentum!r}")
     if exact not in ("auto", True, False):
-        raise ValueError(f"exact must be 'auto', True or False, got exact={exact!r}")
+        raise InputError(f"exact must be 'auto', True or False, got exact={exact!r}")
     if not (0 < float(margin) < 1):
-        raise ValueError(f"margin must be in (0, 1), got margin={margin}")
+        raise InputError(f"margin must be in (0, 1), got margin={margin}")
     budget_name, budget = _check_budget(budget_steps, budget_samples)
     N = problem.N
     bs, skipped = _check_batches(batch_sizes, N)
@@ -178,7 +179,7 @@ def recommend(problem, *, budget_steps=None, budget_samples=None, batch_sizes=(1
     has_basis = getattr(problem, "eigvecs", None) is not None
     use_exact = (exact is True) or (exact == "auto" and has_basis and N <= exact_max_n)
     if use_exact and not has_basis:
-        raise ValueError("exact=True needs a problem with its eigenvectors (a dense problem); this one is spectral "
+        raise InputError("exact=True needs a problem with its eigenvectors (a dense problem); this one is spectral "
                          "only: use exact='auto' or False")
     network = (problem.meta or {}).get("kind") == "network"
     momenta = MOMENTA[momentum]
@@ -216,7 +217,7 @@ def recommend(problem, *, budget_steps=None, budget_samples=None, batch_sizes=(1
     ok = np.isfinite(df["loss"].to_numpy())
     if not ok.any():
         largest = {int(b): float(th.critical_lr(problem, 0.0, b, tau=tau)) for b in bs}
-        raise ValueError("no config converges within the budget at any batch size in "
+        raise InputError("no config converges within the budget at any batch size in "
                          f"{bs}; the largest stable learning rates at beta = 0 are {largest}")
     if target is None:
         target = float(df.loc[ok, "loss"].max())

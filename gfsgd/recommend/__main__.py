@@ -7,7 +7,9 @@ import sys
 import numpy as np
 
 from .. import theory as th
+from ..builder import add_model_args, add_problem_args, problem_from_args
 from . import MOMENTA, predicted_loss, recommend
+from ..errors import InputError
 
 # ------------------------------------------------------------------------------------------ command line
 def _parser():
@@ -15,20 +17,11 @@ def _parser():
         "What to run: the (alpha, beta) that minimise the predicted loss at a budget for each batch size, the "
         "stability edges around them and the critical batch size. Learning rates are in normalised-kernel units "
         "(lambda_max = 1); lr_nn is the network's own."), formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    g = p.add_argument_group("problem (a dataset through a network, a saved kernel, or a synthetic power law)")
-    g.add_argument("--dataset", default=None, help="digits, mnist, ... (see data/README.md); None: synthetic")
-    g.add_argument("--data_root", default=None, help="dataset folder; None: $GFSGD_DATA_ROOT, else ./data")
-    g.add_argument("--N", type=int, default=256, help="training points")
-    g.add_argument("--n_test", type=int, default=0, help="held-out points (for --objective test)")
-    g.add_argument("--width", type=int, default=1000, help="network width (datasets)")
-    g.add_argument("--kernel", default=None, help="a saved Problem (Problem.save); overrides --dataset")
-    g.add_argument("--nu", type=float, default=1.5, help="synthetic: lambda_k = k^-nu")
-    g.add_argument("--kappa", type=float, default=1.0, help="synthetic: c_k ~ k^-(kappa+1)")
-    g.add_argument("--rank", type=int, default=None, metavar="K",
-                   help="full datasets: the top K eigenpairs of the network's kernel (matrix-free block Krylov, no "
-                        "N x N matrix) plus a power-law tail (docs/theory.md#full-datasets); with --dataset or "
-                        "--kernel")
-    g.add_argument("--seed", type=int, default=0, help="data, network and synthetic seed")
+    add_problem_args(p, rank_default=None, title="problem (a dataset through a network, a saved kernel, or a "
+                                                  "synthetic power law)")
+    add_model_args(p, network=False)
+    p.add_argument("--seed", type=int, default=0, help="data, network and synthetic seed")
+    p.set_defaults(N=256, basis="auto", rank_must_be_positive=True)
     r = p.add_argument_group("budget and search")
     r.add_argument("--budget_steps", type=int, default=None, help="SGD steps")
     r.add_argument("--budget_samples", type=int, default=None, help="samples processed (steps x batch size)")
@@ -43,32 +36,8 @@ def _parser():
 
 
 def _problem_from_args(args):
-    from ..problem import Problem
-    rank = args.rank
-    if rank is not None:
-        if rank < 1:
-            raise ValueError(f"--rank must be >= 1, got --rank {rank}")
-        if not (args.kernel or args.dataset):
-            raise ValueError("--rank takes the top eigenpairs of a kernel: give --dataset or --kernel (a synthetic "
-                             "problem is already spectral)")
-    if args.kernel:
-        problem = Problem.load(args.kernel)
-        if rank is None:
-            return problem
-        if not problem.has_basis:
-            raise ValueError(f"--rank needs a kernel to take eigenpairs from; {args.kernel} is spectral only")
-        from ..spectrum import problem_from_operator
-        return problem_from_operator(problem.K, problem.d0, rank=rank)
-    if args.dataset:
-        from ..data import load_dataset
-        from ..models import MLP
-        ds = load_dataset(args.dataset, args.N, seed=args.seed, root=args.data_root, n_test=args.n_test)
-        model = MLP(ds.X.shape[1], width=args.width, seed=args.seed)
-        name = f"{ds.name}, MLP(width={args.width})" + (f", rank {rank} + tail" if rank else "")
-        return Problem.from_network(model, ds.X, ds.y, X_test=ds.X_test, y_test=ds.y_test, device="cpu",
-                                    name=name, rank=rank)
-    return Problem.synthetic(args.N, args.nu, args.kappa, seed=args.seed, n_test=args.n_test,
-                             basis="random" if args.N <= 2000 else None)
+    """The problem of the options (gfsgd.builder, the one problem builder)."""
+    return problem_from_args(args, progress=False)
 
 
 def main(argv=None):
@@ -80,7 +49,7 @@ def main(argv=None):
         problem = _problem_from_args(args)
         df = recommend(problem, budget_steps=args.budget_steps, budget_samples=args.budget_samples,
                        batch_sizes=args.batch_size, objective=args.objective, momentum=args.momentum, tau=args.tau)
-    except (ValueError, FileNotFoundError) as exc:
+    except (InputError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from None
     cols = ["batch_size", "lr", "momentum", "loss", "horizon", "lr_crit_sd", "lr_crit_exact", "lr_margin",
             "steps_to_target", "samples_to_target", "lr_nn", "b_noise"]

@@ -21,9 +21,10 @@ from ..configs import check_configs, check_log_steps, check_n_steps
 from ..curves import Curves
 from ..device import resolve_device, resolve_dtype  # noqa: F401  (re-exported for the regimes)
 from ..schedules import Schedule
-from ..updates import SDE, check_update
+from ..updates import check_update
+from ..errors import InputError
 
-__all__ = ["test_terms", "noise_gamma", "sample_batches", "gaussian_keys", "stream_keys", "streams_for", "drive", "Hyper", "progress_bar", "DIVERGENCE_FACTOR",
+__all__ = ["kill_state", "test_terms", "noise_gamma", "sample_batches", "gaussian_keys", "stream_keys", "streams_for", "drive", "Hyper", "progress_bar", "DIVERGENCE_FACTOR",
            "CHECK_EVERY", "resolve_device", "resolve_dtype"]
 
 DIVERGENCE_FACTOR = 1e6  # a config diverges when its loss exceeds DIVERGENCE_FACTOR * L_0 (or is not finite)
@@ -108,7 +109,7 @@ def test_terms(problem, test, cutoff, device, dtype):
     test: None (use the held-out set when the problem has one), True (require it: a clear error otherwise)
     or False (no test loss)."""
     if test not in (None, True, False):
-        raise ValueError(f"test must be None, True or False, got test={test!r}")
+        raise InputError(f"test must be None, True or False, got test={test!r}")
     if test is False or (test is None and not getattr(problem, "has_test", False)):
         return None
     if test is None and not problem.has_basis:
@@ -116,6 +117,15 @@ def test_terms(problem, test, cutoff, device, dtype):
     problem.require_test("the test loss")
     t = problem.test_terms(cutoff)
     return dict(e2=t["e2"], h=t["h"].to(device, dtype), W=t["W"].to(device, dtype), M=t["M"], n_cut=t["n_cut"])
+
+
+def kill_state(st: dict, mask: torch.Tensor, dim: int = 0) -> None:
+    """Zero the configs `mask` [g] of every tensor of a state dict whose dimension `dim` is the config axis (a
+    diverged config then costs nothing and stays finite; the state of a rule's own piece is covered too)."""
+    index = (slice(None),) * dim + (mask,)
+    for v in st.values():
+        if torch.is_tensor(v) and v.dim() > dim and v.shape[dim] == mask.numel():
+            v[index] = 0.0
 
 
 def noise_gamma(batch_size: torch.Tensor, N: int, replacement: bool = False) -> torch.Tensor:
@@ -150,7 +160,7 @@ class Hyper:
 def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, log_steps, device, dtype,
           chunk_size: int, init: Callable, step: Callable, kill: Callable, replacement: bool = False,
           progress: bool = True, meta: dict | None = None, with_se: bool = False,
-          test: Callable | None = None, check_every: int = CHECK_EVERY, update=None) -> Curves:
+          test: Callable | None = None, check_every: int = CHECK_EVERY, update=None, ctx=None) -> Curves:
     """Run a regime's `step` over all configs, chunk by chunk, recording the loss and divergences.
 
     init(lr, momentum, batch_size) -> state for a chunk of g configs (tensors on `device`);
@@ -163,6 +173,10 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
     update: the training rule (gfsgd.updates; None = SGD), checked against the regime. A rule with l steps per
         SGD step (SVAG(l)) runs l * n_steps steps with lr / l and noise level l * gamma in `hyper`; the
         schedule is read at SGD step t // l, and every time (log_steps, diverged_step) stays in SGD steps.
+    ctx: the regime's context (a namespace of its tensors and helpers). The checked rule is asked for its piece
+        for this regime (`rule.pieces(regime, ctx)`, gfsgd.updates.base); its init, step and test replace the
+        regime's own, and the checked rule and its whole piece are left in ctx.rule and ctx.pieces for the
+        regime's step to use.
     """
     t_start = time.perf_counter()
     n_steps = check_n_steps(n_steps)
@@ -176,11 +190,14 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
     configs = [(float(a), float(m), int(b)) for a, m, b in zip(lr64.tolist(), mom64.tolist(), b_host_all)]
     G = len(configs)
     rule = check_update(update, regime, momenta=[m for _, m, _ in configs], replacement=replacement or None, N=N,
-                        batch_sizes=[b for _, _, b in configs])
-    if getattr(rule, "name", "") == "ngd":
-        replacement = bool(rule.replacement)
-    if isinstance(rule, SDE) and schedule is not None and schedule.momentum is not None:
-        raise ValueError("update=sde is momentum-free: a momentum schedule cannot be used with it")
+                        batch_sizes=[b for _, _, b in configs], schedule=schedule)
+    replacement = rule.sampling_replacement(replacement)
+    pieces = rule.pieces(regime, ctx)
+    if ctx is not None:
+        ctx.rule, ctx.pieces = rule, pieces
+    init, step = pieces.init or init, pieces.step or step
+    if test is not None:
+        test = pieces.test or test
     per = rule.steps_per_sgd_step  # rule steps per SGD step
     lr_div, noise = rule.lr_divisor, rule.noise_scale
     schedule = schedule or Schedule()
@@ -195,7 +212,7 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
     test_se_out = torch.full((G, len(steps)), math.nan, dtype=torch.float64) if test is not None and with_se \
         else None
     if isinstance(chunk_size, bool) or not float(chunk_size).is_integer() or int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be an integer >= 1 (configs per vectorised block), got "
+        raise InputError(f"chunk_size must be an integer >= 1 (configs per vectorised block), got "
                          f"chunk_size={chunk_size!r}")
     chunk_size = min(int(chunk_size), G)
     n_rule = n_steps * per
@@ -303,11 +320,11 @@ def _check_schedule(sched_vals, t0):
     flags = torch.stack([ok_a, ok_m]).cpu()
     if not bool(flags[0].all()):
         k = int((~flags[0]).nonzero()[0])
-        raise ValueError(f"the lr schedule gave a negative or non-finite lr at step {t0 + k}: "
+        raise InputError(f"the lr schedule gave a negative or non-finite lr at step {t0 + k}: "
                          f"{a[k].min().item()}")
     if not bool(flags[1].all()):
         k = int((~flags[1]).nonzero()[0])
-        raise ValueError(f"the momentum schedule left (-1, 1) at step {t0 + k}: {m[k].tolist()[:5]}")
+        raise InputError(f"the momentum schedule left (-1, 1) at step {t0 + k}: {m[k].tolist()[:5]}")
 
 
 def _flush(loss_out, se_out, sl, cols, rows, se_rows, test_out=None, test_se_out=None, test_rows=(),

@@ -28,11 +28,12 @@ Tr(W C~) being one pass over the [g, N, N] state (a matrix-vector product).
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 
-from ..updates import SDE, GradientPenalty, as_update
-from ._engine import drive, resolve_device, resolve_dtype, test_terms
-from ._sde import etd_coefficients, etdrk4_step
+from ..losses import check_loss
+from ._engine import drive, kill_state, resolve_device, resolve_dtype, test_terms
 
 REGIME = "full"
 __all__ = ["run", "REGIME"]
@@ -41,7 +42,7 @@ __all__ = ["run", "REGIME"]
 def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int = 0, device="auto",
         dtype="float64", replacement: bool = False, chunk_size: int | None = None,
         memory_budget: float = 2e9, progress: bool = True, test: bool | None = None, test_cutoff: float = 1e-10,
-        update=None):
+        update=None, loss="mse"):
     """Exact second-moment dynamics for G configs (lr, momentum, batch_size) at once; returns Curves.
 
     test: the exact test loss on the problem's held-out set (None: when it has one; True: required; False:
@@ -54,8 +55,12 @@ def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int =
         stepped by ETDRK4 with SDE.substeps steps per SGD step: 8 N x N matmuls a substep), NoisyGD (the same
         second moments as SGD) or GradientPenalty(split="fixed") (full-batch GD with the penalty: deterministic, so
         the residual itself is stepped, d' = d + v', v' = beta v - alpha K (I + strength / (2c) M) d; batch_size N).
+        A rule's own piece (rule.full_pieces) gets the context: problem, N, device, dtype, U, Ut (the eigenbasis),
+        lam, ell = lam lam^T, coef (d0 in the eigenbasis), tt (the held-out terms or None), cache, constant.
+    loss: the loss (gfsgd.losses): "mse", the squared loss 0.5 (f - y)^2 (the residual form of this regime).
     """
     problem.require_basis("the full regime")
+    check_loss(loss, REGIME)  # squared loss: the residual's second moments close (gfsgd.losses)
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     N = problem.N
     U = problem.eigvecs.to(device, dtype).contiguous()  # [N, N]
@@ -122,67 +127,12 @@ def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int =
         val = tt["e2"] + 2.0 * (st["mean"] @ h) + C.reshape(g, -1) @ W_flat
         return val / (2 * tt["M"]), None
 
-    rule = as_update(update)
-    if isinstance(rule, GradientPenalty):  # the residual's operator A = K (I + strength / (2c) M), M = blockdiag(K)
-        K_ = problem.K.to(device, dtype)
-        Mop = torch.block_diag(*[K_[i:i + rule.chunk_size, i:i + rule.chunk_size]
-                                 for i in range(0, N, rule.chunk_size)]) if N % rule.chunk_size == 0 else None
-        At = None if Mop is None else (K_ + (rule.strength / (2 * rule.chunk_size)) * (K_ @ Mop)).T.contiguous()
-        if tt is not None and Mop is not None:
-            Ktest = problem.K_test.to(device, dtype)
-            Bt = (Ktest + (rule.strength / (2 * rule.chunk_size)) * (Ktest @ Mop)).T.contiguous()  # [N, M]
-            r0 = problem.r_test.to(device, dtype)
-
-    def pen_init(lr, mom, b):
-        g = lr.numel()
-        d = problem.d0.to(device, dtype).expand(g, N).clone()
-        st = dict(d=d, v=torch.zeros_like(d))
-        if tt is not None:
-            st.update(r=r0.expand(g, r0.numel()).clone(), vt=torch.zeros(g, r0.numel(), dtype=dtype, device=device))
-        return st
-
-    def pen_step(st, h):  # deterministic: v' = beta v - alpha A d, d' = d + v' (and the same at the test points)
-        beta, neg = h.momentum[:, None], -h.lr[:, None]
-        dn = st["d"] * neg
-        st["v"].mul_(beta).add_(dn @ At)
-        if tt is not None:
-            st["vt"].mul_(beta).add_(dn @ Bt)
-            st["r"].add_(st["vt"])
-        st["d"].add_(st["v"])
-        return st, torch.linalg.vecdot(st["d"], st["d"]) / (2 * N), None
-
-    def pen_test(st):
-        return torch.linalg.vecdot(st["r"], st["r"]) / (2 * tt["M"]), None
-
-    def noise_coupling(X, k3N):  # alpha^2 gamma N (lambda lambda^T) * (U^T diag(c) U),  c = diag(U X U^T)
-        c = (torch.matmul(U, X) * U).sum(-1)  # [g, N]
-        return k3N * torch.matmul(Ut, c[:, :, None] * U)
-
-    def sde_step(st, h):  # the SGD SDE's second moments over one SGD step (docs/theory.md#updates)
-        if h.t == 0 or not constant:
-            a = h.lr[:, None, None]
-            a2g = a * a * h.gamma[:, None, None]
-            rates = -a * (lam[None, :, None] + lam[None, None, :]) - a2g * ell  # [g, N, N]
-            cache["sde"] = etd_coefficients(rates, 1.0 / rule.substeps), N * a2g * ell, torch.exp(-h.lr[:, None] * lam)
-        coef, k3N, decay = cache["sde"]
-        C = st["C"]
-        for _ in range(rule.substeps):
-            C = etdrk4_step(C, coef, lambda x: noise_coupling(x, k3N))
-        st["C"] = 0.5 * (C + C.mT)  # exactly symmetric
-        if tt is not None:  # the mean follows dm/dt = -alpha lambda m
-            st["mean"] = st["mean"] * decay
-        return st, torch.diagonal(st["C"], dim1=-2, dim2=-1).sum(-1) / (2 * N), None
-
-    def kill(st, mask):
-        for key in ("C", "B", "D", "mean", "mean_prev", "d", "v", "r", "vt"):
-            if key in st:
-                st[key][mask] = 0.0
-
+    # what a rule's piece may use (gfsgd.updates.base): the problem and the eigenbasis on the device
+    ctx = SimpleNamespace(problem=problem, N=N, device=device, dtype=dtype, U=U, Ut=Ut, lam=lam, ell=ell, coef=coef,
+                          tt=tt, cache=cache, constant=constant)
     return drive(regime=REGIME, problem=problem, configs=configs, n_steps=n_steps, schedule=schedule,
-                 log_steps=log_steps, device=device, dtype=dtype, chunk_size=chunk_size,
-                 init=pen_init if isinstance(rule, GradientPenalty) else init,
-                 step=pen_step if isinstance(rule, GradientPenalty) else sde_step if isinstance(rule, SDE) else step,
-                 kill=kill, replacement=replacement, progress=progress,
-                 test=None if tt is None else pen_test if isinstance(rule, GradientPenalty) else test_loss, update=rule,
+                 log_steps=log_steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init, step=step,
+                 kill=kill_state, replacement=replacement, progress=progress, test=None if tt is None else test_loss,
+                 update=update, ctx=ctx,
                  meta=dict(seed=seed, repeats=1, **({} if tt is None else dict(test_cutoff=test_cutoff,
                                                                               test_modes_cut=tt["n_cut"]))))

@@ -31,16 +31,19 @@ from __future__ import annotations
 
 import math
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import torch
-from torch.func import functional_call, grad, grad_and_value, vmap
+from torch.func import functional_call, grad_and_value, vmap
 
 from ..configs import check_log_steps, check_n_steps, default_log_steps
 from ..curves import Curves
 from ..ntk import NetworkProblem, params_and_buffers
-from ..updates import SVAG, GradientPenalty, MicroBatchPenalty, Normalized, NoisyGD, check_update
+from ..updates import check_update
+from ..losses import check_loss
 from ._engine import drive, gaussian_keys, resolve_device, resolve_dtype, sample_batches, stream_keys, streams_for
+from ..errors import InputError
 
 REGIME = "nn"
 __all__ = ["run", "REGIME", "as_network", "sample_batches"]
@@ -48,7 +51,7 @@ __all__ = ["run", "REGIME", "as_network", "sample_batches"]
 
 def as_network(problem, network=None) -> NetworkProblem:
     """The NetworkProblem to train, from `network=` or from `problem` (a NetworkProblem, a (model, X, y) or
-    (model, X, y, X_test, y_test) tuple, or a Problem built by Problem.from_network, which carries .network)."""
+    (model, X, y, X_test, y_test) tuple, or a Problem built by gfsgd.problem_from_network, which carries .network)."""
     for cand in (network, problem):
         if cand is None:
             continue
@@ -59,7 +62,7 @@ def as_network(problem, network=None) -> NetworkProblem:
         net = getattr(cand, "network", None)
         if isinstance(net, NetworkProblem):
             return net
-    raise ValueError("the nn regime needs the network: pass a Problem built by Problem.from_network (it carries "
+    raise InputError("the nn regime needs the network: pass a Problem built by gfsgd.problem_from_network (it carries "
                      ".network), a gfsgd.ntk.NetworkProblem, a (model, X, y) tuple, or network=...; got "
                      f"problem={type(problem).__name__}" + ("" if network is None else
                                                             f", network={type(network).__name__}"))
@@ -68,11 +71,11 @@ def as_network(problem, network=None) -> NetworkProblem:
 def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str = "shared", schedule=None,
         log_steps=None, seed: int = 0, device="auto", dtype="float64", replacement: bool = False,
         chunk_size: int | None = None, memory_budget: float = 2e9, record_batches: bool = False,
-        progress: bool = True, update=None) -> Curves:
+        progress: bool = True, update=None, loss="mse") -> Curves:
     """Train the real network with mini-batch SGD + momentum for G configs (lr, momentum, batch_size).
 
     Args:
-        problem: a Problem from Problem.from_network, a NetworkProblem or a (model, X, y) tuple
+        problem: a Problem from gfsgd.problem_from_network, a NetworkProblem or a (model, X, y) tuple
             (see as_network); `network=` overrides it (e.g. when `problem` is a plain Problem).
         configs: (alpha, beta, b) triples, alpha in normalised-kernel units (module docstring).
         repeats: R independent training paths per config, vectorised with the configs; Curves.loss is their
@@ -99,17 +102,19 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
         (1/N) J^T eta with eta as in the linearized regime (one full-batch pass a step); GradientPenalty and
         MicroBatchPenalty, whose penalty gradients are taken by double backprop (torch.func.grad of a function
         that calls torch.func.grad), with strength / lambda_max(K_emp) as the penalty on the network's loss.
+    loss: the per-example loss (gfsgd.losses) of the batch loss and of the reported loss: "mse", 0.5 (f - y)^2.
     """
     rule = check_update(update, REGIME)
-    two = isinstance(rule, SVAG) and rule.l > 1
+    loss_fn = check_loss(loss, REGIME)  # the per-example loss (gfsgd.losses)
+    draws = rule.draws  # SVAG: two independent batches a step, weights r1, r2
     net = as_network(problem, network)
     if isinstance(repeats, bool) or not float(repeats).is_integer() or int(repeats) < 1:
-        raise ValueError(f"repeats must be an integer >= 1, got repeats={repeats!r}")
+        raise InputError(f"repeats must be an integer >= 1, got repeats={repeats!r}")
     R = int(repeats)
     if init not in ("shared", "independent"):
-        raise ValueError(f"init must be 'shared' or 'independent', got init={init!r}")
+        raise InputError(f"init must be 'shared' or 'independent', got init={init!r}")
     if init == "independent" and not hasattr(net.model, "reinitialized"):
-        raise ValueError(f"init='independent' needs a model with a reinitialized(seed) method (gfsgd.models.MLP "
+        raise InputError(f"init='independent' needs a model with a reinitialized(seed) method (gfsgd.models.MLP "
                          f"has one); {type(net.model).__name__} has none: use init='shared'")
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     n_steps = check_n_steps(n_steps)
@@ -142,48 +147,17 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
         return functional_call(model, (p, fixed), (x,)).reshape(x.shape[0])
 
     def batch_loss(p, xb, yb, wb):  # xb [bmax, ...], yb [bmax], wb [bmax] = 1/b (0 beyond b)
-        r = f(p, xb) - yb
-        return 0.5 * (wb * r * r).sum()
+        return (wb * loss_fn.value(f(p, xb), yb)).sum()
 
     grad_fn = vmap(grad_and_value(batch_loss))
     out_fn = vmap(f, in_dims=(0, None))
-    lam_raw = None if not hasattr(rule, "strength") else rule.strength * scale / N  # strength / lambda_max(K_emp)
 
-    def sq_grad_norms(p, xs, ys):
-        """|grad L_j(p)|^2 of the chunks j: xs [m, c, ...], ys [m, c] (labels, or the model's own draws y~ for the
-        fisher kind), L_j = 0.5 mean over chunk j of (f - y)^2."""
-        def chunk_loss(q, x, yy):
-            r = f(q, x) - yy
-            return 0.5 * (r * r).mean()
-        g = vmap(grad(chunk_loss), in_dims=(None, 0, 0))(p, xs, ys)  # per-chunk gradients [m, ...]
-        return sum((t.reshape(t.shape[0], -1) ** 2).sum(1) for t in g.values())  # [m]
-
-    def gd_penalty_loss(p, Xs, ys, parts):  # full-batch loss + lam / (4m) sum_k |grad L_k|^2; parts [m, c]
-        r = f(p, Xs) - ys
-        return 0.5 * (r * r).mean() + lam_raw / (4 * parts.shape[0]) * sq_grad_norms(p, Xs[parts], ys[parts]).sum()
-
-    def mb_penalty_loss(p, xb, yb, wb, yt_mb):  # batch loss + lam mean_j |grad L_{M_j}|^2; xb [bmax, ...]
-        r = f(p, xb) - yb
-        mu = rule.micro_batch_size
-        J = xb.shape[0] // mu
-        norms = sq_grad_norms(p, xb.reshape(J, mu, *xb.shape[1:]), yt_mb.reshape(J, mu))  # [J]
-        live = (wb.reshape(J, mu)[:, 0] > 0).to(norms.dtype)  # micro-batches inside this config's batch
-        return 0.5 * (wb * r * r).sum() + lam_raw * (norms * live).sum() / live.sum()
-
-    pen_grad = vmap(grad(gd_penalty_loss), in_dims=(0, None, None, 0)) if isinstance(rule, GradientPenalty) else None
-    mb_grad = vmap(grad(mb_penalty_loss)) if isinstance(rule, MicroBatchPenalty) else None
-
-    def noisy_loss(p, Xs, coef):  # its gradient is (1/N) J^T (d + eta) for constant coef = (d + eta) / N
-        return (coef * f(p, Xs)).sum()
-    ngd_grad = vmap(grad(noisy_loss), in_dims=(0, None, 0))
-
-    def mse(p, Xs, ys, n):  # 0.5 * mean squared error of n stacked networks on Xs: [n]
+    def mse(p, Xs, ys, n):  # the mean loss (0.5 * mean squared error) of n stacked networks on Xs: [n]
         rows = max(64, int(memory_budget // (8 * n * max(1, Xs[0].numel()) * item * 8)))
         tot = torch.zeros(n, dtype=dtype, device=device)
         for s in range(0, Xs.shape[0], rows):
-            r = out_fn(p, Xs[s:s + rows]) - ys[s:s + rows]  # [n, rows]
-            tot += (r * r).sum(1)
-        return 0.5 * tot / Xs.shape[0]
+            tot += loss_fn.value(out_fn(p, Xs[s:s + rows]), ys[s:s + rows]).sum(1)  # [n, rows] -> [n]
+        return tot / Xs.shape[0]
 
     def path_mean(x, g):  # [R g] (path-major) -> mean [g], standard error [g]
         x = x.reshape(R, g)
@@ -193,13 +167,13 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
     # group the configs by batch size (same b: one vmapped group)
     cfgs = [tuple(c) for c in (configs.configs if hasattr(configs, "configs") else configs)]
     if not cfgs:
-        raise ValueError("configs must hold at least one (lr, momentum, batch_size) triple")
+        raise InputError("configs must hold at least one (lr, momentum, batch_size) triple")
     groups = {}
     for i, c in enumerate(cfgs):
         try:
             key = int(c[2])
         except (TypeError, ValueError, IndexError):
-            raise ValueError(f"config {i} must be a triple (lr, momentum, batch_size), got {c!r}") from None
+            raise InputError(f"config {i} must be a triple (lr, momentum, batch_size), got {c!r}") from None
         groups.setdefault(key, []).append(i)
 
     results = []
@@ -249,52 +223,32 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
         def paths(x, g):  # [R, ...] -> [R g, ...] (path-major, shared by the configs)
             return x[:, None].expand(R, g, *x.shape[1:]).reshape(R * g, *x.shape[1:])
 
-        def gradients(st, p, h, g, bmax, w):
-            """The step's gradient of the rule for the [R g] stacked networks, and a loss estimate [R g]."""
-            if isinstance(rule, (NoisyGD, GradientPenalty)):  # full batch
-                with torch.no_grad():
-                    dd = out_fn(p, X) - y  # [R g, N]
-                bl = 0.5 * (dd * dd).mean(1)
-                if isinstance(rule, NoisyGD):
-                    z = gaussian_keys(streams, h.t, N, device).to(dtype)
-                    z = paths(z - z.mean(1, keepdim=True), g)  # [R g, N]
-                    eta = torch.sqrt(h.gamma * N).repeat(R)[:, None] * dd * z
-                    return ngd_grad(p, X, (dd + eta) / N), bl
-                c = rule.chunk_size
-                if rule.split == "fixed":
-                    parts = torch.arange(N, device=device).reshape(1, N // c, c).expand(R * g, N // c, c)
-                else:
-                    parts = paths(stream_keys(streams, h.t, N, device).argsort(dim=1).reshape(R, N // c, c), g)
-                return pen_grad(p, X, y, parts), bl
-            idx, xb, yb = batch(h, g, bmax, 2 * h.t if two else h.t)
+        def record(st, idx, g, bmax):
             if record_batches:
                 st["batches"].append(idx[:1].expand(g, bmax).cpu())
-            if isinstance(rule, MicroBatchPenalty):
-                if rule.kind == "fisher":  # labels from the model: y~ = f + eps, so f - y~ = -eps (unit variance)
-                    with torch.no_grad():
-                        ft = vmap(f)(p, xb)
-                    ytil = ft + paths(gaussian_keys(streams, h.t, bmax, device).to(dtype), g)
-                else:
-                    ytil = yb
-                return mb_grad(p, xb, yb, w, ytil), grad_fn(p, xb, yb, w)[1]
-            grads, bl = grad_fn(p, xb, yb, w)
-            if isinstance(rule, Normalized):  # the batch's direction, the step norm of the target
-                nrm = torch.sqrt(sum((t.reshape(t.shape[0], -1) ** 2).sum(1) for t in grads.values()))  # [R g]
-                if rule.target == "small_batch":  # the same lr on the first small_batch_size points of the batch
-                    ws = (torch.arange(bmax, device=device) < rule.small_batch_size).to(dtype) / rule.small_batch_size
-                    gs, _ = grad_fn(p, xb, yb, ws.expand(R * g, bmax))
-                    want = torch.sqrt(sum((t.reshape(t.shape[0], -1) ** 2).sum(1) for t in gs.values()))
-                else:  # |delta w| = target / sqrt(lambda_max(K_emp)) = lr_nn |g'|  (target in normalised units)
-                    lr_nn = (h.lr * scale).repeat(R)
-                    want = float(rule.target) / (math.sqrt(N / scale) * lr_nn)
-                fac = torch.where(nrm > 0, want / nrm, torch.zeros_like(nrm))
-                grads = {k: t * fac.view((-1,) + (1,) * (t.ndim - 1)) for k, t in grads.items()}
-            if two:  # SVAG: r1 g_B1 + r2 g_B2, the second batch independent of the first
-                r1, r2 = rule.coefficients
-                _, xb2, yb2 = batch(h, g, bmax, 2 * h.t + 1)
-                grads2, _ = grad_fn(p, xb2, yb2, w)
-                grads = {k: r1 * grads[k] + r2 * grads2[k] for k in names}
-            return grads, bl
+
+        def gradients(st, p, h, g, bmax, w):
+            """The step's gradient for the [R g] stacked networks, and a loss estimate [R g]: the rule's own piece
+            (gfsgd.updates.base), or the batch gradient (the weighted sum over the rule's independent draws)."""
+            if ctx.pieces.gradient is not None:
+                return ctx.pieces.gradient(st, p, h, g, bmax, w)
+            terms, bl = [], None
+            for k, r in enumerate(draws):
+                idx, xb, yb = batch(h, g, bmax, len(draws) * h.t + k if len(draws) > 1 else h.t)
+                grads, loss_b = grad_fn(p, xb, yb, w)
+                if k == 0:
+                    record(st, idx, g, bmax)
+                    bl = loss_b
+                terms.append((r, grads))
+            if len(terms) == 1:
+                return terms[0][1], bl
+            return {n: sum(r * t[n] for r, t in terms) for n in names}, bl
+
+        # what a rule's piece may use (gfsgd.updates.base)
+        ctx = SimpleNamespace(N=N, R=R, loss=loss_fn, X=X, y=y, f=f, out_fn=out_fn, grad_fn=grad_fn, batch=batch, paths=paths,
+                              record=record, scale=scale, device=device, dtype=dtype, names=names,
+                              gaussian=lambda t, n: gaussian_keys(streams, t, n, device).to(dtype),
+                              uniform_keys=lambda t, n: stream_keys(streams, t, n, device))
 
         def kill(st, mask):
             mask = mask.repeat(R)
@@ -307,7 +261,7 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
         cur = drive(regime=REGIME, problem=net, configs=sub, n_steps=n_steps, schedule=schedule,
                     log_steps=steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init_state,
                     step=step, kill=kill, replacement=replacement, progress=progress, with_se=True,
-                    meta=dict(seed=seed, repeats=R), update=update)
+                    meta=dict(seed=seed, repeats=R), update=update, ctx=ctx)
         val = val_se = None
         if Xt is not None:
             val = np.full((len(sub), len(steps)), math.nan)

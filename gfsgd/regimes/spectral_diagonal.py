@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import math
 
+from types import SimpleNamespace
+
 import torch
 
-from ..updates import SDE, as_update
-from ._engine import drive, resolve_device, resolve_dtype, test_terms
-from ._sde import etd_coefficients, etdrk4_step
+from ..losses import check_loss
+from ._engine import drive, kill_state, resolve_device, resolve_dtype, test_terms
+from ..errors import InputError
 
 REGIME = "sd"
 __all__ = ["run", "REGIME"]
@@ -42,7 +44,7 @@ __all__ = ["run", "REGIME"]
 
 def run(problem, configs, n_steps, *, tau: float = 1.0, schedule=None, log_steps=None, seed: int = 0,
         device="auto", dtype="float64", replacement: bool = False, chunk_size: int | None = None,
-        progress: bool = True, test: bool | None = None, test_cutoff: float = 1e-10, update=None):
+        progress: bool = True, test: bool | None = None, test_cutoff: float = 1e-10, update=None, loss="mse"):
     """Simulate the SD recursion for G configs (lr, momentum, batch_size) at once; returns Curves.
 
     tau: the SE parameter (1 = mean field, -1 = Gaussian features); seed is recorded only (deterministic).
@@ -50,10 +52,14 @@ def run(problem, configs, n_steps, *, tau: float = 1.0, schedule=None, log_steps
     test: the diagonal approximation of the test loss (None: when the problem has a dense held-out set).
     update: the training rule (gfsgd.updates): SGD (default), SVAG(l), SDE() (the SD closure of the SGD SDE,
         stepped by ETDRK4 with SDE.substeps steps per SGD step) or NoisyGD (the same second moments as SGD).
+        A rule's own piece (rule.sd_pieces) gets the context: problem, N, device, dtype, lam, c, tau, tt, cache,
+        constant; the state holds A, B, D (the two-time moments), s = sum_k A_k and, with a test set, mean.
+    loss: the loss (gfsgd.losses): "mse", the squared loss 0.5 (f - y)^2 (the residual form of this regime).
     """
     tau = float(tau)
     if not math.isfinite(tau):
-        raise ValueError(f"tau must be finite, got tau={tau}")
+        raise InputError(f"tau must be finite, got tau={tau}")
+    check_loss(loss, REGIME)  # squared loss: the residual's second moments close (gfsgd.losses)
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     N = problem.N
     lam = problem.eigvals.to(device, dtype)  # [N]
@@ -104,29 +110,10 @@ def run(problem, configs, n_steps, *, tau: float = 1.0, schedule=None, log_steps
         val = tt["e2"] + 2.0 * (mean @ h) + torch.linalg.vecdot(mean @ tt["W"], mean) + (st["A"] - mean * mean) @ Wd
         return val / (2 * tt["M"]), None
 
-    rule = as_update(update)
-
-    def sde_step(st, h):  # the SD closure of the SGD SDE over one SGD step (docs/theory.md#updates)
-        if h.t == 0 or not constant:
-            u = h.lr[:, None] * lam  # [g, N]
-            k3 = h.gamma[:, None] * u * u
-            cache["sde"] = etd_coefficients(-2.0 * u - tau * k3, 1.0 / rule.substeps), k3, torch.exp(-u)
-        coef, k3, decay = cache["sde"]
-        A = st["A"]
-        for _ in range(rule.substeps):
-            A = etdrk4_step(A, coef, lambda x: k3 * x.sum(1, keepdim=True))
-        st["A"], st["s"] = A, A.sum(1, keepdim=True)
-        if tt is not None:  # the mean follows dm/dt = -alpha lambda m
-            st["mean"] = st["mean"] * decay
-        return st, st["s"][:, 0] / (2 * N), None
-
-    def kill(st, mask):
-        for key in ("A", "B", "D", "s", "mean", "mean_prev"):
-            if key in st:
-                st[key][mask] = 0.0
-
+    # what a rule's piece may use (gfsgd.updates.base)
+    ctx = SimpleNamespace(problem=problem, N=N, device=device, dtype=dtype, lam=lam, c=c, tau=tau, tt=tt,
+                          cache=cache, constant=constant)
     return drive(regime=REGIME, problem=problem, configs=configs, n_steps=n_steps, schedule=schedule,
-                 log_steps=log_steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init,
-                 step=sde_step if isinstance(rule, SDE) else step, kill=kill, replacement=replacement,
-                 progress=progress, test=None if tt is None else test_loss, meta=dict(tau=tau, seed=seed, repeats=1),
-                 update=rule)
+                 log_steps=log_steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init, step=step,
+                 kill=kill_state, replacement=replacement, progress=progress, test=None if tt is None else test_loss,
+                 meta=dict(tau=tau, seed=seed, repeats=1), update=update, ctx=ctx)

@@ -5,8 +5,9 @@ Every function takes a spectrum: a Problem, or eigenvalues (top one 1) with w= (
 c_k / (2N)) or c= (squared eigen-coefficients of d0) and N (training points). lr = alpha, momentum = beta and
 batch_size = b broadcast together, so grids of configs are computed at once. float64 numpy results.
 
-generating   S_k, U_k, V_k (per mode), U, V, L (= V / (1 - U)), U1, V1, total_loss, propagators (U_m, V_t),
-             solve_renewal, loss_curve (the renewal equation L_t = V_t + sum_s U_{t-s} L_s)
+generating   S_k, U_k, V_k (per mode), U, V, L (= V / (1 - U)), U1, V1, total_loss, split_configs
+renewal      propagators (U_m, V_t), solve_renewal, loss_curve (the renewal equation L_t = V_t + sum_s U_{t-s} L_s),
+             mode_second_moments
 inversion    loss_at (L_t at any steps from a contour integral of L(z), without stepping)
 sde          sde_loss (the SGD SDE, the l -> infinity limit of SVAG, by Laplace inversion; docs/theory.md#updates)
 stability    mode_stable, per_mode_lr_limit, is_convergent, critical_lr, lambda_crit, asymptotes
@@ -20,8 +21,8 @@ symbolic     the sympy derivation (import gfsgd.theory.symbolic; not imported he
 from ._inputs import Spectrum, as_spectrum, noise_gamma
 from .asymptotics import (AsymptoticLoss, PowerLawFit, asymptotic_loss, crossover_time, fit_power_law,
                           loss_exponent, phase, q_lambda, spectral_asymptotic_loss)
-from .generating import (L, S_k, U, U1, U_k, V, V1, V_k, loss_curve, mode_second_moments, propagators,
-                         solve_renewal, split_configs, total_loss)
+from .generating import L, S_k, U, U1, U_k, V, V1, V_k, split_configs, total_loss
+from .renewal import loss_curve, mode_second_moments, propagators, solve_renewal
 from .inversion import loss_at
 from .sde import sde_loss
 from .optimal import (BudgetCurves, NegativeMomentumCondition, OptimalHyperparameters, budget_curves,

@@ -15,26 +15,18 @@ import time
 
 import numpy as np
 
-from ..cli import add_model_args, add_rank_arg, dataset_problem
-from ..data import DATASETS
+from ..builder import add_model_args, add_problem_args, problem_from_args
+from ..errors import InputError
 
 
 def _parser():
     p = argparse.ArgumentParser(prog="python -m gfsgd.theory", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    src = p.add_argument_group("problem (synthetic power law, or a saved kernel file)")
-    src.add_argument("--problem", default=None, help="a Problem file (Problem.save); overrides --nu/--kappa/--N")
-    src.add_argument("--nu", type=float, default=1.5, help="eigenvalue decay lambda_k = k^-nu")
-    src.add_argument("--kappa", type=float, default=1.0, help="signal decay c_k ~ k^-(kappa+1)")
-    src.add_argument("--N", type=int, default=10000, help="training points (= modes) of the synthetic problem, or "
-                                                          "of --dataset")
-    src.add_argument("--dataset", default=None, choices=[d for d in DATASETS if d != "synthetic"],
-                     help="a dataset: the problem is the empirical NTK of an MLP on it (model options below); "
-                          "with --rank K no N x N matrix is formed")
+    src = add_problem_args(p, title="problem (synthetic power law, saved kernel (--problem), dataset through an MLP)")
     src.add_argument("--seed", type=int, default=0, help="--dataset: subsample and (without --model_seed) init seed")
     src.add_argument("--device", default="auto", help="--dataset: 'auto', 'cpu' or 'cuda' for the NTK")
-    add_rank_arg(src)
     add_model_args(p, network=False)
+    p.set_defaults(N=10000, basis="none")
     p.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=10, help="batch size b")
     p.add_argument("--tau", type=float, default=1.0, help="SE parameter (1 mean field, -1 Gaussian features)")
     p.add_argument("--budget", type=int, default=1000, help="step budget T for the optimal (alpha, beta)")
@@ -49,36 +41,15 @@ def _parser():
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    from ..problem import Problem
     from . import (critical_batch_size, critical_lr, fit_power_law, lambda_crit, loss_exponent,
                    optimal_hyperparameters, phase)
 
-    if args.rank < 0:
-        raise SystemExit(f"error: --rank must be >= 0 (0: the dense kernel), got --rank {args.rank}")
-    if args.problem:
-        try:
-            problem = Problem.load(args.problem)
-        except (ValueError, FileNotFoundError) as exc:
-            raise SystemExit(f"error: {exc}") from None
-    elif args.dataset:
-        try:
-            problem = dataset_problem(args, progress=True)
-        except (ValueError, FileNotFoundError) as exc:
-            raise SystemExit(f"error: {exc}") from None
-        if "spectrum" in problem.meta:
-            from ..spectrum import spectrum_summary
-            print(spectrum_summary(problem))
-    else:
-        if args.rank:
-            raise SystemExit("error: --rank takes the top eigenpairs of a kernel: give --dataset (or a --problem "
-                             "file with its eigenvectors)")
-        problem = Problem.synthetic(args.N, args.nu, args.kappa, basis=None)
-    if args.rank and args.problem:
-        if not problem.has_basis:
-            raise SystemExit(f"error: --rank needs the kernel's eigenvectors; {args.problem} is spectral only")
-        from ..spectrum import problem_from_operator, spectrum_summary
-        problem = problem_from_operator(problem.K * problem.lambda_max_raw, problem.d0, rank=args.rank,
-                                        name=f"{problem.name}, rank {args.rank} + tail")
+    try:
+        problem = problem_from_args(args, progress=True)
+    except (InputError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if "spectrum" in problem.meta:
+        from ..spectrum import spectrum_summary
         print(spectrum_summary(problem))
     N, b, tau = problem.N, args.batch_size, args.tau
     if not 1 <= b <= N:
@@ -87,12 +58,12 @@ def main(argv=None):
             ("L_0", f"{problem.loss0:.4g}"), ("lambda_crit", f"{lambda_crit(problem, tau):.4g}"),
             ("critical batch size b* (beta = 0)", f"{float(critical_batch_size(problem, 0.0, tau)):.4g}")]
     # a network's problem: also the learning rate in the network's own units, lr_nn = alpha N / lambda_max_raw
-    scale = N / problem.lambda_max_raw if (args.dataset or problem.lambda_max_raw != 1.0) else None
+    scale = N / problem.lambda_max_raw if ((args.dataset and args.dataset != "synthetic") or problem.lambda_max_raw != 1.0) else None
     nn_units = (lambda a: f", lr_nn = {a * scale:.4g}") if scale else (lambda a: "")
     ac = critical_lr(problem, np.asarray(args.momenta), b, tau=tau)
     for m, a in zip(args.momenta, ac):
         rows.append((f"critical lr at beta = {m:+.2f}", f"{a:.4g}   (alpha_eff = {a / (1 - m):.4g}{nn_units(a)})"))
-    if args.problem or args.dataset:
+    if args.kernel or (args.dataset and args.dataset != "synthetic"):
         try:
             fit = fit_power_law(problem)
             nu, kappa = fit.nu, fit.kappa

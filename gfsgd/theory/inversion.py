@@ -32,11 +32,12 @@ import math
 import numpy as np
 import torch
 
-from ..updates import SDE, check_update
+from ..updates import check_update
 from ._inputs import as_spectrum, broadcast_configs
 from .generating import loss_curve
-from .sde import sde_loss
+from .sde import SOLVERS
 from .stability import is_convergent
+from ..errors import InputError
 
 __all__ = ["loss_at"]
 
@@ -69,13 +70,14 @@ def loss_at(problem, lr, momentum, batch_size, t, *, tau=1.0, w=None, c=None, N=
     t_in = np.asarray(t)
     if t_in.size == 0 or not np.issubdtype(t_in.dtype, np.number) or not np.all(np.isfinite(t_in)) \
             or np.any(t_in < 0) or np.any(t_in != np.round(t_in)):
-        raise ValueError(f"t must be a non-empty set of integer steps >= 0, got t={t!r}")
+        raise InputError(f"t must be a non-empty set of integer steps >= 0, got t={t!r}")
     if not (isinstance(tol, (int, float)) and 0 < tol < 1):
-        raise ValueError(f"tol must be in (0, 1), got tol={tol!r}")
+        raise InputError(f"tol must be in (0, 1), got tol={tol!r}")
     rule = check_update(update, "theory", momenta=np.ravel(momentum).tolist())
-    if isinstance(rule, SDE):
-        loss = sde_loss(spec, lr, batch_size, t_in, tau=tau, replacement=replacement)
-        return (loss, dict(status=np.where(np.isfinite(loss), "sde", "diverged"))) if return_info else loss
+    solve = rule.theory_solver(SOLVERS)  # a rule with its own theory (the SDE: Laplace inversion)
+    if solve is not None:
+        loss = solve(spec, lr, momentum, batch_size, t_in, tau=tau, replacement=replacement)
+        return (loss, dict(status=np.where(np.isfinite(loss), rule.name, "diverged"))) if return_info else loss
     per, scale = rule.steps_per_sgd_step, rule.noise_scale
     ts = t_in.astype(np.int64).reshape(-1) * per
     shape, (a, beta, b), gamma, tau = broadcast_configs(spec, np.asarray(lr, dtype=float) / rule.lr_divisor,

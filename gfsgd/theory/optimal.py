@@ -23,6 +23,7 @@ from .asymptotics import fit_power_law, spectral_asymptotic_loss
 from .generating import loss_curve
 from .inversion import loss_at
 from .stability import critical_lr, is_convergent, lambda_crit
+from ..errors import InputError
 
 __all__ = ["OptimalHyperparameters", "optimal_hyperparameters", "NegativeMomentumCondition",
            "negative_momentum_condition", "BudgetCurves", "budget_curves", "critical_batch_size"]
@@ -94,7 +95,7 @@ def _predictor(spec, horizon, tau, replacement, method):
             ok = _asymptotics_valid(spec, a, beta, horizon, out)
             return np.where(ok & np.isfinite(out) & (out >= 0), out, np.inf)
         return predict
-    raise ValueError(f"method must be 'renewal' or 'asymptotic', got method={method!r}")
+    raise InputError(f"method must be 'renewal' or 'asymptotic', got method={method!r}")
 
 
 def _take(x, idx):
@@ -126,7 +127,7 @@ def optimal_hyperparameters(spectrum, batch_size, N=None, horizon=1000, tau=1.0,
     horizon = check_positive_int(horizon, "horizon", 1)
     b_in = check_batch_size(batch_size, spec.N)
     if b_in.ndim > 1:
-        raise ValueError(f"batch_size must be a scalar or a 1-d array, got shape {b_in.shape}")
+        raise InputError(f"batch_size must be a scalar or a 1-d array, got shape {b_in.shape}")
     b = np.atleast_1d(b_in).astype(float)  # [B]
     betas = np.concatenate([np.round(np.linspace(-0.9, 0.9, 19), 12), [0.95]]) if momenta is None \
         else np.atleast_1d(check_momentum(momenta, "momenta")).astype(float)
@@ -229,7 +230,7 @@ def negative_momentum_condition(spectrum, nu=None, *, w=None, c=None, N=None):
         nu = fit_power_law(spec).nu
     nu = float(check_finite(nu, "nu"))
     if nu <= 0:
-        raise ValueError(f"nu must be > 0, got nu={nu}")
+        raise InputError(f"nu must be > 0, got nu={nu}")
     lam, wk = spec.eigvals, spec.w
     pos = lam > 0
     lhs = lam.sum() * wk.sum()

@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import math
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from ._inputs import as_spectrum, broadcast_configs
+from ..errors import InputError
 
-__all__ = ["sde_loss"]
+__all__ = ["sde_loss", "SOLVERS"]
 
 NODES = 24  # the rule whose value is returned
 CHECK = 16  # the rule it is checked against
@@ -43,7 +46,7 @@ def sde_loss(problem, lr, batch_size, t, *, tau=1.0, w=None, c=None, N=None, rep
     spec = as_spectrum(problem, w=w, c=c, N=N, need_w=True)
     t_in = np.asarray(t, dtype=float)
     if t_in.size == 0 or not np.all(np.isfinite(t_in)) or np.any(t_in < 0):
-        raise ValueError(f"t must be a non-empty set of times >= 0, got t={t!r}")
+        raise InputError(f"t must be a non-empty set of times >= 0, got t={t!r}")
     shape, (a, _, b), gamma, tau = broadcast_configs(spec, lr, 0.0, batch_size, tau, replacement)
     ts = t_in.reshape(-1)
     lam, wk = spec.eigvals, spec.w
@@ -68,7 +71,7 @@ def sde_loss(problem, lr, batch_size, t, *, tau=1.0, w=None, c=None, N=None, rep
             err[g, j] = abs(v[0] - v[1]) / max(abs(out[g, j]), 1e-300)
     if np.any(err > tol):
         g, j = np.unravel_index(np.nanargmax(err), err.shape)
-        raise ValueError(f"sde_loss: the contour rules disagree by {err[g, j]:.2g} (> tol={tol:g}) at lr={a[g]:g}, "
+        raise InputError(f"sde_loss: the contour rules disagree by {err[g, j]:.2g} (> tol={tol:g}) at lr={a[g]:g}, "
                          f"batch_size={b[g]:g}, t={ts[j]:g}")
     loss = out.reshape(tuple(shape) + t_in.shape)
     if return_info:
@@ -112,3 +115,7 @@ def _bromwich(n, t, sigma, d, u, w, w0, u0):
     weight[0] = 1.0
     total = np.sum(weight * np.exp(s * t) * Gs * (1.0 + 1j * x))
     return float((h * mu / math.pi) * total.real)
+
+
+# the theory's solvers that a rule's theory piece may call (gfsgd.updates.base: UpdateRule.theory_solver)
+SOLVERS = SimpleNamespace(sde_loss=sde_loss)

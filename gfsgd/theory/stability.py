@@ -22,6 +22,7 @@ import numpy as np
 from ._inputs import (as_spectrum, check_batch_size, check_eigvals, check_finite, check_lr, check_momentum,
                       check_tau, noise_gamma)
 from .generating import U1
+from ..errors import InputError
 
 __all__ = ["mode_stable", "per_mode_lr_limit", "is_convergent", "critical_lr", "lambda_crit", "asymptotes",
            "boundary_adjacent"]
@@ -97,7 +98,7 @@ def critical_lr(spectrum, momentum, batch_size, N=None, tau=1.0, *, replacement=
         b = check_batch_size(batch_size, getattr(spectrum, "N", 0) or 1)
         beta, b = np.broadcast_arrays(beta, b)
         if not hasattr(spectrum, "eigvecs"):
-            raise ValueError("critical_lr(exact=True) needs a Problem with its eigenvectors (a dense problem), "
+            raise InputError("critical_lr(exact=True) needs a Problem with its eigenvectors (a dense problem), "
                              f"got {type(spectrum).__name__}")
         out = np.array([exact_critical_lr(spectrum, m, bb, replacement=replacement, rtol=rtol)
                         for m, bb in zip(beta.reshape(-1), b.reshape(-1))])
@@ -224,7 +225,7 @@ def exact_stability(problem, lr, momentum, batch_size, *, replacement=False, tol
 
     U = problem.eigvecs
     if U is None:
-        raise ValueError("the exact stability edge needs the kernel's eigenvectors, but this problem is spectral "
+        raise InputError("the exact stability edge needs the kernel's eigenvectors, but this problem is spectral "
                          f"only ({problem.name}); use exact=False (the SD edge)")
     U = U.detach().cpu().double().numpy()
     lam = problem.eigvals.detach().cpu().double().numpy()

@@ -1,4 +1,4 @@
-"""The SGD SDE's second moments, stepped by an exponential integrator (docs/theory.md#updates).
+"""ETDRK4, the exponential integrator of the SGD SDE's second moments (docs/theory.md#updates).
 
 In the kernel eigenbasis the second-moment equation of the SDE (momentum 0, time in SGD steps) splits into an
 elementwise linear part and a coupling through the noise:

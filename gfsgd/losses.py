@@ -1,0 +1,92 @@
+"""Losses, as pieces the regimes ask for instead of branching on a name (docs/design.md#losses).
+
+A loss is a small frozen object:
+
+    value(out, y)        the per-example loss [..., n] of outputs `out` against targets `y` (summed over outputs)
+    gradient(out, y)     its gradient in function space, dL/df, the "residual" that drives the update
+    curvature(out)       its Hessian in function space (the Gauss-Newton weight of the kernel)
+    regimes              where it runs
+
+    mse          0.5 (f - y)^2: exact in every regime (the kernel regimes and the theory are built on it; the
+                 gradient is the residual d = f - y and the curvature is 1)
+
+A regime takes `loss=` (a name or a Loss) and checks it with `check_loss(loss, regime)`: a loss a regime cannot run
+raises `UnsupportedLoss` naming the losses it runs. A new loss is one class here (or in a module of its own,
+registered with `register_loss`) and its tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import InputError
+
+__all__ = ["Loss", "MSE", "mse", "LOSSES", "UnsupportedLoss", "as_loss", "check_loss", "register_loss"]
+
+
+class UnsupportedLoss(InputError):
+    """A loss that the chosen regime cannot run."""
+
+
+@dataclass(frozen=True)
+class Loss:
+    """Base class: a per-example loss with its function-space gradient and curvature."""
+    name = "loss"
+    regimes = frozenset()
+
+    def value(self, out, y):
+        raise NotImplementedError
+
+    def gradient(self, out, y):
+        raise NotImplementedError
+
+    def curvature(self, out):
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class MSE(Loss):
+    """Squared loss 0.5 (f - y)^2 per output; the mean over the N examples is the reported L_t."""
+    name = "mse"
+    regimes = frozenset({"full", "sd", "linearized", "nn", "theory"})
+
+    def value(self, out, y):
+        r = out - y
+        return 0.5 * r * r
+
+    def gradient(self, out, y):
+        return out - y
+
+    def curvature(self, out):
+        return 1.0
+
+
+mse = MSE()
+LOSSES = {"mse": mse}
+
+
+def register_loss(loss: Loss) -> Loss:
+    """Add a loss object to LOSSES under its name."""
+    if not isinstance(loss, Loss):
+        raise TypeError(f"register_loss expects a Loss object, got {loss!r}")
+    LOSSES[loss.name] = loss
+    return loss
+
+
+def as_loss(loss) -> Loss:
+    """None -> mse; a Loss is returned as is; a registered name gives its loss."""
+    if loss is None:
+        return mse
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, str) and loss in LOSSES:
+        return LOSSES[loss]
+    raise InputError(f"loss must be one of {', '.join(LOSSES)} or a gfsgd.losses.Loss, got loss={loss!r}")
+
+
+def check_loss(loss, regime: str) -> Loss:
+    """The loss as an object, after checking that `regime` runs it."""
+    obj = as_loss(loss)
+    if regime not in obj.regimes:
+        runs = ", ".join(name for name, l in LOSSES.items() if regime in l.regimes)
+        raise UnsupportedLoss(f"the {regime} regime cannot run loss={obj.name}; it runs: {runs}")
+    return obj
