@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,11 +19,16 @@ import torch
 from ..problem import check_int
 from ..errors import InputError
 
-__all__ = ["top_eigenpairs", "Eigenpairs", "ConvergenceError", "as_operator", "DenseOperator"]
+__all__ = ["top_eigenpairs", "Eigenpairs", "ConvergenceError", "ToleranceFloorWarning", "as_operator", "DenseOperator",
+           "achieved_accuracy"]
 
 
 FLOOR = 50  # residual floor, in units of eps(dtype) * lambda_1
 GROWTH = 2.0  # a Ritz step at least each time the basis has doubled since the last one
+
+
+class ToleranceFloorWarning(UserWarning):
+    """The eigensolver stopped at its dtype's residual floor, not at the tolerance asked for."""
 
 
 class ConvergenceError(RuntimeError):
@@ -149,7 +155,8 @@ def _orth(W, Q, gen):
 
 
 def top_eigenpairs(op, k: int, *, tol: float = 1e-8, seed: int = 0, block_size: int | None = None,
-                   max_passes: int = 40, verify: bool = True, apply_to=None, progress: bool = False) -> Eigenpairs:
+                   max_passes: int = 40, verify: bool = True, apply_to=None, progress: bool = False,
+                   strict: bool = False) -> Eigenpairs:
     """The k largest eigenpairs of a symmetric PSD operator, by block Krylov (block Lanczos with full
     reorthogonalisation; docs/theory.md#full-datasets).
 
@@ -174,6 +181,13 @@ def top_eigenpairs(op, k: int, *, tol: float = 1e-8, seed: int = 0, block_size: 
         verify: recompute the residuals |K u - lambda u| with one more pass (default True).
         apply_to: optional vectors [N] or [N, r]; K @ apply_to is returned in Eigenpairs.applied, computed in
             the verification pass (no extra pass when verify=True).
+        strict: raise ConvergenceError (instead of a ToleranceFloorWarning) when the dtype's residual floor, not
+            tol, decided the accuracy of some pair.
+
+    What was reached (not only what was asked) is in Eigenpairs.info["accuracy"] (`achieved_accuracy`): the
+    largest relative error bound error_bounds / eigvals over all pairs and per decade of the spectrum, and how
+    many pairs the floor bound. When the floor binds (a relative bound above tol) a ToleranceFloorWarning says so
+    and which dtype would reach tol.
     Raises:
         ValueError on bad arguments or an operator that is not symmetric PSD; ConvergenceError when the
         tolerance is not met within max_passes.
@@ -311,11 +325,54 @@ def top_eigenpairs(op, k: int, *, tol: float = 1e-8, seed: int = 0, block_size: 
     if extra is not None and applied is None:
         applied = op @ extra
         passes += 1
+    bounds = res.double() ** 2 / torch.clamp(delta.double().cpu(), min=1e-300)
+    accuracy = achieved_accuracy(lam, bounds, tol_eff, dtype, delta.double().cpu())
+    _report_floor(accuracy, k, strict)
     return Eigenpairs(eigvals=lam.to(dtype), eigvecs=U, residuals=res.to(torch.float64), tol=tol_eff,
                       passes=passes, block_size=m, basis=size, seconds=time.perf_counter() - t0, verified=verified,
-                      applied=applied, error_bounds=res ** 2 / torch.clamp(delta.double().cpu(), min=1e-300),
+                      applied=applied, error_bounds=bounds,
                       info=dict(worst=float(res.max()) / lam1, route="krylov",
-                                worst_pair=float((res / lam.double().cpu().abs()).max())))
+                                worst_pair=float((res / lam.double().cpu().abs()).max()), accuracy=accuracy))
+
+
+def achieved_accuracy(eigvals, error_bounds, tol: float, dtype, delta=None) -> dict:
+    """What an eigensolve reached: the relative error bound of each pair, error_bounds / eigvals, as its maximum
+    overall ("max_relative_bound") and per decade of eigvals / lambda_1 ("by_decade": {"1e0-1e-1": ..., ...}),
+    the number of pairs whose bound exceeds the asked tol ("floor_bound": the dtype's residual floor decided
+    them), and the dtype ("dtype"). With delta (each pair's gap to the rest of the spectrum), "float64_reaches_tol"
+    says whether the float64 floor would meet tol for every pair."""
+    lam = eigvals.double().cpu().abs()
+    rel = error_bounds.double().cpu() / torch.clamp(lam, min=1e-300)
+    lam1 = float(lam.max()) if lam.numel() else 1.0
+    decades = {}
+    with torch.no_grad():
+        dec = torch.floor(torch.log10(torch.clamp(lam / lam1, min=1e-300))).to(torch.int64)
+        for d in sorted(set(dec.tolist()), reverse=True):
+            key = f"1e{d + 1}-1e{d}" if d < -1 else ("1e0-1e-1" if d == -1 else "1e0")
+            decades[key] = float(rel[dec == d].max())
+    out = dict(tol=float(tol), dtype=str(dtype).replace("torch.", ""), max_relative_bound=float(rel.max()),
+               by_decade=decades, floor_bound=int((rel > tol * (1 + 1e-9)).sum()), pairs=int(rel.numel()))
+    if delta is not None:
+        floor64 = FLOOR * torch.finfo(torch.float64).eps * lam1
+        best64 = torch.minimum(rel, floor64 ** 2 / torch.clamp(delta.double() * lam, min=1e-300))
+        out["float64_reaches_tol"] = bool((best64 <= tol * (1 + 1e-9)).all())
+    return out
+
+
+def _report_floor(accuracy: dict, k: int, strict: bool) -> None:
+    """A ToleranceFloorWarning (ConvergenceError with strict=True) when the dtype's floor, not tol, decided."""
+    n = accuracy["floor_bound"]
+    if not n:
+        return
+    fix = ("a float64 operator (e.g. --ntk_dtype float64) would reach it" if accuracy.get("float64_reaches_tol")
+           else "no dtype reaches it for the pairs this far below lambda_1: loosen tol")
+    msg = (f"top_eigenpairs(k={k}): {n} of {accuracy['pairs']} eigenpairs stopped at the {accuracy['dtype']} "
+           f"residual floor ({FLOOR} eps lambda_1), not at tol={accuracy['tol']:.3g}: their relative error bound "
+           f"reaches {accuracy['max_relative_bound']:.3g} (by decade of lambda / lambda_1: "
+           + ", ".join(f"{d}: {v:.2g}" for d, v in accuracy["by_decade"].items()) + f"); {fix}")
+    if strict:
+        raise ConvergenceError(msg)
+    warnings.warn(msg, ToleranceFloorWarning, stacklevel=3)
 
 
 def _allowed(theta, delta, lam1, tol, floor):
@@ -351,10 +408,12 @@ def _dense_route(op, k, apply_to, tol_eff, passes, m, t0):
     if apply_to is not None:
         extra = torch.as_tensor(apply_to).to(K.device, torch.float64)
         applied = (K @ (extra[:, None] if extra.ndim == 1 else extra)).to(dtype)
+    bounds = res.double().clone()  # |theta - lambda| <= |r| for the exact route
     return Eigenpairs(eigvals=lam.to(dtype), eigvecs=U.to(dtype), residuals=res, tol=tol_eff, passes=passes,
                       block_size=m, basis=N, seconds=time.perf_counter() - t0, verified=True, applied=applied,
-                      error_bounds=res.clone(),  # |theta - lambda| <= |r| for the exact route
-                      info=dict(worst=float(res.max()) / float(lam[0]), route="dense"))
+                      error_bounds=bounds,
+                      info=dict(worst=float(res.max()) / float(lam[0]), route="dense",
+                                accuracy=achieved_accuracy(lam, bounds, tol_eff, torch.float64)))
 
 
 def _progress(progress, total):
