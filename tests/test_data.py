@@ -208,3 +208,19 @@ def test_real_mnist():
     assert abs(X.mean() - 33.318) < 1e-3
     ds = load_dataset("mnist", 1000, seed=0, root=_mnist_root())
     assert ds.X.shape == (1000, 784)
+
+
+def test_a_huge_table_entry_is_refused_by_name(tmp_path):
+    """1e300 in a CSV used to pass with numpy overflow warnings and a degenerate feature (issue 27, item 7)."""
+    import pandas as pd
+    from gfsgd.errors import InputError
+    rng = np.random.default_rng(1)
+    n = 60
+    cols = ["MWG", "NWG", "KWG", "MDIMC", "NDIMC", "MDIMA", "NDIMB", "KWI", "VWM", "VWN", "STRM", "STRN", "SA", "SB"]
+    sg = pd.DataFrame({c: rng.integers(1, 8, n).astype(float) for c in cols})
+    for r in range(1, 5):
+        sg[f"Run{r} (ms)"] = rng.random(n) * 100 + 1
+    sg.loc[7, "KWG"] = 1e300
+    sg.to_csv(tmp_path / "sgemm_product.csv", index=False)
+    with pytest.raises(InputError, match=r"column 'KWG', data row 8 holds 1e\+300"):
+        load_dataset("sgemm", 50, root=tmp_path)

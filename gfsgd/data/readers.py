@@ -157,6 +157,9 @@ def read_cifar10(root):
 
 
 # ------------------------------------------------------------------------------------------ UCI tables
+MAX_ABS_VALUE = 1e100  # larger table entries overflow x^2 in the standardisation
+
+
 def _read_csv(name, path, needed):
     import pandas as pd
     try:
@@ -176,6 +179,13 @@ def _read_csv(name, path, needed):
                          f"{row + 1})")
     if len(sub) == 0:
         raise InputError(f"{path} has no data rows")
+    vals = np.abs(sub.to_numpy(dtype=np.float64))
+    huge = ~(vals <= MAX_ABS_VALUE)  # inf and NaN included
+    if huge.any():
+        r, c = (int(i[0]) for i in np.nonzero(huge))
+        raise InputError(f"{path}: column {needed[c]!r}, data row {r + 1} holds {sub.iat[r, c]!r}; values must be "
+                         f"finite and within +-{MAX_ABS_VALUE:g} (beyond that the standardisation overflows: the "
+                         f"square of the value is not a float)")
     return sub
 
 

@@ -25,7 +25,8 @@ def _parser():
     r = p.add_argument_group("budget and search")
     r.add_argument("--budget_steps", type=int, default=None, help="SGD steps")
     r.add_argument("--budget_samples", type=int, default=None, help="samples processed (steps x batch size)")
-    r.add_argument("--batch_size", type=int, nargs="+", default=[1, 10, 100, 1000], help="candidate batch sizes")
+    r.add_argument("--batch_size", type=int, nargs="+", default=None,
+                   help="candidate batch sizes; None: the powers of ten 1, 10, 100, ... up to N")
     r.add_argument("--objective", choices=["train", "test"], default="train",
                    help="the loss to minimise at the budget (test: the predicted held-out loss, needs --n_test)")
     r.add_argument("--momentum", choices=list(MOMENTA), default="any",
@@ -45,10 +46,19 @@ def main(argv=None):
     from pathlib import Path
 
     args = _parser().parse_args(argv)
+    # the output folder first: a bad --out must not waste the whole computation
+    out = Path(args.out or Path("runs") / f"recommend-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"error: --out {out} exists and is not a folder; give a folder for the table and the PNGs")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SystemExit(f"error: --out {out} cannot be created: {exc.strerror}") from None
     try:
         problem = _problem_from_args(args)
+        sizes = args.batch_size or [10 ** j for j in range(len(str(problem.N))) if 10 ** j <= problem.N]
         df = recommend(problem, budget_steps=args.budget_steps, budget_samples=args.budget_samples,
-                       batch_sizes=args.batch_size, objective=args.objective, momentum=args.momentum, tau=args.tau)
+                       batch_sizes=sizes, objective=args.objective, momentum=args.momentum, tau=args.tau)
     except (InputError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from None
     cols = ["batch_size", "lr", "momentum", "loss", "horizon", "lr_crit_sd", "lr_crit_exact", "lr_margin",
@@ -73,8 +83,6 @@ def main(argv=None):
         print(f"skipped (larger than N): {df.attrs['skipped']}")
     for w in df.attrs.get("warnings", []):
         print(f"warning: {w}")
-    out = Path(args.out or Path("runs") / f"recommend-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "recommendation.csv", index=False)
     _plots(problem, df, out, args.tau)
     print(f"\nwritten: {out}/recommendation.csv, loss_vs_batch.png, stability_map.png")
@@ -112,16 +120,24 @@ def _plots(problem, df, out, tau):
     lrs = np.geomspace(a_max / 200, a_max, 24)
     predict = predicted_loss(problem, T, tau, df.attrs["objective"])
     vals = predict(lrs[:, None], betas[None, :], b)
+    # the table's edge: the exact one of the full dynamics where the problem has it. Past it a config diverges,
+    # whatever SD predicts, so those cells are coloured (and starred) as diverged, and the edge is drawn as a curve.
+    exact_betas = edge = None
+    if getattr(problem, "has_basis", False) and np.isfinite(r.lr_crit_exact):
+        exact_betas = np.linspace(betas[0], betas[-1], 9)
+        edge = np.asarray(th.critical_lr(problem, exact_betas, b, tau=tau, exact=True), dtype=float)
+        vals = np.where(lrs[:, None] < np.interp(betas, exact_betas, edge)[None, :], vals, np.nan)
     fig = plots.alpha_beta_map(np.where(np.isfinite(vals), vals / problem.loss0, np.nan), lr=lrs, momentum=betas,
                                problem=problem, batch_size=b, tau=tau,
-                               title=f"b = {b}, T = {T}: predicted (SD) loss / L0 and the recommendation")
+                               title=f"b = {b}, T = {T}: predicted (SD) loss / L0, cut at the "
+                                     f"{'exact' if edge is not None else 'SD'} edge")
     ax = fig.axes[0]
+    if edge is not None:
+        ax.plot(exact_betas, edge, color="red", lw=2.2, ls="-", marker="o", ms=3, zorder=6,
+                label="exact edge (full dynamics)")
     # the map's axes: momentum across, learning rate up
     ax.plot([r.momentum], [r.lr], marker="*", ms=15, color="red", mec="white", ls="none", label="recommended",
             zorder=5)
-    if np.isfinite(r.lr_crit_exact):
-        ax.plot([r.momentum], [r.lr_crit_exact], marker="_", ms=22, mew=3, color="red", ls="none",
-                label="exact edge at β* (full dynamics)", zorder=5)
     ax.legend(fontsize=7, loc="lower right")
     plots.save(fig, out / "stability_map", formats=("png",))
     plt.close(fig)
