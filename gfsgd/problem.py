@@ -360,10 +360,10 @@ class Problem:
             raise FileNotFoundError(f"no problem file at {path} (make one with Problem.save)")
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - torch raises many kinds on a bad file
+        except Exception:  # noqa: BLE001 - torch raises many kinds on a bad file
             # torch's own text suggests weights_only=False, i.e. executing the file: never pass it on
-            raise InputError(f"{path} is not a saved gfsgd Problem (it could not be read as one: "
-                             f"{type(exc).__name__}); make one with Problem.save") from None
+            raise InputError(f"{path} is not a saved gfsgd Problem (it could not be read as one); make one with "
+                             f"Problem.save") from None
         if not isinstance(obj, dict) or obj.get("format") != "gfsgd.Problem/1":
             raise InputError(f"{path} is not a saved gfsgd Problem (format tag missing)")
         return cls(obj["eigvals"], obj["coef"], obj["eigvecs"], lambda_max_raw=obj["lambda_max_raw"],
