@@ -77,6 +77,23 @@ def test_committed_notebook_ran_at_paper_scale(name):
     assert not any(c.get("metadata", {}).get("tags") == ["injected-parameters"] for c in code)
 
 
+# executed at paper scale before their figures were shown inline, and not yet re-executed (each takes 30-55 min
+# on 2 cores): the test below reports them as expected failures until `python notebooks/run_notebooks.py NAME`
+NOT_YET_REEXECUTED = {"RegimeComparison", "BudgetIndependence"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_notebook_shows_every_figure_it_saved(name):
+    """Every figure a committed notebook saved under notebooks/figures/ also appears inline in it."""
+    nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
+    images = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+              if "image/png" in o.get("data", {})]
+    saved = sorted((NOTEBOOKS / "figures").glob(f"{name}_*.png"))
+    if name in NOT_YET_REEXECUTED and len(images) != len(saved):
+        pytest.xfail(f"{name}.ipynb predates inline figures: {len(images)} of {len(saved)} shown (re-execute it)")
+    assert saved and len(images) == len(saved), f"{len(saved)} figures saved, {len(images)} shown inline"
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_script_compiles_and_lints(name):
     source = (NOTEBOOKS / f"{name}.py").read_text()
@@ -104,4 +121,9 @@ def test_notebook_runs_in_quick_mode(name, kernel_env, tmp_path, monkeypatch):
     assert "QUICK=True" in outputs and "all assertions passed" in outputs, "the closing assertion cell did not run"
     for ext, data in committed.items():
         assert (NOTEBOOKS / f"{name}{ext}").read_bytes() == data, f"the committed {name}{ext} was modified"
-    assert list((tmp_path / "figures").glob("*.png")), "the notebook saved no figure"
+    saved = list((tmp_path / "figures").glob("*.png"))
+    assert saved, "the notebook saved no figure"
+    # every saved figure is also shown inline (a reader on GitHub or in the docs sees it)
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if "image/png" in o.get("data", {})]
+    assert len(images) == len(saved), f"{len(saved)} figures saved, {len(images)} shown inline"

@@ -22,12 +22,12 @@ budgets (budget_plot), powerlaw (phase_diagram, spectrum_plot, exponent_plot). T
 gfsgd.theory: the theory lines, curves and fits are computed here from a problem.
 """
 from .common import (LR_LABEL, MOMENTUM_LABEL, REGIME_NAMES, REGIME_ORDER, config_label, regime_label, save, saver,
-                     style)  # first: selects the headless backend before pyplot is imported
+                     show_inline, style)  # first: selects the headless backend before pyplot is imported
 from .budgets import budget_plot
 from .curves import loss_curves, regime_comparison, theory_curves
 from .maps import alpha_beta_map, alpha_beta_maps, map_values
 from .powerlaw import exponent_plot, phase_diagram, spectrum_plot
 
-__all__ = ["style", "save", "saver", "loss_curves", "regime_comparison", "regime_label", "config_label",
+__all__ = ["style", "save", "saver", "show_inline", "loss_curves", "regime_comparison", "regime_label", "config_label",
            "theory_curves", "alpha_beta_map", "alpha_beta_maps", "map_values", "budget_plot", "phase_diagram",
            "spectrum_plot", "exponent_plot", "LR_LABEL", "MOMENTUM_LABEL", "REGIME_ORDER", "REGIME_NAMES"]

@@ -6,6 +6,7 @@ Jupyter (which keeps its inline backend).
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import sys
@@ -15,11 +16,12 @@ import matplotlib
 
 if "MPLBACKEND" not in os.environ and "ipykernel" not in sys.modules:
     matplotlib.use("Agg")  # headless by default (scripts only save figures); Jupyter keeps its inline backend
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 __all__ = ["style", "save", "saver", "config_label", "regime_label", "as_frame", "iter_series", "normalized",
-           "draw_curve", "REGIME_ORDER", "REGIME_NAMES", "LR_LABEL", "MOMENTUM_LABEL"]
+           "draw_curve", "show_inline", "REGIME_ORDER", "REGIME_NAMES", "LR_LABEL", "MOMENTUM_LABEL"]
 
 REGIME_ORDER = ["nn", "linearized", "full", "sd", "theory"]
 REGIME_NAMES = {"nn": "network", "linearized": "linearized (sampled)", "full": "exact second moments",
@@ -56,7 +58,21 @@ def saver(folder, prefix, formats=("png",)):
 
     def savefig(fig, name) -> None:  # returns nothing, so that a notebook cell ending with it prints nothing
         save(fig, folder / f"{prefix}_{name}", formats=formats)
+        show_inline(fig)
     return savefig
+
+
+def show_inline(fig) -> bool:
+    """In a Jupyter kernel: display `fig` in the cell's output (a PNG, whatever matplotlib's backend) and close it,
+    so that a notebook shows every figure it saves exactly once, where it is made. Elsewhere: nothing (False)."""
+    if "ipykernel" not in sys.modules:
+        return False
+    from IPython.display import Image, display
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    display(Image(data=buf.getvalue(), format="png"))
+    plt.close(fig)
+    return True
 
 
 def as_frame(curves) -> pd.DataFrame:
