@@ -52,3 +52,12 @@ def test_the_problem_records_what_was_reached(kernel):
     assert res["tol"] == 1e-8 and res["achieved"]["max_relative_bound"] > 1e-8
     assert "eigenvalue accuracy reached (float32)" in spectrum_summary(q) and "pairs at the residual floor" in \
         spectrum_summary(q)
+
+
+def test_an_operator_that_returns_nan_or_is_zero():
+    from gfsgd.errors import InputError
+    K = torch.eye(40, dtype=torch.float64)
+    with pytest.raises(InputError, match="non-finite values"):
+        top_eigenpairs(K * float("nan"), 3)
+    with pytest.raises(InputError, match="zero on the start block"):
+        top_eigenpairs(torch.zeros(40, 40, dtype=torch.float64), 3)

@@ -48,3 +48,14 @@ def test_recommend_default_batch_sizes_fit_n(tmp_path):
     from gfsgd.recommend.__main__ import main
     df = main(["--N", "64", "--budget_steps", "200", "--out", str(tmp_path / "o")])
     assert sorted(df["batch_size"].tolist()) == [1, 10] and not df.attrs["skipped"]
+
+
+@pytest.mark.parametrize("extra, msg", [(["--update", "mb_penalty", "--penalty", "0.1"],
+                                         "--micro_batch_size is required"),
+                                        (["--update", "normalized", "--normalized_target", "abc"],
+                                         "--normalized_target must be 'small_batch' or a number > 0, got 'abc'")])
+def test_a_rule_option_that_is_wrong(tmp_path, extra, msg):
+    res = _run(["train_linearized.py", "--N", "16", "--n_steps", "3", "--batch_size", "4", "--no_plots",
+                "--save_dir", str(tmp_path / "run")] + extra)
+    assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert msg in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
