@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 from .errors import InputError
+from .outputs import check_n_outputs, output_profiles
 
 __all__ = ["Problem", "check_int"]
 
@@ -72,10 +73,14 @@ class Problem:
             for the real network: lr_nn = alpha * N / lambda_max_raw).
         name: a short description kept in saved results.
         meta: free-form dict saved with the problem (dataset, model, ...).
+        n_outputs: C, the outputs per example (docs/theory.md#outputs): the spectrum then has N C modes, the
+            eigenvectors' rows are example-major (i C + a), batches sample examples, and N counts examples.
+        profiles: for a spectral-only problem with C > 1, the modes' output profiles [N C, C^2]
+            (gfsgd.outputs.output_profiles); computed from the eigenvectors when they are given.
     """
 
     def __init__(self, eigvals, coef, eigvecs=None, *, lambda_max_raw=1.0, name="problem", meta=None,
-                 K_test=None, r_test=None):
+                 K_test=None, r_test=None, n_outputs: int = 1, profiles=None):
         eigvals = _as_tensor(eigvals, "eigvals")
         coef = _as_tensor(coef, "coef")
         if eigvals.ndim != 1 or eigvals.numel() == 0:
@@ -105,11 +110,22 @@ class Problem:
                                  f"inf entries")
             eigvecs = eigvecs[:, order]
         self.eigvecs = eigvecs
+        self.n_outputs = check_n_outputs(n_outputs, eigvals.numel())
+        if profiles is not None:
+            profiles = _as_tensor(profiles, "profiles")
+            if profiles.shape != (eigvals.numel(), self.n_outputs ** 2):
+                raise InputError(f"profiles must have shape [{eigvals.numel()}, {self.n_outputs ** 2}] (N C modes, "
+                                 f"C^2), got {tuple(profiles.shape)}")
+            profiles = profiles[order]
+        self._profiles = profiles
         self.lambda_max_raw = float(lambda_max_raw)
         self.name = str(name)
         self.meta = dict(meta or {})
         self._K = None
-        self.K_test, self.r_test = _check_test_set(K_test, r_test, self.N)
+        if self.n_outputs > 1 and K_test is not None:
+            raise InputError("a held-out set with C > 1 outputs is not supported yet: build the problem without "
+                             "K_test / r_test")
+        self.K_test, self.r_test = _check_test_set(K_test, r_test, self.n_modes)
         self._test_terms = {}
 
     # ------------------------------------------------------------------ constructors
@@ -169,11 +185,17 @@ class Problem:
                     psd_tol=1e-8) -> "Problem":
         """Any symmetric PSD kernel K [N, N] and initial residual d0 [N]; K is normalised to top eigenvalue 1.
 
+        C outputs per example (docs/theory.md#outputs): d0 [N, C] and K [N C, N C], rows example-major (i C + a).
+
         K_test [M, N]: the raw cross-kernel K(test, train), normalised here by the same lambda_max as K;
         r_test [M]: the initial test residual. Give both or neither.
         """
         K = _as_tensor(K, "K")
         d0 = _as_tensor(d0, "d0")
+        n_outputs = 1
+        if d0.ndim == 2:  # [N, C]: C outputs per example, flattened example-major
+            n_outputs = int(d0.shape[1])
+            d0 = d0.reshape(-1)
         if K.ndim != 2 or K.shape[0] != K.shape[1] or K.shape[0] == 0:
             raise InputError(f"K must be a square N x N matrix, got shape {tuple(K.shape)}")
         N = K.shape[0]
@@ -204,7 +226,8 @@ class Problem:
                 raise InputError(f"K_test must be the [M, N={N}] cross-kernel (test rows, training columns), "
                                  f"got shape {tuple(K_test.shape)}")
             K_test = K_test / lmax
-        return cls(lam, coef, U, lambda_max_raw=lmax, name=name, meta=meta, K_test=K_test, r_test=r_test)
+        return cls(lam, coef, U, lambda_max_raw=lmax, name=name, meta=meta, K_test=K_test, r_test=r_test,
+                   n_outputs=n_outputs)
 
     # Deprecated aliases. The functions live above this module (gfsgd.ntk and gfsgd.spectrum import
     # gfsgd.problem), so they are looked up by name when called: no import of them here, and no cycle.
@@ -225,7 +248,24 @@ class Problem:
     # ------------------------------------------------------------------ derived quantities
     @property
     def N(self) -> int:
+        """Training examples (with C outputs each, the spectrum has N C modes)."""
+        return int(self.eigvals.numel()) // self.n_outputs
+
+    @property
+    def n_modes(self) -> int:
+        """Modes of the spectrum: N C."""
         return int(self.eigvals.numel())
+
+    @property
+    def profiles(self) -> torch.Tensor:
+        """Output profiles F [N C, C^2] of the modes (gfsgd.outputs.output_profiles); C = 1: ones [N, 1]."""
+        if self._profiles is None:
+            if self.n_outputs == 1:
+                self._profiles = torch.ones(self.n_modes, 1, dtype=self.dtype, device=self.device)
+            else:
+                self.require_basis("the output profiles of a C-output problem")
+                self._profiles = output_profiles(self.eigvecs, self.n_outputs)
+        return self._profiles
 
     @property
     def dtype(self):
@@ -283,6 +323,9 @@ class Problem:
 
     def require_test(self, what: str) -> None:
         """Raise a clear error if this problem has no held-out set (or it cannot be used)."""
+        if self.n_outputs > 1:
+            raise InputError(f"{what} with C = {self.n_outputs} outputs is not supported yet (held-out sets are for "
+                             f"one output)")
         if self.K_test is None:
             raise InputError(f"{what} needs a held-out set, but this problem has none ({self.name}); build it "
                              f"with one: Problem.from_kernel(K, d0, K_test=..., r_test=...), "
@@ -337,6 +380,7 @@ class Problem:
         p._K = conv(self._K)
         p.K_test, p.r_test = conv(self.K_test), conv(self.r_test)
         p._test_terms = {}
+        p.n_outputs, p._profiles = self.n_outputs, conv(self._profiles)
         return p
 
     # ------------------------------------------------------------------ persistence
@@ -349,7 +393,9 @@ class Problem:
                         eigvecs=None if self.eigvecs is None else self.eigvecs.cpu(),
                         lambda_max_raw=self.lambda_max_raw, name=self.name, meta=self.meta,
                         K_test=None if self.K_test is None else self.K_test.cpu(),
-                        r_test=None if self.r_test is None else self.r_test.cpu()), tmp)
+                        r_test=None if self.r_test is None else self.r_test.cpu(), n_outputs=self.n_outputs,
+                        profiles=None if self._profiles is None or self.eigvecs is not None else
+                        self._profiles.cpu()), tmp)
         tmp.replace(path)
         return path
 
@@ -367,11 +413,13 @@ class Problem:
         if not isinstance(obj, dict) or obj.get("format") != "gfsgd.Problem/1":
             raise InputError(f"{path} is not a saved gfsgd Problem (format tag missing)")
         return cls(obj["eigvals"], obj["coef"], obj["eigvecs"], lambda_max_raw=obj["lambda_max_raw"],
-                   name=obj["name"], meta=obj["meta"], K_test=obj.get("K_test"), r_test=obj.get("r_test"))
+                   name=obj["name"], meta=obj["meta"], K_test=obj.get("K_test"), r_test=obj.get("r_test"),
+                   n_outputs=int(obj.get("n_outputs", 1)), profiles=obj.get("profiles"))
 
     def __repr__(self):
         test = f", M={self.M} held out" if self.has_test else ""
-        return (f"Problem({self.name}, N={self.N}, L0={self.loss0:.4g}, "
+        return (f"Problem({self.name}, N={self.N}{'' if self.n_outputs == 1 else f' x C={self.n_outputs}'}, "
+                f"L0={self.loss0:.4g}, "
                 f"basis={'yes' if self.has_basis else 'spectral only'}{test}, dtype={self.dtype})")
 
 

@@ -190,7 +190,8 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
     configs = [(float(a), float(m), int(b)) for a, m, b in zip(lr64.tolist(), mom64.tolist(), b_host_all)]
     G = len(configs)
     rule = check_update(update, regime, momenta=[m for _, m, _ in configs], replacement=replacement or None, N=N,
-                        batch_sizes=[b for _, _, b in configs], schedule=schedule)
+                        batch_sizes=[b for _, _, b in configs], schedule=schedule,
+                        n_outputs=getattr(problem, "n_outputs", 1))
     replacement = rule.sampling_replacement(replacement)
     pieces = rule.pieces(regime, ctx)
     if ctx is not None:

@@ -62,15 +62,15 @@ def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int =
     problem.require_basis("the full regime")
     check_loss(loss, REGIME)  # squared loss: the residual's second moments close (gfsgd.losses)
     device, dtype = resolve_device(device), resolve_dtype(dtype)
-    N = problem.N
-    U = problem.eigvecs.to(device, dtype).contiguous()  # [N, N]
+    N, Co, M = problem.N, problem.n_outputs, problem.n_modes  # examples, outputs per example, modes (N Co)
+    U = problem.eigvecs.to(device, dtype).contiguous()  # [M, M]
     Ut = U.T.contiguous()
     lam = problem.eigvals.to(device, dtype)  # [N]
     ell = lam[:, None] * lam[None, :]  # lambda lambda^T  [N, N]
     coef = problem.coef.to(device, dtype)
     C0 = coef[:, None] * coef[None, :]  # [N, N]
     if chunk_size is None:
-        chunk_size = max(1, int(memory_budget // (8 * N * N * torch.finfo(dtype).bits / 8)))
+        chunk_size = max(1, int(memory_budget // (8 * M * M * torch.finfo(dtype).bits / 8)))
     constant = schedule is None or schedule.is_constant
     cache = {}
     tt = test_terms(problem, test, test_cutoff, device, dtype)
@@ -89,11 +89,11 @@ def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int =
 
     def init(lr, mom, b):
         g = lr.numel()
-        C = C0.expand(g, N, N).clone()
+        C = C0.expand(g, M, M).clone()
         st = dict(C=C, B=C.clone(), D=C.clone(), S=torch.empty_like(C), T=torch.empty_like(C),
                   W=torch.empty_like(C))
         if tt is not None:  # the mean E[d~] and its previous value (v_0 = 0)
-            st.update(mean=coef_g.expand(g, N).clone(), mean_prev=coef_g.expand(g, N).clone())
+            st.update(mean=coef_g.expand(g, M).clone(), mean_prev=coef_g.expand(g, M).clone())
         return st
 
     def step(st, h):
@@ -103,10 +103,13 @@ def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int =
         C, B, D, S, T, W = (st[k] for k in ("C", "B", "D", "S", "T", "W"))
         # noise: c_i = sum_kl U_ik C_kl U_il; since C is symmetric, (U C)^T = C U^T
         torch.matmul(C, Ut, out=T)  # T[k, i] = (U C)_ik
-        T.mul_(Ut)
-        cdiag = T.sum(-2, keepdim=True)  # [g, 1, N]
-        torch.mul(Ut, cdiag, out=S)  # U^T diag(c)
-        torch.matmul(S, U, out=T)  # Nmat = U^T diag(c) U
+        if Co == 1:
+            T.mul_(Ut)
+            cdiag = T.sum(-2, keepdim=True)  # [g, 1, N]
+            torch.mul(Ut, cdiag, out=S)  # U^T diag(c)
+            torch.matmul(S, U, out=T)  # Nmat = U^T diag(c) U
+        else:  # C outputs: the examples' C x C blocks, Nmat = U^T blockdiag(U C U^T) U (docs/theory.md#outputs)
+            T.copy_(block_noise(T, Ub, Ut))
         torch.add(T, T.mT, out=S)  # exactly symmetric 2 Nmat
         torch.mul(B, m, out=T)  # F = m * B
         torch.add(T, T.mT, out=W)  # F + F^T
@@ -120,6 +123,8 @@ def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int =
             st["mean_prev"], st["mean"] = st["mean"], new
         loss = torch.diagonal(D, dim1=-2, dim2=-1).sum(-1) / (2 * N)
         return st, loss, None
+
+    Ub = U.reshape(N, Co, M) if Co > 1 else None  # [N, Co, M]: the rows of each example
 
     def test_loss(st):
         C = st["C"]
@@ -136,3 +141,14 @@ def run(problem, configs, n_steps, *, schedule=None, log_steps=None, seed: int =
                  update=update, ctx=ctx,
                  meta=dict(seed=seed, repeats=1, **({} if tt is None else dict(test_cutoff=test_cutoff,
                                                                               test_modes_cut=tt["n_cut"]))))
+
+
+def block_noise(T: torch.Tensor, Ub: torch.Tensor, Ut: torch.Tensor) -> torch.Tensor:
+    """U^T blockdiag(U C~ U^T) U for C outputs per example, from T = C~ U^T [g, M, N Co]: the examples' Co x Co blocks
+    of U C~ U^T are X_i = U_i (C~ U_i^T) (U_i = Ub[i], [Co, M]), and the result is sum_i U_i^T X_i U_i [g, M, M]."""
+    g, M, _ = T.shape
+    N, Co, _ = Ub.shape
+    Tb = T.reshape(g, M, N, Co)  # [g, k, i, c] = (C~ U^T)[k, (i, c)]
+    X = torch.einsum("iak,gkic->giac", Ub, Tb)  # [g, N, Co, Co]
+    Z = torch.einsum("giac,icl->gial", X, Ub).reshape(g, N * Co, M)  # X_i U_i, rows (i, a)
+    return torch.matmul(Ut, Z)  # sum_{i, a} U[(i, a), k] Z[(i, a), l]

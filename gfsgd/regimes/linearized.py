@@ -26,6 +26,7 @@ from types import SimpleNamespace
 import torch
 
 from ..losses import check_loss
+from ..outputs import example_rows
 from ._engine import (drive, gaussian_keys, kill_state, resolve_device, resolve_dtype, sample_batches, stream_keys,
                       streams_for, test_terms)
 from ..errors import InputError
@@ -60,12 +61,12 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
     problem.require_basis("the linearized regime")
     check_loss(loss, REGIME)  # squared loss: the residual's second moments close (gfsgd.losses)
     device, dtype = resolve_device(device), resolve_dtype(dtype)
-    N = problem.N
-    K = problem.K.to(device, dtype).contiguous()  # [N, N]
-    d0 = problem.d0.to(device, dtype)  # [N]
+    N, Co, NC = problem.N, problem.n_outputs, problem.n_modes  # examples, outputs per example, rows N Co
+    K = problem.K.to(device, dtype).contiguous()  # [NC, NC]
+    d0 = problem.d0.to(device, dtype)  # [NC]
     streams = streams_for(seed, R, device)  # path r: random stream seed + r, shared by every config
     if chunk_size is None:
-        chunk_size = max(1, (2 ** 19 // N) // R) if device.type == "cpu" else max(1, 2 ** 24 // (N * R))
+        chunk_size = max(1, (2 ** 19 // NC) // R) if device.type == "cpu" else max(1, 2 ** 24 // (NC * R))
     constant = schedule is None or schedule.is_constant
     cache = {}
     with_test = test_terms(problem, test, 1e-10, device, dtype) is not None
@@ -75,7 +76,7 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
         M = r0.numel()
 
     def init(lr, mom, b):
-        d = d0.expand(R, lr.numel(), N).clone()  # [R, g, N]
+        d = d0.expand(R, lr.numel(), NC).clone()  # [R, g, NC]
         st = dict(d=d, v=torch.zeros_like(d))
         if with_test:
             st["r"] = r0.expand(R, lr.numel(), M).clone()  # [R, g, M]
@@ -101,6 +102,8 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
             w = torch.where(pos[None, :] < b[:, None], (-h.lr * N / b)[:, None], torch.zeros((), dtype=dtype,
                                                                                                  device=device))
             full_batch = h.bmin == N and not replacement and pieces.full_batch_shortcut
+            if Co > 1:  # every output of a batch example carries its example's weight
+                w = w.repeat_interleave(Co, dim=1)  # [g, bmax Co]
             cache["c"] = (bmax, w, h.momentum[None, :, None], (-h.lr)[None, :, None], full_batch)
         bmax, w, beta, neg_lr, full_batch = cache["c"]
         d, v = st["d"], st["v"]
@@ -116,9 +119,9 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
             draws = ctx.rule.draws
             for k, r in enumerate(draws):  # SVAG: two independent batches (the draws of steps 2t, 2t + 1), weights r1, r2
                 t_key = len(draws) * h.t + k if len(draws) > 1 else h.t
-                idx = sample_batches(streams, t_key, N, bmax, replacement, device)  # [R, bmax]
-                Kb = K[idx]  # rows of K at the batch: [R, bmax, N]
-                dB = d.gather(2, idx[:, None, :].expand(R, d.shape[1], bmax))  # [R, g, bmax]
+                idx = example_rows(sample_batches(streams, t_key, N, bmax, replacement, device), Co)  # [R, bmax Co]
+                Kb = K[idx]  # rows of K at the batch: [R, bmax Co, NC]
+                dB = d.gather(2, idx[:, None, :].expand(R, d.shape[1], idx.shape[1]))  # [R, g, bmax Co]
                 vals = dB * w if r == 1.0 else dB * (w * r)
                 if pieces.weights is not None:  # a rule's own weights (a rescaled step, a penalty's term)
                     vals = pieces.weights(st, h, idx, Kb, dB, vals)

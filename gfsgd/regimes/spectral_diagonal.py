@@ -61,11 +61,18 @@ def run(problem, configs, n_steps, *, tau: float = 1.0, schedule=None, log_steps
         raise InputError(f"tau must be finite, got tau={tau}")
     check_loss(loss, REGIME)  # squared loss: the residual's second moments close (gfsgd.losses)
     device, dtype = resolve_device(device), resolve_dtype(dtype)
-    N = problem.N
-    lam = problem.eigvals.to(device, dtype)  # [N]
-    c = problem.c.to(device, dtype)  # [N]
+    N, M = problem.N, problem.n_modes  # examples; modes (N C with C outputs per example)
+    lam = problem.eigvals.to(device, dtype)  # [M]
+    c = problem.c.to(device, dtype)  # [M]
+    # C outputs: mode k's noise is gamma u_k^2 sum_l <M^k, M^l> A_l through the output profiles F [M, C^2]
+    # (docs/theory.md#outputs); C = 1: F = 1 and the coupling is sum_l A_l
+    F = problem.profiles.to(device, dtype) if problem.n_outputs > 1 else None
+
+    def coupling(A):  # [g, M] -> [g, 1] (C = 1) or [g, M]
+        return A.sum(1, keepdim=True) if F is None else (A @ F) @ F.T
+
     if chunk_size is None:
-        chunk_size = max(1, 65536 // N) if device.type == "cpu" else max(1, 2 ** 26 // N)
+        chunk_size = max(1, 65536 // M) if device.type == "cpu" else max(1, 2 ** 26 // M)
     constant = schedule is None or schedule.is_constant
     cache = {}
     tt = test_terms(problem, test, test_cutoff, device, dtype)
@@ -82,10 +89,10 @@ def run(problem, configs, n_steps, *, tau: float = 1.0, schedule=None, log_steps
         return m, k1, -2.0 * beta * m, k3, beta * beta, -beta
 
     def init(lr, mom, b):
-        A = c.expand(lr.numel(), N).clone()  # [g, N]
-        st = dict(A=A, B=A.clone(), D=A.clone(), An=torch.empty_like(A), s=A.sum(1, keepdim=True))
+        A = c.expand(lr.numel(), M).clone()  # [g, M]
+        st = dict(A=A, B=A.clone(), D=A.clone(), An=torch.empty_like(A), s=coupling(A))
         if tt is not None:
-            st.update(mean=coef.expand(lr.numel(), N).clone(), mean_prev=coef.expand(lr.numel(), N).clone())
+            st.update(mean=coef.expand(lr.numel(), M).clone(), mean_prev=coef.expand(lr.numel(), M).clone())
         return st
 
     def step(st, h):
@@ -99,11 +106,11 @@ def run(problem, configs, n_steps, *, tau: float = 1.0, schedule=None, log_steps
         An.addcmul_(k3, st["s"])
         B.mul_(mb).addcmul_(m, A)
         st["A"], st["D"], st["An"] = An, A, D  # D' = A; the old D buffer is reused for the next A'
-        st["s"] = An.sum(1, keepdim=True)
+        st["s"] = coupling(An)
         if tt is not None:  # noiseless heavy ball per mode
             new = st["mean_prev"].mul_(mb).addcmul_(m, st["mean"])
             st["mean_prev"], st["mean"] = st["mean"], new
-        return st, st["s"][:, 0] / (2 * N), None
+        return st, (st["s"][:, 0] if F is None else An.sum(1)) / (2 * N), None
 
     def test_loss(st):
         mean = st["mean"]

@@ -62,6 +62,7 @@ class UpdateRule:
     """Base class of the training rules: plain SGD's behaviour everywhere it is not overridden."""
     name = "rule"
     regimes = frozenset()  # where the rule runs (a class attribute, not a field; see REGIMES)
+    multi_output = False  # runs on problems with C > 1 outputs per example (docs/theory.md#outputs)
 
     @property
     def lr_divisor(self) -> float:
@@ -172,7 +173,7 @@ def as_update(update) -> UpdateRule:
 
 
 def check_update(update, regime: str, *, momenta=None, replacement: bool | None = None, N: int | None = None,
-                 batch_sizes=None, schedule=None) -> UpdateRule:
+                 batch_sizes=None, schedule=None, n_outputs: int = 1) -> UpdateRule:
     """The rule as an object, after checking that `regime` runs it and that its own settings fit the run
     (the rule's `validate`: e.g. the SDE's zero momentum, a penalty's sizes that divide)."""
     rule = as_update(update)
@@ -181,6 +182,10 @@ def check_update(update, regime: str, *, momenta=None, replacement: bool | None 
         allowed = supported_rules(regime)
         names = ", ".join(f"{c.__name__} ({c.name})" for c in allowed)
         raise UnsupportedUpdate(f"the {regime} regime cannot run update={rule.name}; it runs: {names}")
+    if n_outputs > 1 and not rule.multi_output:
+        names = ", ".join(c.name for c in supported_rules(regime) if c.multi_output)
+        raise UnsupportedUpdate(f"update={rule.name} runs on one output per example; with C = {n_outputs} outputs "
+                                f"the {regime} regime runs: {names}")
     rule.validate(regime, momenta=momenta, replacement=replacement, N=N, batch_sizes=batch_sizes,
                   schedule=schedule)
     return rule

@@ -17,3 +17,4 @@ class SGD(UpdateRule):
     """Plain mini-batch SGD with heavy-ball momentum (the v-form of docs/theory.md#update)."""
     name = "sgd"
     regimes = frozenset(REGIMES)
+    multi_output = True

@@ -24,6 +24,7 @@ class SVAG(UpdateRule):
     l: float = 1.0
     name = "svag"
     regimes = frozenset(REGIMES)
+    multi_output = True
 
     def __post_init__(self):
         l = self.l

@@ -1,0 +1,135 @@
+"""C outputs per example (docs/theory.md#outputs): batches sample examples, so the noise of the batch gradient is
+blockdiag over the examples' C x C blocks. Checked against independent computations: Monte Carlo of the sampled
+regime, C independent one-output problems, and C = 1 against the one-output code path."""
+import numpy as np
+import pytest
+import torch
+
+from gfsgd import Problem
+from gfsgd.outputs import example_rows, output_profiles
+from gfsgd.regimes import full, linearized, spectral_diagonal as sd
+from gfsgd.updates import UnsupportedUpdate
+
+
+def random_problem(N=12, C=3, seed=0):
+    """A generic [NC, NC] kernel (not class-diagonal) and a residual [N, C]."""
+    g = torch.Generator().manual_seed(seed)
+    J = torch.randn(N * C, 2 * N * C, generator=g, dtype=torch.float64)
+    K = J @ J.T / J.shape[1] + 0.3 * torch.kron(torch.randn(N, N, generator=g, dtype=torch.float64).pow(2),
+                                                  torch.ones(C, C, dtype=torch.float64)) / N
+    K = 0.5 * (K + K.T)
+    K = K + (1e-9 - min(0.0, float(torch.linalg.eigvalsh(K).min()))) * torch.eye(N * C, dtype=torch.float64)
+    d0 = torch.randn(N, C, generator=g, dtype=torch.float64)
+    return Problem.from_kernel(K, d0)
+
+
+def test_problem_counts_examples_and_outputs():
+    p = random_problem(N=10, C=3)
+    assert p.n_outputs == 3 and p.N == 10 and p.n_modes == 30
+    assert p.loss0 == pytest.approx(float((p.d0 ** 2).sum()) / (2 * 10))  # |F - Y|_F^2 / (2N)
+    F = p.profiles
+    assert F.shape == (30, 9)
+    np.testing.assert_allclose(F[:, [0, 4, 8]].sum(1).numpy(), 1.0, rtol=1e-12)  # tr M^k = |u_k|^2 = 1
+    q = Problem.synthetic(16, 1.5, 1.0, seed=0)
+    assert q.n_outputs == 1 and q.N == 16 and torch.equal(q.profiles, torch.ones(16, 1, dtype=q.dtype))
+
+
+def test_example_rows_keep_an_examples_outputs_together():
+    idx = torch.tensor([[2, 0], [1, 3]])
+    assert example_rows(idx, 3).tolist() == [[6, 7, 8, 0, 1, 2], [3, 4, 5, 9, 10, 11]]
+    assert example_rows(idx, 1) is idx
+
+
+def test_full_regime_matches_monte_carlo_of_example_sampling():
+    """The exact batch-averaged second moments (blockdiag noise) against the mean of sampled paths, within
+    sampling error."""
+    p = random_problem(N=12, C=3, seed=1)
+    configs = [(0.6, 0.0, 3), (0.4, 0.5, 6)]
+    T = 30
+    exact = full.run(p, configs, T, progress=False, log_steps=[0, 10, T])
+    mc = linearized.run(p, configs, T, repeats=4000, progress=False, log_steps=[0, 10, T])
+    z = (mc.loss[:, 1:] - exact.loss[:, 1:]) / mc.loss_se[:, 1:]
+    assert np.all(np.abs(z) < 4.5), z
+
+
+def test_sampling_examples_is_not_sampling_rows():
+    """With outputs that move together (a kernel coupling an example's outputs, correlated residuals), treating
+    the N C rows as independent examples (diag noise) misses the sampled paths by many standard errors, while the
+    example-sampled exact moments match them."""
+    g = torch.Generator().manual_seed(5)
+    N, C = 10, 3
+    A = torch.randn(N, 3 * N, generator=g, dtype=torch.float64)
+    K = A @ A.T / A.shape[1]
+    Theta = torch.kron(K, torch.ones(C, C, dtype=torch.float64) + 0.2 * torch.eye(C, dtype=torch.float64))
+    base = torch.randn(N, 1, generator=g, dtype=torch.float64)
+    p = Problem.from_kernel(Theta, base + 0.1 * torch.randn(N, C, generator=g, dtype=torch.float64))
+    configs = [(0.9, 0.0, 2)]
+    T = 20
+    exact = full.run(p, configs, T, progress=False, log_steps=[0, T])
+    mc = linearized.run(p, configs, T, repeats=4000, progress=False, log_steps=[0, T])
+    rows = Problem(p.eigvals, p.coef, p.eigvecs)  # the N C rows as independent examples (the wrong sampling)
+    wrong = full.run(rows, [(a, m, b * C) for a, m, b in configs], T, progress=False, log_steps=[0, T])
+    wrong_loss = wrong.loss[:, -1] * rows.N / p.N  # the same |d|^2, per example
+    se = mc.loss_se[:, -1]
+    assert np.all(np.abs(mc.loss[:, -1] - exact.loss[:, -1]) < 4.5 * se)
+    assert np.all(np.abs(mc.loss[:, -1] - wrong_loss) > 8 * se), (mc.loss[:, -1], wrong_loss, se)
+
+
+def class_diagonal(N=16, C=3, seed=0):
+    """Theta = K (x) I_C with a Hadamard eigenbasis (|u_ik|^2 = 1/N: SD with tau = 1 is exact), and C scalar
+    problems with the same K and the columns of the residual."""
+    base = Problem.synthetic(N, 1.5, 1.0, seed=seed, basis="hadamard")
+    K = base.K
+    g = torch.Generator().manual_seed(seed + 7)
+    D = torch.randn(N, C, generator=g, dtype=torch.float64)
+    Theta = torch.kron(K, torch.eye(C, dtype=torch.float64))
+    return Problem.from_kernel(Theta, D), [Problem.from_kernel(K, D[:, a]) for a in range(C)]
+
+
+def test_class_diagonal_kernel_is_c_independent_scalar_problems():
+    p, singles = class_diagonal()
+    configs = [(0.8, 0.0, 2), (0.5, 0.6, 4), (1.5, -0.3, 8)]
+    T = 60
+    ref = sum(full.run(q, configs, T, progress=False).loss for q in singles)  # L = sum over outputs
+    np.testing.assert_allclose(full.run(p, configs, T, progress=False).loss, ref, rtol=1e-10)
+    # SD with tau = 1 is exact on a Hadamard basis, and with the output profiles it stays exact here (the
+    # eigenvectors of each C-fold eigenvalue are any rotation of (u_k e_a), but sum_l <M^k, M^l> A_l is not)
+    np.testing.assert_allclose(sd.run(p, configs, T, progress=False).loss, ref, rtol=1e-10)
+    # without the profiles (the one-output coupling sum_l A_l over all N C modes) it is not
+    flat = Problem(p.eigvals, p.coef, None, n_outputs=3, profiles=torch.ones(p.n_modes, 9) / 3)
+    assert not np.allclose(sd.run(flat, configs, T, progress=False).loss[:, -1], ref[:, -1], rtol=0.05)
+
+
+def test_sd_regime_on_a_generic_kernel_is_near_the_exact_one():
+    p = random_problem(N=16, C=2, seed=3)
+    configs = [(0.5, 0.0, 4), (0.3, 0.5, 8)]
+    ex, ap = full.run(p, configs, 40, progress=False), sd.run(p, configs, 40, progress=False)
+    rel = np.abs(ap.loss[:, -1] / ex.loss[:, -1] - 1)
+    assert np.all(rel < 0.25), rel  # an approximation (the diagonal closure), not an identity
+
+
+def test_one_output_is_the_scalar_code_path_bitwise():
+    q = Problem.synthetic(24, 1.5, 1.0, seed=2)
+    via_matrix = Problem.from_kernel(q.K, q.d0[:, None])  # d0 [N, 1]: C = 1
+    assert via_matrix.n_outputs == 1
+    plain = Problem.from_kernel(q.K, q.d0)
+    cfg = [(0.5, 0.2, 4)]
+    for regime in (full, sd):
+        assert np.array_equal(regime.run(via_matrix, cfg, 20, progress=False).loss,
+                              regime.run(plain, cfg, 20, progress=False).loss)
+    assert np.array_equal(linearized.run(via_matrix, cfg, 20, repeats=3, progress=False).loss,
+                          linearized.run(plain, cfg, 20, repeats=3, progress=False).loss)
+
+
+def test_rules_that_assume_one_output_are_refused():
+    p = random_problem(N=8, C=2)
+    with pytest.raises(UnsupportedUpdate, match="with C = 2 outputs the full regime runs: sgd, svag"):
+        full.run(p, [(0.5, 0.0, 2)], 3, update="ngd", progress=False)
+    with pytest.raises(ValueError, match="held-out set with C > 1 outputs"):
+        Problem(p.eigvals, p.coef, p.eigvecs, n_outputs=2, K_test=torch.ones(2, 16), r_test=torch.ones(2))
+
+
+def test_save_and_load_keep_the_outputs(tmp_path):
+    p = random_problem(N=6, C=2)
+    q = Problem.load(p.save(tmp_path / "p.pt"))
+    assert q.n_outputs == 2 and q.N == 6 and torch.equal(q.profiles, output_profiles(p.eigvecs, 2))
