@@ -133,3 +133,51 @@ def test_save_and_load_keep_the_outputs(tmp_path):
     p = random_problem(N=6, C=2)
     q = Problem.load(p.save(tmp_path / "p.pt"))
     assert q.n_outputs == 2 and q.N == 6 and torch.equal(q.profiles, output_profiles(p.eigvecs, 2))
+
+
+# ----------------------------------------------------------------------------------------- networks
+def _net(C=3, D=5, width=16, seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(D, width), torch.nn.Tanh(), torch.nn.Linear(width, C)).double()
+
+
+def test_the_c_output_kernel_is_the_dense_jacobian_gram():
+    """Theta[(i, a), (j, c)] = sum_p df_a(x_i)/dw_p df_c(x_j)/dw_p, against one dense torch.func Jacobian."""
+    from torch.func import functional_call, jacrev
+    from gfsgd.ntk import empirical_ntk
+    m, X = _net(), torch.randn(7, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    params = {k: v.detach() for k, v in m.named_parameters()}
+    J = jacrev(lambda p: functional_call(m, p, (X,)))(params)  # {name: [7, 3, ...]}
+    Jf = torch.cat([J[k].reshape(21, -1) for k in params], 1)
+    for kw in (dict(), dict(block_size=2)):
+        K = empirical_ntk(m, X, device="cpu", **kw)
+        assert K.shape == (21, 21) and torch.equal(K, K.T)
+        assert float((K - Jf @ Jf.T).abs().max()) < 1e-12
+    Kx = empirical_ntk(m, X[:3], X[3:], device="cpu")
+    assert float((Kx - (Jf @ Jf.T)[:9, 9:]).abs().max()) < 1e-12
+    with pytest.raises(ValueError, match="one output per example"):
+        empirical_ntk(m, X, method="structured", device="cpu")
+
+
+def test_a_network_with_c_outputs_follows_its_linearisation_at_small_lr():
+    """problem_from_network with one-hot-like targets Y [N, C]: the real network, trained by the nn regime on the
+    summed squared loss with example batches, matches the full regime of its C-output kernel at a small step."""
+    from gfsgd import problem_from_network
+    from gfsgd.regimes import nn
+    g = torch.Generator().manual_seed(2)
+    N, C = 16, 3
+    X = torch.randn(N, 5, dtype=torch.float64, generator=g)
+    Y = torch.nn.functional.one_hot(torch.arange(N) % C, C).double() - 1.0 / C
+    m = _net(C=C, width=256, seed=3)
+    p = problem_from_network(m, X, Y, device="cpu")
+    assert p.n_outputs == C and p.N == N and p.n_modes == N * C
+    assert p.network.n_outputs == C
+    cfg = [(0.05, 0.0, 4), (0.05, 0.5, 8)]
+    T = 40
+    real = nn.run(p, cfg, T, repeats=64, progress=False, log_steps=[0, T])
+    exact = full.run(p, cfg, T, progress=False, log_steps=[0, T])
+    assert real.loss[0, 0] == pytest.approx(p.loss0, rel=1e-10)
+    rel = np.abs(real.loss[:, -1] / exact.loss[:, -1] - 1)
+    assert np.all(rel < 0.05), (real.loss[:, -1], exact.loss[:, -1], real.loss_se[:, -1])
+    with pytest.raises(ValueError, match="give y \\[N, C\\]"):
+        problem_from_network(m, X, Y[:, 0], device="cpu")

@@ -87,18 +87,37 @@ def scalar_forward(model, params, fixed, x):
     return out.reshape(n)
 
 
+def model_forward(model, params, fixed, x):
+    """f(x) as [n] (a model returning [n] or [n, 1]) or [n, C] (C > 1 outputs); anything else is an InputError."""
+    out = functional_call(model, (params, fixed), (x,))
+    n = x.shape[0]
+    if not isinstance(out, torch.Tensor) or out.ndim not in (1, 2) or out.shape[0] != n:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InputError(f"the model's output must be [n] or [n, C] (C outputs per example); for inputs of shape "
+                         f"{tuple(x.shape)} it returned {shape}")
+    return out.reshape(n) if out.ndim == 2 and out.shape[1] == 1 else out
+
+
+def n_outputs_of(model, params, fixed, x) -> int:
+    """C, the outputs per example of the model (1 for [n] or [n, 1])."""
+    with torch.no_grad():
+        out = model_forward(model, params, fixed, x[:1])
+    return 1 if out.ndim == 1 else int(out.shape[1])
+
+
 def row_blocks(n, size):
     size = max(1, int(size))
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
 
 def network_output(model, X, *, dtype=None, device="auto", params=None, block_size=4096) -> torch.Tensor:
-    """f(X; w) [N] computed in row blocks, in `dtype` (float64 default) without changing the model."""
+    """f(X; w) [N] (or [N, C] for C outputs) computed in row blocks, in `dtype` (float64 default) without changing
+    the model."""
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     X = checked_inputs(X, "X", device, dtype)
     params, fixed = params_and_buffers(model, device, dtype, params)
     with torch.no_grad():
-        return torch.cat([scalar_forward(model, params, fixed, X[a:b]) for a, b in row_blocks(X.shape[0], block_size)])
+        return torch.cat([model_forward(model, params, fixed, X[a:b]) for a, b in row_blocks(X.shape[0], block_size)])
 
 
 # ------------------------------------------------------------------------------------ structured method
@@ -277,25 +296,28 @@ def _jacobian_ntk(model, params, fixed, x1, x2, budget, block_size=None):
     P = sum(p.numel() for p in params.values())
     item = x1.element_size()
 
-    def f_single(p, x):
-        return scalar_forward(model, p, fixed, x.unsqueeze(0)).reshape(())
+    C = n_outputs_of(model, params, fixed, x1)
+
+    def f_single(p, x):  # one example: [] or [C]
+        out = model_forward(model, p, fixed, x.unsqueeze(0))
+        return out.reshape(()) if C == 1 else out.reshape(C)
 
     jac = vmap(jacrev(f_single), in_dims=(None, 0))
 
-    def J(x):  # {name: [B, numel]}
+    def J(x):  # {name: [B C, numel]}: the rows of example i are i C .. i C + C - 1
         out = jac(params, x)
-        return {k: out[k].reshape(x.shape[0], -1) for k in names}
+        return {k: out[k].reshape(x.shape[0] * C, -1) for k in names}
 
     def contract(Ja, Jb):
         return sum(Ja[k] @ Jb[k].T for k in names)
 
     sym = x2 is None
     N1, N2 = x1.shape[0], (x1 if sym else x2).shape[0]
-    K = torch.empty(N1, N2, dtype=x1.dtype, device=x1.device)
-    jb = max(1, budget // (4 * P * item))  # two Jacobian blocks and jacrev's temporaries
+    K = torch.empty(N1 * C, N2 * C, dtype=x1.dtype, device=x1.device)
+    jb = max(1, budget // (4 * P * item * C))  # two Jacobian blocks (C rows per example) and jacrev's temporaries
     if block_size is not None:
         jb = block_size
-    elif (N1 + (0 if sym else N2)) * P * item * 2 <= budget:
+    elif (N1 + (0 if sym else N2)) * C * P * item * 2 <= budget:
         jb = max(N1, N2)  # everything fits: one block each
     b1 = row_blocks(N1, jb)
     if sym:
@@ -306,8 +328,8 @@ def _jacobian_ntk(model, params, fixed, x1, x2, budget, block_size=None):
                 blk = contract(Ji, Jj)
                 if s2 == s:  # a diagonal block: symmetrised (J_i J_i^T is symmetric only up to rounding)
                     _symmetrise_(blk)
-                K[s:e, s2:e2] = blk
-                K[s2:e2, s:e] = blk.T
+                K[s * C:e * C, s2 * C:e2 * C] = blk
+                K[s2 * C:e2 * C, s * C:e * C] = blk.T
                 del Jj
             del Ji
     else:
@@ -315,7 +337,7 @@ def _jacobian_ntk(model, params, fixed, x1, x2, budget, block_size=None):
         for s, e in b1:
             Ji = J(x1[s:e])
             for s2, e2 in b2:
-                K[s:e, s2:e2] = contract(Ji, J(x2[s2:e2]))
+                K[s * C:e * C, s2 * C:e2 * C] = contract(Ji, J(x2[s2:e2]))
     return K
 
 
@@ -351,7 +373,9 @@ def empirical_ntk(model, x1, x2=None, *, method: str = "auto", memory_budget: fl
         params: optional {name: tensor} overriding the model's trainable parameters (e.g. trained ones).
 
     Returns:
-        K_emp [N1, N2] on `device` in `dtype`, with K_emp[i, j] = sum_p df(x1_i)/dw_p df(x2_j)/dw_p.
+        K_emp [N1, N2] on `device` in `dtype`, with K_emp[i, j] = sum_p df(x1_i)/dw_p df(x2_j)/dw_p; for a model with
+        C outputs, [N1 C, N2 C] with K_emp[i C + a, j C + c] = sum_p df_a(x1_i)/dw_p df_c(x2_j)/dw_p (the Jacobian
+        path; docs/theory.md#outputs).
     """
     device, dtype, budget = check_common_args(method, device, dtype, memory_budget)
     if block_size is not None and (isinstance(block_size, bool) or not float(block_size).is_integer()
@@ -364,8 +388,12 @@ def empirical_ntk(model, x1, x2=None, *, method: str = "auto", memory_budget: fl
         raise InputError(f"x1 and x2 must have the same per-example shape, got {tuple(x1.shape[1:])} and "
                          f"{tuple(x2.shape[1:])}")
     params, fixed = params_and_buffers(model, device, dtype, params)
-    with torch.no_grad():
-        scalar_forward(model, params, fixed, x1[:2])  # scalar-output check with a clear error
+    C = n_outputs_of(model, params, fixed, x1)  # the output check, with a clear error
+    if C > 1:  # C outputs: the Jacobian path (the structured path is for one output)
+        if method == "structured":
+            raise InputError(f"method='structured' handles one output per example; this model has C = {C}: use "
+                             f"method='jacobian' or 'auto'")
+        return _jacobian_ntk(model, params, fixed, x1, x2, budget, block_size)
     if use_structured(model, params, fixed, x1, method):
         return _structured_ntk(model, params, fixed, x1, x2, budget, block_size)
     return _jacobian_ntk(model, params, fixed, x1, x2, budget, block_size)

@@ -43,20 +43,25 @@ class NetworkProblem:
     def __post_init__(self):
         self.X = torch.as_tensor(self.X)
         self.y = torch.as_tensor(self.y)
-        if self.y.ndim != 1 or self.X.shape[0] != self.y.shape[0]:
-            raise InputError(f"X [N, ...] and y [N] must have the same N, got X {tuple(self.X.shape)} and "
-                             f"y {tuple(self.y.shape)}")
+        if self.y.ndim not in (1, 2) or self.X.shape[0] != self.y.shape[0]:
+            raise InputError(f"X [N, ...] and y [N] (or [N, C] for C outputs) must have the same N, got X "
+                             f"{tuple(self.X.shape)} and y {tuple(self.y.shape)}")
         if (self.X_test is None) != (self.y_test is None):
             raise InputError("give both X_test and y_test, or neither")
         if self.X_test is not None:
             self.X_test, self.y_test = torch.as_tensor(self.X_test), torch.as_tensor(self.y_test)
-            if self.y_test.ndim != 1 or self.X_test.shape[0] != self.y_test.shape[0]:
+            if self.y_test.ndim != self.y.ndim or self.X_test.shape[0] != self.y_test.shape[0]:
                 raise InputError(f"X_test and y_test must have the same length, got {tuple(self.X_test.shape)} "
                                  f"and {tuple(self.y_test.shape)}")
 
     @property
     def N(self) -> int:
         return int(self.X.shape[0])
+
+    @property
+    def n_outputs(self) -> int:
+        """C, the outputs per example (y [N] or [N, C])."""
+        return 1 if self.y.ndim == 1 else int(self.y.shape[1])
 
     @property
     def loss0(self) -> float:
@@ -84,23 +89,24 @@ class NetworkProblem:
 
 
 def _network_data(X, y, X_test, y_test):
-    """(X [N, ...], y [N], X_test [M, ...] or None, y_test [M] or None) as tensors, checked (y may be [N, 1])."""
+    """(X [N, ...], y [N] or [N, C], X_test [M, ...] or None, y_test [M] / [M, C] or None) as tensors, checked
+    (y [N, 1] is y [N])."""
     def tensor(a):
         return torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a)
 
     X_t, y_t = tensor(X), tensor(y)
     if y_t.ndim == 2 and y_t.shape[1] == 1:
         y_t = y_t[:, 0]
-    if y_t.ndim != 1 or X_t.ndim < 2 or y_t.shape[0] != X_t.shape[0]:
-        raise InputError(f"X must be [N, ...] and y [N] with the same N, got X {tuple(X_t.shape)}, "
-                         f"y {tuple(y_t.shape)}")
+    if y_t.ndim not in (1, 2) or X_t.ndim < 2 or y_t.shape[0] != X_t.shape[0]:
+        raise InputError(f"X must be [N, ...] and y [N] (or [N, C]: C outputs, e.g. one-hot labels) with the same "
+                         f"N, got X {tuple(X_t.shape)}, y {tuple(y_t.shape)}")
     if (X_test is None) != (y_test is None):
         raise InputError("give both X_test and y_test, or neither")
     if X_test is not None:
         X_test, y_test = tensor(X_test), tensor(y_test)
         if y_test.ndim == 2 and y_test.shape[1] == 1:
             y_test = y_test[:, 0]
-        if y_test.ndim != 1 or X_test.shape[0] != y_test.shape[0] or X_test.shape[1:] != X_t.shape[1:]:
+        if y_test.shape[1:] != y_t.shape[1:] or X_test.shape[0] != y_test.shape[0] or X_test.shape[1:] != X_t.shape[1:]:
             raise InputError(f"X_test must be [M, {', '.join(map(str, X_t.shape[1:]))}] and y_test [M], got "
                              f"X_test {tuple(X_test.shape)}, y_test {tuple(y_test.shape)}")
     return X_t, y_t, X_test, y_test
@@ -140,13 +146,17 @@ def problem_from_network(model, X, y, *, X_test=None, y_test=None, method: str =
     X_t, y_t, X_test, y_test = _network_data(X, y, X_test, y_test)
     K = empirical_ntk(model, X_t, method=method, dtype=dt, device=dev, memory_budget=memory_budget)
     f0 = network_output(model, X_t, dtype=dt, device=dev)
-    d0 = (f0 - y_t.to(dev, dt)).cpu().double()
+    if f0.shape != y_t.shape:
+        raise InputError(f"the model's output on X has shape {tuple(f0.shape)} but y has shape {tuple(y_t.shape)}: "
+                         f"give y [N, C] for a model with C outputs (e.g. one-hot labels)")
+    d0 = (f0 - y_t.to(dev, dt)).cpu().double()  # [N] or [N, C] (C outputs: Problem.from_kernel flattens it)
     K_test = r_test = None
-    if X_test is not None:
+    if X_test is not None and y_t.ndim == 1:  # C outputs: held-out points stay with the network (the nn regime
+        # measures them), the kernel regimes' test loss is for one output
         K_test = empirical_ntk(model, X_test, X_t, method=method, dtype=dt, device=dev,
                                memory_budget=memory_budget).cpu().double()
         r_test = (network_output(model, X_test, dtype=dt, device=dev) - y_test.to(dev, dt)).cpu().double()
-    used = "structured" if method != "jacobian" and structured_support(model)[0] else "jacobian"
+    used = "structured" if method != "jacobian" and y_t.ndim == 1 and structured_support(model)[0] else "jacobian"
     info = dict(kind="network", N=int(X_t.shape[0]), ntk_method=used, ntk_dtype=str(dt).replace("torch.", ""))
     if hasattr(model, "describe"):
         info["model"] = model.describe()
@@ -166,6 +176,8 @@ def _rank_problem(model, X, y, *, X_test, y_test, method, dtype, device, memory_
                   progress):
     from ..spectrum import problem_from_operator
     X_t, y_t, X_test, y_test = _network_data(X, y, X_test, y_test)
+    if y_t.ndim == 2:
+        raise InputError("rank=k with C outputs per example is not supported yet: use the dense kernel (rank=None)")
     op = kernel_operator(model, X_t, dtype=dtype, device=device, memory_budget=memory_budget, method=method)
     d0 = (network_output(model, X_t, dtype=dtype, device=device) - y_t.to(device, dtype)).cpu().double()
     info = dict(kind="network", N=int(X_t.shape[0]), ntk_method=op.method, ntk_dtype=str(dtype).replace("torch.", ""),

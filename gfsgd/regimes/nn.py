@@ -143,11 +143,18 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
     streams = streams_for(seed, R, device)  # path r: random stream seed + r, shared by every config
     constant = schedule is None or schedule.is_constant
 
-    def f(p, x):  # one config: x [n, ...] -> [n]
-        return functional_call(model, (p, fixed), (x,)).reshape(x.shape[0])
+    C = net.n_outputs  # outputs per example (docs/theory.md#outputs): f [n] or [n, C], y [N] or [N, C]
+
+    def f(p, x):  # one config: x [n, ...] -> [n] (or [n, C])
+        out = functional_call(model, (p, fixed), (x,))
+        return out.reshape(x.shape[0]) if C == 1 else out.reshape(x.shape[0], C)
+
+    def per_example(out, y):  # the loss of each example: [..., n] (summed over its C outputs)
+        v = loss_fn.value(out, y)
+        return v if C == 1 else v.sum(-1)
 
     def batch_loss(p, xb, yb, wb):  # xb [bmax, ...], yb [bmax], wb [bmax] = 1/b (0 beyond b)
-        return (wb * loss_fn.value(f(p, xb), yb)).sum()
+        return (wb * per_example(f(p, xb), yb)).sum()
 
     grad_fn = vmap(grad_and_value(batch_loss))
     out_fn = vmap(f, in_dims=(0, None))
@@ -156,7 +163,7 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
         rows = max(64, int(memory_budget // (8 * n * max(1, Xs[0].numel()) * item * 8)))
         tot = torch.zeros(n, dtype=dtype, device=device)
         for s in range(0, Xs.shape[0], rows):
-            tot += loss_fn.value(out_fn(p, Xs[s:s + rows]), ys[s:s + rows]).sum(1)  # [n, rows] -> [n]
+            tot += per_example(out_fn(p, Xs[s:s + rows]), ys[s:s + rows]).sum(1)  # [n, rows] -> [n]
         return tot / Xs.shape[0]
 
     def path_mean(x, g):  # [R g] (path-major) -> mean [g], standard error [g]
@@ -217,7 +224,8 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
             idx = sample_batches(streams, t_key, N, bmax, replacement, device)  # [R, bmax]
             xb = X[idx]  # [R, bmax, ...]: one draw per path, shared by the configs (common random numbers)
             xb = xb[:, None].expand(R, g, *xb.shape[1:]).reshape(R * g, *xb.shape[1:])
-            yb = y[idx][:, None].expand(R, g, bmax).reshape(R * g, bmax)
+            yi = y[idx]  # [R, bmax] (or [R, bmax, C])
+            yb = yi[:, None].expand(R, g, *yi.shape[1:]).reshape(R * g, *yi.shape[1:])
             return idx, xb, yb
 
         def paths(x, g):  # [R, ...] -> [R g, ...] (path-major, shared by the configs)
