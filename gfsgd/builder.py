@@ -73,8 +73,9 @@ def add_model_args(p: argparse.ArgumentParser, *, network: bool = True) -> None:
                    help="folder holding the dataset files; None: $GFSGD_DATA_ROOT, else ./data")
     if network:
         g.add_argument("--dim", type=int, default=16, help="synthetic: input dimension")
-    g.add_argument("--target", choices=["label", "parity"], default="label",
-                   help="classification sets: regress the class label or its parity (standardised)")
+    g.add_argument("--target", choices=["label", "parity", "onehot"], default="label",
+                   help="classification sets: regress the class label or its parity (standardised), or 'onehot': "
+                        "C outputs, one per class, on centred one-hot labels (the kernel is then [N C, N C])")
     g.add_argument("--width", type=int, default=1000, help="hidden units per layer (paper: 1000)")
     g.add_argument("--depth", type=int, default=2, help="linear layers (2 = one hidden layer, the paper's)")
     g.add_argument("--activation", choices=list(ACTIVATIONS), default="relu", help="hidden-layer nonlinearity")
@@ -109,10 +110,12 @@ def network_problem(args, *, progress: bool = True) -> Problem:
     seed = getattr(args, "seed", 0) if getattr(args, "model_seed", None) is None else args.model_seed
     width, depth = getattr(args, "width", 1000), getattr(args, "depth", 2)
     activation = getattr(args, "activation", "relu")
+    C = 1 if ds.y.ndim == 1 else int(ds.y.shape[1])  # --target onehot: C outputs (docs/theory.md#outputs)
     model = MLP(ds.X.shape[1], width=width, depth=depth, activation=activation,
-                sigma_w=getattr(args, "sigma_w", 1.0), sigma_b=getattr(args, "sigma_b", 0.0), seed=seed)
+                sigma_w=getattr(args, "sigma_w", 1.0), sigma_b=getattr(args, "sigma_b", 0.0), seed=seed, outputs=C)
     rank = _rank(args)
-    name = f"{ds.name}, MLP(width={width}, depth={depth}, {activation})" + (f", rank {rank} + tail" if rank else "")
+    name = (f"{ds.name}, MLP(width={width}, depth={depth}, {activation}" + (f", {C} outputs" if C > 1 else "") + ")"
+            + (f", rank {rank} + tail" if rank else ""))
     return problem_from_network(model, ds.X, ds.y, X_test=ds.X_test, y_test=ds.y_test,
                                 method=getattr(args, "ntk_method", "auto"), device=getattr(args, "device", "auto"),
                                 dtype=getattr(args, "ntk_dtype", None), name=name,

@@ -15,6 +15,7 @@ import time
 import numpy as np
 import torch
 
+from . import version as _version
 from .configs import check_configs, config_key
 from .updates import as_update
 from .errors import InputError
@@ -117,6 +118,8 @@ def problem_fingerprint(problem) -> str:
         for t in (problem.eigvals, problem.coef, problem.eigvecs, problem.K_test, problem.r_test):
             add(t)
         h.update(repr(float(problem.lambda_max_raw)).encode())
+        if getattr(problem, "n_outputs", 1) > 1:  # C outputs (one output adds nothing: old identities hold)
+            h.update(f"n_outputs={problem.n_outputs}".encode())
     net = getattr(problem, "network", None) if hasattr(problem, "eigvals") else problem
     if net is not None and hasattr(net, "model"):
         for k, v in sorted(net.model.state_dict().items()):
@@ -131,7 +134,8 @@ _NOT_IDENTITY = {"progress", "device", "chunk_size", "network", "memory_budget"}
 
 
 def sweep_identity(regime_name, problem, n_steps, extra_columns, run_kwargs) -> dict:
-    """Everything that changes a curve of this sweep (the fields of its identity hash)."""
+    """Everything that changes a curve of this sweep (the fields of its identity hash), and the code that made
+    it: version is gfsgd.__version__ (a resume across versions is refused unless allowed; see execute)."""
     opts = {}
     for k, v in sorted(run_kwargs.items()):
         if k in _NOT_IDENTITY or k in ("schedule", "update"):
@@ -142,7 +146,8 @@ def sweep_identity(regime_name, problem, n_steps, extra_columns, run_kwargs) -> 
     net = run_kwargs.get("network")
     return dict(regime=regime_name, problem=problem_fingerprint(net if net is not None else problem), n_steps=int(n_steps),
                 schedule=schedule_fingerprint(run_kwargs.get("schedule"), n_steps), options=opts,
-                columns=dict(extra_columns), update=_update_fingerprint(run_kwargs.get("update")), version=1)
+                columns=dict(extra_columns), update=_update_fingerprint(run_kwargs.get("update")),
+                version=str(_version.__version__))
 
 
 def _update_fingerprint(update):
@@ -154,7 +159,7 @@ def _update_fingerprint(update):
 
 def execute(regime, problem, grid, n_steps: int, *, save_dir=None, chunk_size: int | None = None,
             extra_columns: dict | None = None, progress: bool = True, overwrite: bool = False,
-            time_budget: float = 60.0, client=None, **run_kwargs):
+            allow_version_change: bool = False, time_budget: float = 60.0, client=None, **run_kwargs):
     """Run `regime.run` over every config of `grid`, chunk by chunk, and return a list of Curves.
 
     Args:
@@ -165,8 +170,12 @@ def execute(regime, problem, grid, n_steps: int, *, save_dir=None, chunk_size: i
             resumes where it stopped. The sweep's identity (a hash of everything that changes a curve: the
             problem's data, n_steps, log_steps, schedule, seed, repeats, the regime's options, the extra columns)
             is kept in the folder: resuming with a different one raises RunFolderError naming the fields that
-            differ (overwrite=True replaces the sweep instead). The folder is locked while this runs: a second
-            writer gets RunFolderLocked, and a lock left by a killed process is taken over.
+            differ, old -> new (overwrite=True replaces the sweep instead). The identity also records the gfsgd
+            version (gfsgd.__version__): resuming a sweep made by another version (or recorded before versions
+            were kept) raises RunFolderError naming both versions, unless allow_version_change=True (the
+            scripts' --allow_version_change), which resumes it and keeps the earlier version in sweeps.json. The
+            folder is locked while this runs: a second writer gets RunFolderLocked, and a lock left by a killed
+            process is taken over.
         chunk_size: configs per vectorised call; default (None) sizes chunks by time: the first holds 8 configs,
             the next ones are scaled so that a chunk takes about `time_budget` seconds (so a kill loses at most
             about that much work).
@@ -198,7 +207,7 @@ def execute(regime, problem, grid, n_steps: int, *, save_dir=None, chunk_size: i
     with folder.lock():
         sweep = " ".join([regime_name] + [f"{k}={v}" for k, v in sorted(extra_columns.items())])
         folder.check_identity(sweep, sweep_identity(regime_name, problem, n_steps, extra_columns, run_kwargs),
-                              overwrite=overwrite)
+                              overwrite=overwrite, allow_version_change=allow_version_change)
         done = folder.done_configs(regime_name, extra_columns)
         configs = [c for c in configs if config_key(c) not in done]
         return runner(regime, problem, configs, n_steps, folder, chunk_size, time_budget, extra_columns, progress,

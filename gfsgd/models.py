@@ -69,7 +69,7 @@ def _check_int(value, name, low):
 
 
 class MLP(nn.Module):
-    """NTK-parameterised MLP with a scalar output: f(x) [n] for x [n, in_features].
+    """NTK-parameterised MLP: f(x) [n] for x [n, in_features] (or [n, C] with outputs=C > 1).
 
     Args:
         in_features: input dimension D.
@@ -79,23 +79,25 @@ class MLP(nn.Module):
         sigma_w, sigma_b: init standard deviations of weights and biases (default 1 and 0).
         bias: whether layers have biases (default True; biases are trained even when sigma_b = 0).
         seed: seeds the initialisation (None: torch's global generator).
+        outputs: C, the outputs per example (default 1: a scalar output; docs/theory.md#outputs).
         dtype, device: of the parameters (default torch's default dtype, CPU).
     """
 
     def __init__(self, in_features: int, width: int = 1000, depth: int = 2, activation: str = "relu", *,
                  sigma_w: float = 1.0, sigma_b: float = 0.0, bias: bool = True, seed: int | None = None,
-                 dtype=None, device=None):
+                 dtype=None, device=None, outputs: int = 1):
         super().__init__()
         in_features = _check_int(in_features, "in_features", 1)
         width = _check_int(width, "width", 1)
         depth = _check_int(depth, "depth", 1)
+        outputs = _check_int(outputs, "outputs", 1)
         if activation not in ACTIVATIONS:
             raise InputError(f"activation must be one of {sorted(ACTIVATIONS)}, got activation={activation!r}")
         for name, val in (("sigma_w", sigma_w), ("sigma_b", sigma_b)):
             if not (math.isfinite(val) and val >= 0):
                 raise InputError(f"{name} must be a finite number >= 0, got {name}={val}")
         gen = None if seed is None else torch.Generator().manual_seed(int(seed))
-        dims = [in_features] + [width] * (depth - 1) + [1]
+        dims = [in_features] + [width] * (depth - 1) + [outputs]
         layers = []
         for i in range(depth):
             layers.append(NTKLinear(dims[i], dims[i + 1], bias=bias, sigma_w=sigma_w, sigma_b=sigma_b,
@@ -105,15 +107,18 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
         self.in_features, self.width, self.depth, self.activation = in_features, width, depth, activation
         self.sigma_w, self.sigma_b, self.bias = float(sigma_w), float(sigma_b), bool(bias)
+        self.outputs = outputs
 
     def forward(self, x):
-        return self.net(x).squeeze(-1)
+        out = self.net(x)
+        return out.squeeze(-1) if self.outputs == 1 else out
 
     def reinitialized(self, seed: int) -> "MLP":
         """A new MLP of the same architecture, initialised with `seed` (independent initialisations)."""
         p = next(self.parameters())
         return MLP(self.in_features, self.width, self.depth, self.activation, sigma_w=self.sigma_w,
-                   sigma_b=self.sigma_b, bias=self.bias, seed=seed, dtype=p.dtype, device=p.device)
+                   sigma_b=self.sigma_b, bias=self.bias, seed=seed, dtype=p.dtype, device=p.device,
+                   outputs=self.outputs)
 
     @property
     def n_params(self) -> int:
@@ -123,7 +128,7 @@ class MLP(nn.Module):
         """Lightweight description (saved with results)."""
         return dict(kind="MLP", in_features=self.in_features, width=self.width, depth=self.depth,
                     activation=self.activation, sigma_w=self.sigma_w, sigma_b=self.sigma_b, bias=self.bias,
-                    n_params=self.n_params)
+                    n_params=self.n_params, **({} if self.outputs == 1 else dict(outputs=self.outputs)))
 
 
 def paper_network(in_features: int = 784, *, seed: int | None = 0, **kwargs) -> MLP:

@@ -187,7 +187,13 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="N must be"):
         load_dataset("digits", 0)
     with pytest.raises(ValueError, match="target"):
-        load_dataset("digits", 10, target="onehot")
+        load_dataset("digits", 10, target="ranking")
+    with pytest.raises(ValueError, match="onehot' needs a classification dataset"):
+        load_dataset("synthetic", 10, target="onehot")
+    ds = load_dataset("digits", 50, n_test=20, target="onehot")
+    assert ds.y.shape == (50, 10) and ds.y_test.shape == (20, 10) and ds.info["n_classes"] == 10
+    np.testing.assert_allclose(ds.y.sum(1).numpy(), 0.0, atol=1e-12)  # centred: e_label - 1/C
+    assert set(np.round(ds.y.numpy().max(1), 12)) == {0.9}
 
 
 def _mnist_root():

@@ -181,3 +181,12 @@ def test_a_network_with_c_outputs_follows_its_linearisation_at_small_lr():
     assert np.all(rel < 0.05), (real.loss[:, -1], exact.loss[:, -1], real.loss_se[:, -1])
     with pytest.raises(ValueError, match="give y \\[N, C\\]"):
         problem_from_network(m, X, Y[:, 0], device="cpu")
+
+
+def test_the_theory_refuses_c_outputs_until_it_has_them():
+    import gfsgd.theory as th
+    p = random_problem(N=6, C=2)
+    with pytest.raises(ValueError, match="one output per example; this problem has C = 2"):
+        th.critical_lr(p, 0.0, 2)
+    with pytest.raises(ValueError, match="C = 2"):
+        th.loss_curve(p, 0.5, 0.0, 2, 10)

@@ -127,7 +127,9 @@ def load_dataset(name: str, N: int, seed: int = 0, root=None, *, n_test: int = 0
         seed: seeds the subsample (and the synthetic inputs).
         root: data root (default: $GFSGD_DATA_ROOT, else "data").
         n_test: held-out points, disjoint from the training points, standardised with training statistics.
-        target: classification sets: "label" (class index) or "parity" (label mod 2); ignored for regression.
+        target: classification sets: "label" (class index), "parity" (label mod 2), or "onehot": y [N, C], the
+            centred one-hot labels e_label - 1/C (C = the number of classes; not standardised), for networks with
+            C outputs; "label" and "parity" are ignored for regression.
         normalize: "auto" ("global" for images, "feature" for tabular), "feature", "global" or "none".
         dim: input dimension of the synthetic dataset.
     Returns: Dataset(X [N, D], y [N], X_test, y_test, name, info) with float tensors of `dtype`.
@@ -137,8 +139,8 @@ def load_dataset(name: str, N: int, seed: int = 0, root=None, *, n_test: int = 0
         raise InputError(f"dataset must be one of {list(DATASETS)}, got name={name!r}")
     N = _check_int(N, "N", 1)
     n_test = _check_int(n_test, "n_test", 0)
-    if target not in ("label", "parity"):
-        raise InputError(f"target must be 'label' or 'parity', got target={target!r}")
+    if target not in ("label", "parity", "onehot"):
+        raise InputError(f"target must be 'label', 'parity' or 'onehot', got target={target!r}")
     if normalize not in ("auto", "feature", "global", "none"):
         raise InputError(f"normalize must be 'auto', 'feature', 'global' or 'none', got normalize={normalize!r}")
     root = default_root() if root is None else Path(root)
@@ -183,5 +185,13 @@ def load_dataset(name: str, N: int, seed: int = 0, root=None, *, n_test: int = 0
                 target_mean=float(t_mu), target_std=float(t_sd))
     if not math.isfinite(float(np.abs(X).max(initial=0.0))):
         raise InputError(f"{source}: the inputs hold non-finite values")
+    if target == "onehot":  # C outputs: centred one-hot labels e_label - 1/C (docs/theory.md#outputs)
+        if kind != "classification":
+            raise InputError(f"target='onehot' needs a classification dataset; {key} is a regression set")
+        C = int(tall.max()) + 1
+        onehot = (lambda lab: conv(np.eye(C)[lab.astype(np.int64)] - 1.0 / C))
+        info.update(target="onehot", n_classes=C, target_mean=None, target_std=None)
+        return Dataset(conv((X - mu) / sd), onehot(tall[idx]), Xt, None if not n_test else onehot(tall[vidx]),
+                       name=f"{key}(N={N}, seed={seed}, one-hot C={C})", info=info)
     return Dataset(conv((X - mu) / sd), conv((t - t_mu) / t_sd), Xt, yt, name=f"{key}(N={N}, seed={seed})",
                    info=info)

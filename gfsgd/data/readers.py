@@ -183,7 +183,7 @@ def _read_csv(name, path, needed):
     huge = ~(vals <= MAX_ABS_VALUE)  # inf and NaN included
     if huge.any():
         r, c = (int(i[0]) for i in np.nonzero(huge))
-        raise InputError(f"{path}: column {needed[c]!r}, data row {r + 1} holds {sub.iat[r, c]!r}; values must be "
+        raise InputError(f"{path}: column {needed[c]!r}, data row {r + 1} holds {float(sub.iat[r, c]):g}; values must be "
                          f"finite and within +-{MAX_ABS_VALUE:g} (beyond that the standardisation overflows: the "
                          f"square of the value is not a float)")
     return sub
