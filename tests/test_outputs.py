@@ -187,6 +187,27 @@ def test_the_theory_refuses_c_outputs_until_it_has_them():
     import gfsgd.theory as th
     p = random_problem(N=6, C=2)
     with pytest.raises(ValueError, match="one output per example; this problem has C = 2"):
-        th.critical_lr(p, 0.0, 2)
-    with pytest.raises(ValueError, match="C = 2"):
         th.loss_curve(p, 0.5, 0.0, 2, 10)
+    with pytest.raises(ValueError, match="C = 2"):
+        th.loss_at(p, 0.5, 0.0, 2, 10)
+
+
+def test_the_c_output_sd_edge_is_where_the_sd_regime_starts_to_diverge():
+    """critical_lr on a C-output problem (rho of the C^2 x C^2 matrix U(1) = 1) against the SD regime itself: just
+    below the edge the loss decays, just above it grows (a long run, no theory inside the regime)."""
+    import gfsgd.theory as th
+    p = random_problem(N=16, C=3, seed=4)
+    for beta, b in ((0.0, 1), (0.5, 2), (-0.3, 4)):
+        edge = float(th.critical_lr(p, beta, b))
+        assert edge < 2 * (1 + beta)  # the noise, not a mode, sets it at these batch sizes
+        run = sd.run(p, [(0.97 * edge, beta, b), (1.03 * edge, beta, b)], 6000, log_steps=[0, 3000, 6000],
+                     progress=False)
+        assert run.loss[0, -1] < run.loss[0, 1] and run.status[0] == "ok", (beta, b, run.loss[0])
+        assert run.status[1] == "diverged" or run.loss[1, -1] > run.loss[1, 1], (beta, b, run.loss[1])
+
+
+def test_with_one_output_the_matrix_edge_is_the_scalar_edge():
+    import gfsgd.theory as th
+    q = Problem.synthetic(64, 1.5, 1.0, seed=0)
+    beta, b = np.array([-0.4, 0.0, 0.6]), np.array([1, 4, 16])
+    np.testing.assert_allclose(th.critical_lr_outputs(q, beta, b), th.critical_lr(q, beta, b), rtol=1e-9)

@@ -74,9 +74,9 @@ def as_spectrum(spectrum, w=None, c=None, N=None, *, need_w: bool = False) -> Sp
         order = None
     elif hasattr(spectrum, "eigvals") and hasattr(spectrum, "coef"):  # a Problem
         if getattr(spectrum, "n_outputs", 1) > 1:
-            raise InputError(f"the theory (renewal equation, stability edge, loss_at, recommend) runs on one output "
-                             f"per example; this problem has C = {spectrum.n_outputs} (docs/theory.md#outputs): use "
-                             f"the sd or full regime, whose C-output dynamics are implemented")
+            raise InputError(f"the theory's loss (renewal equation, loss_at) and recommend run on one output per "
+                             f"example; this problem has C = {spectrum.n_outputs} (docs/theory.md#outputs): use the sd "
+                             f"or full regime, whose C-output dynamics are implemented (critical_lr has its edge)")
         lam = to_numpy(spectrum.eigvals, "problem.eigvals")
         w0 = to_numpy(spectrum.w, "problem.w")
         N0 = int(spectrum.N)

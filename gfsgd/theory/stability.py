@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .outputs import critical_lr_outputs
 from ._inputs import (as_spectrum, check_batch_size, check_eigvals, check_finite, check_lr, check_momentum,
                       check_tau, noise_gamma)
 from .generating import U1
@@ -93,6 +94,8 @@ def critical_lr(spectrum, momentum, batch_size, N=None, tau=1.0, *, replacement=
     (docs/theory.md#stability-edge); tau is not used, rtol is the relative width of its bisection. Cost O(N^3) per
     bisection step and config (see exact_critical_lr).
     """
+    if getattr(spectrum, "n_outputs", 1) > 1 and not exact:  # C outputs: the C^2-vector renewal's edge
+        return critical_lr_outputs(spectrum, momentum, batch_size, tau=tau, replacement=replacement)
     if exact:
         beta = check_momentum(momentum)
         b = check_batch_size(batch_size, getattr(spectrum, "N", 0) or 1)

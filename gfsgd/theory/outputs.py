@@ -1,0 +1,72 @@
+"""The stability edge of the spectral-diagonal dynamics with C outputs per example (docs/theory.md#outputs).
+
+With C outputs the SD noise couples mode k to mode l through <M^k, M^l> = F_k . F_l (F = Problem.profiles,
+[N C, C^2]), so the renewal equation of section 4 becomes one for the C^2-vector l_t = sum_k F_k C_k(t):
+
+    l(z) = v(z) + U(z) l(z),      U(z) = sum_k U_k(z) F_k F_k^T,
+
+with U_k(z) the scalar per-mode transfer of section 4 (C = 1: F = 1 and U(z) is the scalar U(z)). Its
+coefficients are positive semi-definite, so for |z| <= 1 and a unit x, |x^H U(z) x| <= x^T U(1) x; I - U(z) is then
+invertible on the closed disc iff rho(U(1)) < 1 (and every mode is stable). Per mode (section 5)
+
+    U_k(1) = gamma alpha lambda_k (1 + beta) / [(1 - beta)(2 (1 + beta) - alpha lambda_k) + gamma tau alpha lambda_k (1 + beta)],
+
+so the edge alpha_crit(beta, b) is the smallest alpha where a mode or rho(sum_k U_k(1) F_k F_k^T) = 1 fails,
+found by bisection (rho grows with alpha on the stable interval).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from ._inputs import check_batch_size, check_momentum, check_tau, noise_gamma
+
+__all__ = ["critical_lr_outputs", "noise_radius"]
+
+
+def _profiles(problem):
+    lam = problem.eigvals.detach().cpu().double().numpy()
+    F = problem.profiles.detach().cpu().double().numpy()
+    return lam, F
+
+
+def noise_radius(problem, lr, momentum, batch_size, *, tau=1.0, replacement=False) -> float:
+    """rho(U(1)) of one config (inf when a mode is unstable): the SD dynamics converge iff it is < 1."""
+    lam, F = _profiles(problem)
+    a, beta = float(lr), float(momentum)
+    gamma = float(noise_gamma(batch_size, problem.N, replacement))
+    pos = lam > 0
+    x = a * lam[pos]
+    if a <= 0 or not np.all(x < 2 * (1 + beta)) or not -1 < beta < 1:
+        return np.inf
+    den = (1 - beta) * (2 * (1 + beta) - x) + gamma * tau * x * (1 + beta)
+    if np.any(den <= 0):
+        return np.inf
+    u = gamma * x * (1 + beta) / den  # U_k(1) of the nonzero modes
+    Fp = F[pos]
+    return float(np.linalg.eigvalsh((Fp * u[:, None]).T @ Fp)[-1])
+
+
+def critical_lr_outputs(problem, momentum, batch_size, *, tau=1.0, replacement=False, iterations=60) -> np.ndarray:
+    """alpha_crit(beta, b) of the SD dynamics of a C-output problem (module docstring); arrays broadcast."""
+    if not hasattr(problem, "profiles"):
+        raise InputError(f"critical_lr_outputs needs a Problem (its output profiles), got {type(problem).__name__}")
+    tau = check_tau(tau)
+    beta = check_momentum(momentum)
+    b = check_batch_size(batch_size, problem.N)
+    beta, b = np.broadcast_arrays(beta, b)
+    lam_max = float(problem.eigvals.max())
+    out = np.empty(beta.shape)
+    for j, (m, bb) in enumerate(zip(beta.reshape(-1), b.reshape(-1))):
+        lo, hi = 0.0, 2 * (1 + m) / lam_max  # the top mode's own limit
+        if noise_radius(problem, hi * (1 - 1e-12), m, bb, tau=tau, replacement=replacement) < 1:
+            out.reshape(-1)[j] = hi
+            continue
+        for _ in range(iterations):
+            mid = 0.5 * (lo + hi)
+            if noise_radius(problem, mid, m, bb, tau=tau, replacement=replacement) < 1:
+                lo = mid
+            else:
+                hi = mid
+        out.reshape(-1)[j] = lo
+    return out
