@@ -43,3 +43,4 @@ def example_rows(idx: torch.Tensor, C: int) -> torch.Tensor:
     if C == 1:
         return idx
     return (idx[..., None] * C + torch.arange(C, device=idx.device)).reshape(*idx.shape[:-1], idx.shape[-1] * C)
+

@@ -172,7 +172,7 @@ FLOORS = {
     "gfsgd.errors": 0, "gfsgd.version": 0, "gfsgd.device": 0, "gfsgd.progress": 0,
     "gfsgd.problem": 1, "gfsgd.configs": 1, "gfsgd.curves": 1, "gfsgd.schedules": 1, "gfsgd.losses": 1,
     "gfsgd.data": 1, "gfsgd.models": 1, "gfsgd.outputs": 1,
-    "gfsgd.updates": 2, "gfsgd.spectrum": 2, "gfsgd.ntk": 2,
+    "gfsgd.updates": 2, "gfsgd.spectrum": 2, "gfsgd.ntk": 2, "gfsgd.classdiag": 2,
     "gfsgd.regimes": 3, "gfsgd.theory": 3,
     "gfsgd.plots": 4, "gfsgd.grid": 4, "gfsgd.results": 4, "gfsgd.builder": 4,
     "gfsgd.recommend": 5,

@@ -211,3 +211,20 @@ def test_with_one_output_the_matrix_edge_is_the_scalar_edge():
     q = Problem.synthetic(64, 1.5, 1.0, seed=0)
     beta, b = np.array([-0.4, 0.0, 0.6]), np.array([1, 4, 16])
     np.testing.assert_allclose(th.critical_lr_outputs(q, beta, b), th.critical_lr(q, beta, b), rtol=1e-9)
+
+
+def test_class_diagonal_is_exact_on_a_class_diagonal_kernel_and_reports_the_rest():
+    from gfsgd.classdiag import class_diagonal as approximate
+    p, singles = class_diagonal()
+    a, rep = approximate(p)
+    assert rep["offdiag_rel"] < 1e-12 and rep["diag_spread_rel"] < 1e-12 and rep["lr_factor"] == pytest.approx(1)
+    assert not a.has_basis and a.n_outputs == 3 and a.N == p.N
+    cfg = [(0.8, 0.0, 2), (0.5, 0.6, 4)]
+    ref = sum(full.run(q, cfg, 60, progress=False).loss for q in singles)
+    np.testing.assert_allclose(sd.run(a, cfg, 60, progress=False).loss, ref, rtol=1e-9)
+    # a generic kernel: the report is the off-diagonal blocks' share of |Theta|_F, computed here directly
+    q = random_problem(N=10, C=2, seed=6)
+    _, rep = approximate(q)
+    T = q.K.reshape(10, 2, 10, 2)
+    off = torch.cat([T[:, 0, :, 1].reshape(-1), T[:, 1, :, 0].reshape(-1)])
+    assert rep["offdiag_rel"] == pytest.approx(float(off.norm() / q.K.norm()), rel=1e-10)
