@@ -228,3 +228,70 @@ def test_class_diagonal_is_exact_on_a_class_diagonal_kernel_and_reports_the_rest
     T = q.K.reshape(10, 2, 10, 2)
     off = torch.cat([T[:, 0, :, 1].reshape(-1), T[:, 1, :, 0].reshape(-1)])
     assert rep["offdiag_rel"] == pytest.approx(float(off.norm() / q.K.norm()), rel=1e-10)
+
+
+# ------------------------------------------------------------------------------------ cross-entropy
+def test_cross_entropy_value_and_gradient_are_torchs():
+    from gfsgd.losses import cross_entropy
+    g = torch.Generator().manual_seed(0)
+    out = torch.randn(6, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    lab = torch.tensor([0, 3, 1, 2, 3, 1])
+    ref = torch.nn.functional.cross_entropy(out, lab, reduction="sum")
+    (gref,) = torch.autograd.grad(ref, out)
+    for Y in (torch.nn.functional.one_hot(lab, 4).double(), torch.nn.functional.one_hot(lab, 4).double() - 0.25):
+        assert float(cross_entropy.value(out, Y).sum().detach()) == pytest.approx(float(ref.detach()), rel=1e-14)
+        assert float((cross_entropy.gradient(out.detach(), Y) - gref).abs().max()) < 1e-15
+    H = cross_entropy.curvature(out.detach())  # the softmax Hessian, against autograd's
+    Href = torch.autograd.functional.hessian(lambda z: torch.nn.functional.cross_entropy(z[None], lab[:1]),
+                                             out.detach()[0])
+    assert float((H[0] - Href).abs().max()) < 1e-14
+
+
+def _ce_problem(width=256, seed=0):
+    from gfsgd import problem_from_network
+    g = torch.Generator().manual_seed(seed)
+    N, C = 24, 3
+    X = torch.randn(N, 5, dtype=torch.float64, generator=g)
+    Y = torch.nn.functional.one_hot(torch.arange(N) % C, C).double()
+    return problem_from_network(_net(C=C, width=width, seed=seed + 1), X, Y, device="cpu"), Y
+
+
+def test_linearized_cross_entropy_is_the_function_space_iteration():
+    """Full batch: the linearized regime on cross-entropy equals f' = f + v', v' = beta v - alpha K (softmax(f) - y),
+    written out here with numpy."""
+    p, Y = _ce_problem(width=32)
+    alpha, beta, T = 2.0, 0.5, 50
+    run = linearized.run(p, [(alpha, beta, p.N)], T, loss="cross_entropy", progress=False, log_steps=[0, T])
+    K = p.K.numpy()
+    f = (p.d0 + Y.reshape(-1)).numpy()
+    v = np.zeros_like(f)
+    y = Y.numpy()
+
+    def softmax(z):
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    def ce(f):
+        z = f.reshape(-1, 3)
+        return float(-(y * (z - z.max(1, keepdims=True) - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1,
+                     keepdims=True)))).sum() / len(z))
+    l0 = ce(f)
+    for _ in range(T):
+        v = beta * v - alpha * K @ (softmax(f.reshape(-1, 3)) - y).reshape(-1)
+        f = f + v
+    assert run.loss[0, 0] == pytest.approx(l0, rel=1e-12)
+    assert run.loss[0, -1] == pytest.approx(ce(f), rel=1e-10)
+
+
+def test_a_wide_network_on_cross_entropy_follows_its_linearisation_at_small_lr():
+    from gfsgd.regimes import nn
+    p, _ = _ce_problem(width=512)
+    cfg = [(0.2, 0.0, 4), (0.2, 0.5, 8)]
+    real = nn.run(p, cfg, 60, loss="cross_entropy", repeats=32, progress=False, log_steps=[0, 60])
+    lin = linearized.run(p, cfg, 60, loss="cross_entropy", repeats=32, progress=False, log_steps=[0, 60])
+    assert real.loss[0, 0] == pytest.approx(lin.loss[0, 0], rel=1e-10)  # the same L_0
+    assert np.all(real.loss[:, -1] < 0.9 * real.loss[:, 0])  # it trains
+    rel = np.abs(real.loss[:, -1] / lin.loss[:, -1] - 1)
+    assert np.all(rel < 0.03), (real.loss[:, -1], lin.loss[:, -1])
+    with pytest.raises(ValueError, match="cannot run loss=cross_entropy"):
+        full.run(p, cfg, 5, loss="cross_entropy", progress=False)

@@ -160,7 +160,8 @@ class Hyper:
 def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, log_steps, device, dtype,
           chunk_size: int, init: Callable, step: Callable, kill: Callable, replacement: bool = False,
           progress: bool = True, meta: dict | None = None, with_se: bool = False,
-          test: Callable | None = None, check_every: int = CHECK_EVERY, update=None, ctx=None) -> Curves:
+          test: Callable | None = None, check_every: int = CHECK_EVERY, update=None, ctx=None,
+          loss0: float | None = None) -> Curves:
     """Run a regime's `step` over all configs, chunk by chunk, recording the loss and divergences.
 
     init(lr, momentum, batch_size) -> state for a chunk of g configs (tensors on `device`);
@@ -203,7 +204,7 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
     lr_div, noise = rule.lr_divisor, rule.noise_scale
     schedule = schedule or Schedule()
     check_every = max(1, int(check_every))
-    loss0 = problem.loss0
+    loss0 = problem.loss0 if loss0 is None else float(loss0)  # the regime's own L_0 for another loss than mse
     bound = DIVERGENCE_FACTOR * loss0
     log_at = {int(s) * per: j for j, s in enumerate(steps)}  # rule step -> column (a dict: n_steps may be huge)
     loss_out = torch.full((G, len(steps)), math.nan, dtype=torch.float64)

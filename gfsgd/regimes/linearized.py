@@ -59,7 +59,7 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
         raise InputError(f"repeats must be an integer >= 1, got repeats={repeats!r}")
     R = int(repeats)
     problem.require_basis("the linearized regime")
-    check_loss(loss, REGIME)  # squared loss: the residual's second moments close (gfsgd.losses)
+    loss_fn = check_loss(loss, REGIME, problem.n_outputs)
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     N, Co, NC = problem.N, problem.n_outputs, problem.n_modes  # examples, outputs per example, rows N Co
     K = problem.K.to(device, dtype).contiguous()  # [NC, NC]
@@ -83,12 +83,25 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
             st["vt"] = torch.zeros_like(st["r"])
         return st
 
+    # the function-space gradient the step moves along: the residual d itself for the squared loss; for another
+    # loss (cross-entropy) its gradient at the logits f = d + y, softmax(f) - p(y) per example (docs/theory.md#outputs)
+    if loss_fn.problem_loss:
+        grad_of = path_loss_of = None
+    else:
+        Y = _targets(problem).to(device, dtype)  # [NC]
+
+        def grad_of(d):  # [..., NC] -> [..., NC]
+            return loss_fn.gradient((d + Y).unflatten(-1, (N, Co)), Y.view(N, Co)).flatten(-2)
+
+        def path_loss_of(d):  # [R, g, NC] -> [R, g]
+            return loss_fn.value((d + Y).unflatten(-1, (N, Co)), Y.view(N, Co)).sum((-2, -1)) / N
+
     def finish(st):  # d' = d + v' (and r' = r + v_te'); the mean path loss and its standard error
         d = st["d"]
         d.add_(st["v"])
         if with_test:
             st["r"].add_(st["vt"])
-        path_loss = torch.linalg.vecdot(d, d) / (2 * N)  # [R, g]
+        path_loss = torch.linalg.vecdot(d, d) / (2 * N) if path_loss_of is None else path_loss_of(d)  # [R, g]
         mean = path_loss.mean(0)
         return st, mean, (path_loss.std(0) / math.sqrt(R) if R > 1 else torch.zeros_like(mean))
 
@@ -107,6 +120,8 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
             cache["c"] = (bmax, w, h.momentum[None, :, None], (-h.lr)[None, :, None], full_batch)
         bmax, w, beta, neg_lr, full_batch = cache["c"]
         d, v = st["d"], st["v"]
+        if grad_of is not None:
+            d = grad_of(d)  # the loss's gradient in function space takes the residual's place below
         v.mul_(beta)
         if with_test:
             st["vt"].mul_(beta)
@@ -149,4 +164,14 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
     return drive(regime=REGIME, problem=problem, configs=configs, n_steps=n_steps, schedule=schedule,
                  log_steps=log_steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init, step=step,
                  kill=kill, replacement=replacement, progress=progress, with_se=True,
-                 test=test_loss if with_test else None, meta=dict(seed=seed, repeats=R), update=update, ctx=ctx)
+                 test=test_loss if with_test else None, meta=dict(seed=seed, repeats=R), update=update, ctx=ctx,
+                 loss0=None if path_loss_of is None else float(path_loss_of(d0[None, None])[0, 0]))
+
+
+def _targets(problem) -> torch.Tensor:
+    """The training targets [N C] of a network's problem (the linearized cross-entropy needs the logits f = d + y)."""
+    net = getattr(problem, "network", None)
+    if net is None or getattr(net, "y", None) is None:
+        raise InputError("the linearized regime runs a loss other than mse on the logits f = d0 + y, so it needs the "
+                         "targets: build the problem with gfsgd.problem_from_network(model, X, Y)")
+    return net.y.reshape(-1)

@@ -102,12 +102,14 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
         (1/N) J^T eta with eta as in the linearized regime (one full-batch pass a step); GradientPenalty and
         MicroBatchPenalty, whose penalty gradients are taken by double backprop (torch.func.grad of a function
         that calls torch.func.grad), with strength / lambda_max(K_emp) as the penalty on the network's loss.
-    loss: the per-example loss (gfsgd.losses) of the batch loss and of the reported loss: "mse", 0.5 (f - y)^2.
+    loss: the per-example loss (gfsgd.losses) of the batch loss and of the reported loss: "mse", 0.5 (f - y)^2,
+        or "cross_entropy" (softmax over the C >= 2 outputs; y: one-hot rows, centred or not). The learning rate
+        keeps its kernel units, lr_nn = alpha N / lambda_max(K_emp), whatever the loss.
     """
     rule = check_update(update, REGIME)
-    loss_fn = check_loss(loss, REGIME)  # the per-example loss (gfsgd.losses)
     draws = rule.draws  # SVAG: two independent batches a step, weights r1, r2
     net = as_network(problem, network)
+    loss_fn = check_loss(loss, REGIME, net.n_outputs)  # the per-example loss (gfsgd.losses)
     if isinstance(repeats, bool) or not float(repeats).is_integer() or int(repeats) < 1:
         raise InputError(f"repeats must be an integer >= 1, got repeats={repeats!r}")
     R = int(repeats)
@@ -183,6 +185,9 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
             raise InputError(f"config {i} must be a triple (lr, momentum, batch_size), got {c!r}") from None
         groups.setdefault(key, []).append(i)
 
+    # L_0 of this loss at the initial parameters (the problem's own for the squared loss)
+    loss0 = None if loss_fn.problem_loss else float(mse({k: torch.stack([inits[r][k] for r in range(R)]) for k in names},
+                                                       X, y, R).mean())
     results = []
     for b_key, members in groups.items():
         states = []
@@ -269,7 +274,7 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
         cur = drive(regime=REGIME, problem=net, configs=sub, n_steps=n_steps, schedule=schedule,
                     log_steps=steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init_state,
                     step=step, kill=kill, replacement=replacement, progress=progress, with_se=True,
-                    meta=dict(seed=seed, repeats=R), update=update, ctx=ctx)
+                    meta=dict(seed=seed, repeats=R), update=update, ctx=ctx, loss0=loss0)
         val = val_se = None
         if Xt is not None:
             val = np.full((len(sub), len(steps)), math.nan)
