@@ -27,6 +27,9 @@ def add_network_args(p: argparse.ArgumentParser) -> None:
     """Dataset and model options of the network scripts (the problem is the network's empirical NTK).
     The parser must come from build_parser(..., network=True), which holds --dataset, --N and --rank."""
     add_model_args(p, network=True)
+    p.add_argument("--loss", choices=["mse", "cross_entropy"], default="mse",
+                   help="the training loss: mse (0.5 (f - y)^2; exact in every regime) or cross_entropy (softmax over "
+                        "the C outputs, with --target onehot; the nn and linearized regimes)")
     p.add_argument("--n_log", type=int, default=0,
                    help="record the loss at about this many log-spaced steps; 0: every step for the kernel "
                         "regimes, and for nn (whose full training loss costs a pass over the data) every step up "
@@ -62,6 +65,13 @@ def network_main(regimes, script: str, description: str, argv=None, choose_regim
     args = p.parse_args(argv)
     regimes = list(dict.fromkeys(args.regimes)) if choose_regimes else regimes
     refuse_rank(args, regimes)
+    if args.loss != "mse":
+        exact = [r for r in regimes if r in ("full", "sd")]
+        if exact:
+            raise SystemExit(f"error: --loss {args.loss} runs in the nn and linearized regimes; {exact} are the exact "
+                             f"second moments of the squared loss (choose --regimes nn linearized)")
+        if args.target != "onehot":
+            raise SystemExit(f"error: --loss {args.loss} needs C outputs per example: add --target onehot")
     try:
         check_configs(grid_from_args(args), args.N)
         schedule_from_args(args)
@@ -81,7 +91,7 @@ def network_main(regimes, script: str, description: str, argv=None, choose_regim
     if "spectrum" in problem.meta:
         print(spectrum_summary(problem))
     log_steps = log_steps_from_args(args)
-    kw = {name: dict(log_steps=log_steps) for name in regimes}
+    kw = {name: dict(log_steps=log_steps, **({} if args.loss == "mse" else dict(loss=args.loss))) for name in regimes}
     kw["nn"] = dict(kw.get("nn", {}), network=problem.network)
     from .regimes import nn
     guarded_run(args, problem, regimes, folder, modules={"nn": nn}, regime_kwargs=kw)
