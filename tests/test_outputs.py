@@ -295,3 +295,29 @@ def test_a_wide_network_on_cross_entropy_follows_its_linearisation_at_small_lr()
     assert np.all(rel < 0.03), (real.loss[:, -1], lin.loss[:, -1])
     with pytest.raises(ValueError, match="cannot run loss=cross_entropy"):
         full.run(p, cfg, 5, loss="cross_entropy", progress=False)
+
+
+def test_the_gauss_newton_edge_of_cross_entropy():
+    """Theta_GN = H^(1/2) Theta H^(1/2) (H: each example's softmax Hessian at the initial logits) against a dense
+    block-diagonal construction; the squared loss's curvature 1 gives back the plain edge."""
+    import gfsgd.theory as th
+    p, Y = _ce_problem(width=32, seed=2)
+    np.testing.assert_allclose(th.critical_lr_loss(p, [0.0, 0.5], [1, 4], loss="mse"),
+                               th.critical_lr(p, [0.0, 0.5], [1, 4]), rtol=1e-9)
+    gn, factor = th.gauss_newton_problem(p, "cross_entropy")
+    f0 = (p.d0.reshape(p.N, 3) + Y).numpy()
+    blocks = []
+    for z in f0:
+        s = np.exp(z - z.max())
+        s /= s.sum()
+        w, V = np.linalg.eigh(np.diag(s) - np.outer(s, s))
+        blocks.append(V @ np.diag(np.sqrt(np.clip(w, 0, None))) @ V.T)
+    Hs = np.zeros((3 * p.N, 3 * p.N))
+    for i, b in enumerate(blocks):
+        Hs[3 * i:3 * i + 3, 3 * i:3 * i + 3] = b
+    G = Hs @ (p.K.numpy() * p.lambda_max_raw) @ Hs
+    ref = np.sort(np.linalg.eigvalsh(G))[::-1]
+    assert factor == pytest.approx(ref[0] / p.lambda_max_raw, rel=1e-10)
+    np.testing.assert_allclose(gn.eigvals.numpy()[:10], ref[:10] / ref[0], rtol=1e-9)
+    edge_ce, edge_mse = th.critical_lr_loss(p, 0.0, 2), th.critical_lr(p, 0.0, 2)
+    assert edge_ce > 1.5 * edge_mse  # the softmax curvature is at most 1/2: cross-entropy tolerates larger steps

@@ -10,7 +10,8 @@ renewal      propagators (U_m, V_t), solve_renewal, loss_curve (the renewal equa
              mode_second_moments
 inversion    loss_at (L_t at any steps from a contour integral of L(z), without stepping)
 sde          sde_loss (the SGD SDE, the l -> infinity limit of SVAG, by Laplace inversion; docs/theory.md#updates)
-outputs      critical_lr_outputs, noise_radius (the SD edge with C outputs per example; docs/theory.md#outputs)
+outputs      critical_lr_outputs, noise_radius (the SD edge with C outputs per example), gauss_newton_problem,
+             critical_lr_loss (the edge of cross-entropy near initialisation; docs/theory.md#outputs)
 stability    mode_stable, per_mode_lr_limit, is_convergent, critical_lr, lambda_crit, asymptotes
 asymptotics  phase, loss_exponent, fit_power_law, q_lambda, asymptotic_loss, crossover_time,
              spectral_asymptotic_loss
@@ -28,7 +29,7 @@ from .inversion import loss_at
 from .sde import sde_loss
 from .optimal import (BudgetCurves, NegativeMomentumCondition, OptimalHyperparameters, budget_curves,
                       critical_batch_size, negative_momentum_condition, optimal_hyperparameters)
-from .outputs import critical_lr_outputs, noise_radius
+from .outputs import critical_lr_loss, critical_lr_outputs, gauss_newton_problem, noise_radius
 from .stability import (asymptotes, critical_lr, exact_critical_lr, exact_stability, is_convergent, lambda_crit,
                         mode_stable, per_mode_lr_limit)
 
@@ -36,7 +37,7 @@ __all__ = [
     "Spectrum", "as_spectrum", "noise_gamma",
     "S_k", "U_k", "V_k", "U", "V", "L", "U1", "V1", "total_loss", "propagators", "solve_renewal", "loss_curve",
     "split_configs", "mode_second_moments", "loss_at", "sde_loss", "exact_critical_lr", "exact_stability",
-    "critical_lr_outputs", "noise_radius", "mode_stable", "per_mode_lr_limit", "is_convergent", "critical_lr", "lambda_crit", "asymptotes",
+    "critical_lr_outputs", "noise_radius", "gauss_newton_problem", "critical_lr_loss", "mode_stable", "per_mode_lr_limit", "is_convergent", "critical_lr", "lambda_crit", "asymptotes",
     "phase", "loss_exponent", "PowerLawFit", "fit_power_law", "q_lambda", "AsymptoticLoss", "asymptotic_loss",
     "crossover_time", "spectral_asymptotic_loss",
     "OptimalHyperparameters", "optimal_hyperparameters", "NegativeMomentumCondition",

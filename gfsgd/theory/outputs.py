@@ -17,11 +17,12 @@ found by bisection (rho grows with alpha on the stable interval).
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..errors import InputError
 from ._inputs import check_batch_size, check_momentum, check_tau, noise_gamma
 
-__all__ = ["critical_lr_outputs", "noise_radius"]
+__all__ = ["critical_lr_outputs", "noise_radius", "gauss_newton_problem", "critical_lr_loss"]
 
 
 def _profiles(problem):
@@ -70,3 +71,51 @@ def critical_lr_outputs(problem, momentum, batch_size, *, tau=1.0, replacement=F
                 hi = mid
         out.reshape(-1)[j] = lo
     return out
+
+
+def gauss_newton_problem(problem, loss="cross_entropy", targets=None):
+    """The kernel of the linearised network on `loss` near its initialisation, weighted by the loss's curvature:
+
+        Theta_GN = H^(1/2) Theta H^(1/2),   H = blockdiag_i curvature(f0_i)   (cross-entropy: diag(s) - s s^T)
+
+    (docs/theory.md#outputs). Near w0 a step moves the logits by -alpha Theta g and the gradient g by H times that,
+    so the stability of the mini-batch dynamics is that of the squared loss on Theta_GN. Returns (problem_GN,
+    lr_factor): problem_GN is normalised to its own top eigenvalue, and an alpha of `problem` is alpha * lr_factor
+    in its units (lr_factor = lambda_max(Theta_GN) / lambda_max(Theta)). An approximation: the curvature changes as
+    the logits move (softmax saturates), so the edge holds near initialisation; beyond it, measure on the network.
+    """
+    from ..losses import as_loss
+    from ..problem import Problem
+    loss = as_loss(loss)
+    C, N = problem.n_outputs, problem.N
+    problem.require_basis("the Gauss-Newton kernel")
+    if targets is None:
+        net = getattr(problem, "network", None)
+        if net is None:
+            raise InputError("gauss_newton_problem needs the targets: pass targets= (y [N, C]) or a problem from "
+                             "gfsgd.problem_from_network")
+        targets = net.y
+    Y = torch.as_tensor(targets).double().reshape(N, C)
+    f0 = problem.d0.double().reshape(N, C) + Y
+    H = torch.as_tensor(loss.curvature(f0), dtype=torch.float64)
+    H = H.reshape(N, C, C) if H.ndim == 3 else torch.diag_embed(H.expand(N, C))
+    w, V = torch.linalg.eigh(H)  # [N, C], [N, C, C]
+    Hs = V @ torch.diag_embed(torch.clamp(w, min=0.0).sqrt()) @ V.mT  # H^(1/2) per example
+    T = problem.K.double().reshape(N, C, N, C) * problem.lambda_max_raw  # the raw kernel
+    G = torch.einsum("iab,ibjc,jcd->iajd", Hs, T, Hs).reshape(N * C, N * C)
+    gn = Problem.from_kernel(0.5 * (G + G.T), problem.d0.double().reshape(N, C), name=f"{problem.name}, GN({loss.name})",
+                             psd_tol=1e-8)
+    return gn, gn.lambda_max_raw / problem.lambda_max_raw
+
+
+def critical_lr_loss(problem, momentum, batch_size, loss="cross_entropy", *, tau=1.0, targets=None) -> np.ndarray:
+    """The SD stability edge of `loss` near initialisation, in the units of `problem` (its alpha): the edge of the
+    Gauss-Newton problem (gauss_newton_problem) divided by lr_factor."""
+    gn, factor = gauss_newton_problem(problem, loss, targets)
+    return critical_lr_outputs(gn, momentum, batch_size, tau=tau) / factor if gn.n_outputs > 1 else \
+        np.asarray(_scalar_edge(gn, momentum, batch_size, tau)) / factor
+
+
+def _scalar_edge(problem, momentum, batch_size, tau):
+    from .stability import critical_lr
+    return critical_lr(problem, momentum, batch_size, tau=tau)
