@@ -23,6 +23,8 @@ from .problem import Problem
 
 __all__ = ["add_problem_args", "add_model_args", "problem_from_args", "network_problem", "RANK_HELP"]
 
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "digits": (1, 8, 8), "cifar10": (3, 32, 32)}  # (channels, height, width)
+
 RANK_HELP = ("full datasets: keep the top K eigenpairs of the kernel (block Krylov on a matrix-free operator, no "
              "N x N matrix) and model the other modes by a power-law tail; the problem is then spectral only "
              "(regimes sd and nn, and the theory). 0: the dense kernel")
@@ -76,6 +78,9 @@ def add_model_args(p: argparse.ArgumentParser, *, network: bool = True) -> None:
     g.add_argument("--target", choices=["label", "parity", "onehot"], default="label",
                    help="classification sets: regress the class label or its parity (standardised), or 'onehot': "
                         "C outputs, one per class, on centred one-hot labels (the kernel is then [N C, N C])")
+    g.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
+                   help="mlp: the NTK-parameterised MLP (the width/depth/activation options); cnn: gfsgd.models.CNN, "
+                        "a small standard convolutional network (image datasets: mnist, cifar10, digits)")
     g.add_argument("--width", type=int, default=1000, help="hidden units per layer (paper: 1000)")
     g.add_argument("--depth", type=int, default=2, help="linear layers (2 = one hidden layer, the paper's)")
     g.add_argument("--activation", choices=list(ACTIVATIONS), default="relu", help="hidden-layer nonlinearity")
@@ -102,7 +107,9 @@ def _rank(args) -> int | None:
 def network_problem(args, *, progress: bool = True) -> Problem:
     """Dataset -> MLP -> problem_from_network (dense, or --rank K); the Problem carries .network."""
     from .data import load_dataset
-    from .models import MLP
+    import torch
+
+    from .models import CNN, MLP
     from .ntk import problem_from_network
     ds = load_dataset(args.dataset, args.N, seed=getattr(args, "seed", 0), root=getattr(args, "data_root", None),
                       n_test=getattr(args, "n_test", 0), target=getattr(args, "target", "label"),
@@ -111,11 +118,19 @@ def network_problem(args, *, progress: bool = True) -> Problem:
     width, depth = getattr(args, "width", 1000), getattr(args, "depth", 2)
     activation = getattr(args, "activation", "relu")
     C = 1 if ds.y.ndim == 1 else int(ds.y.shape[1])  # --target onehot: C outputs (docs/theory.md#outputs)
-    model = MLP(ds.X.shape[1], width=width, depth=depth, activation=activation,
-                sigma_w=getattr(args, "sigma_w", 1.0), sigma_b=getattr(args, "sigma_b", 0.0), seed=seed, outputs=C)
+    if getattr(args, "model", "mlp") == "cnn":
+        if ds.info["dataset"] not in IMAGE_SHAPES:
+            raise InputError(f"--model cnn needs an image dataset ({', '.join(IMAGE_SHAPES)}), got --dataset "
+                             f"{ds.info['dataset']}")
+        model = CNN(IMAGE_SHAPES[ds.info["dataset"]], outputs=C, seed=seed, dtype=torch.float64)
+    else:
+        model = MLP(ds.X.shape[1], width=width, depth=depth, activation=activation,
+                    sigma_w=getattr(args, "sigma_w", 1.0), sigma_b=getattr(args, "sigma_b", 0.0), seed=seed,
+                    outputs=C)
     rank = _rank(args)
-    name = (f"{ds.name}, MLP(width={width}, depth={depth}, {activation}" + (f", {C} outputs" if C > 1 else "") + ")"
-            + (f", rank {rank} + tail" if rank else ""))
+    parts = [] if isinstance(model, CNN) else [f"width={width}", f"depth={depth}", activation]
+    parts += [f"{C} outputs"] if C > 1 else []
+    name = (f"{ds.name}, {type(model).__name__}({', '.join(parts)})" + (f", rank {rank} + tail" if rank else ""))
     return problem_from_network(model, ds.X, ds.y, X_test=ds.X_test, y_test=ds.y_test,
                                 method=getattr(args, "ntk_method", "auto"), device=getattr(args, "device", "auto"),
                                 dtype=getattr(args, "ntk_dtype", None), name=name,

@@ -1,4 +1,4 @@
-"""NTK-parameterised multilayer perceptrons.
+"""The networks gfsgd ships: NTK-parameterised multilayer perceptrons, and a small standard CNN (`CNN`).
 
 A layer of width n_out with fan-in n_in computes
 
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from .errors import InputError
 
-__all__ = ["NTKLinear", "MLP", "ACTIVATIONS", "paper_network"]
+__all__ = ["NTKLinear", "MLP", "CNN", "ACTIVATIONS", "paper_network"]
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -134,3 +134,64 @@ class MLP(nn.Module):
 def paper_network(in_features: int = 784, *, seed: int | None = 0, **kwargs) -> MLP:
     """The paper's network: one hidden layer of 1000 ReLU units, scalar output, NTK parameterisation."""
     return MLP(in_features, width=1000, depth=2, activation="relu", seed=seed, **kwargs)
+
+
+class CNN(nn.Module):
+    """A small standard convolutional network, as users train one (PyTorch's default initialisation):
+
+        conv(k x k, c1) - ReLU - avgpool 2 - conv(k x k, c2) - ReLU - avgpool 2 - flatten - linear(hidden) - ReLU
+        - linear(outputs)
+
+    Args:
+        image_shape: (channels, height, width) of one input; inputs may come flat, x [n, channels * height * width]
+            (as gfsgd.data gives them), or as images [n, channels, height, width].
+        channels: (c1, c2); kernel_size: k (padding keeps the size); hidden: units of the first linear layer.
+        outputs: C, outputs per example (1: f [n]; C > 1: f [n, C]).
+        seed: seeds the initialisation (None: torch's global generator); dtype: of the parameters.
+    Its empirical NTK goes through the Jacobian path of gfsgd.ntk (blocked by memory_budget).
+    """
+
+    def __init__(self, image_shape=(1, 28, 28), channels=(8, 16), kernel_size: int = 3, hidden: int = 64, *,
+                 outputs: int = 1, seed: int | None = None, dtype=None):
+        super().__init__()
+        if len(tuple(image_shape)) != 3:
+            raise InputError(f"image_shape must be (channels, height, width), got image_shape={image_shape!r}")
+        cin, H, W = (_check_int(v, "image_shape", 1) for v in image_shape)
+        c1, c2 = (_check_int(v, "channels", 1) for v in channels)
+        k = _check_int(kernel_size, "kernel_size", 1)
+        hidden = _check_int(hidden, "hidden", 1)
+        outputs = _check_int(outputs, "outputs", 1)
+        if H < 4 or W < 4:
+            raise InputError(f"the image must be at least 4 x 4 (two 2 x 2 poolings), got {H} x {W}")
+        if seed is not None:
+            state = torch.random.get_rng_state()
+            torch.manual_seed(int(seed))
+        self.features = nn.Sequential(nn.Conv2d(cin, c1, k, padding=k // 2), nn.ReLU(), nn.AvgPool2d(2),
+                                      nn.Conv2d(c1, c2, k, padding=k // 2), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(c2 * (H // 4) * (W // 4), hidden), nn.ReLU(), nn.Linear(hidden, outputs))
+        if seed is not None:
+            torch.random.set_rng_state(state)
+        if dtype is not None:
+            self.to(dtype)
+        self.image_shape, self.channels, self.kernel_size, self.hidden = (cin, H, W), (c1, c2), k, hidden
+        self.outputs = outputs
+        self.seed = seed
+
+    def forward(self, x):
+        if x.ndim == 2:
+            x = x.reshape(x.shape[0], *self.image_shape)
+        out = self.head(self.features(x))
+        return out.squeeze(-1) if self.outputs == 1 else out
+
+    def reinitialized(self, seed: int) -> "CNN":
+        p = next(self.parameters())
+        return CNN(self.image_shape, self.channels, self.kernel_size, self.hidden, outputs=self.outputs, seed=seed,
+                   dtype=p.dtype)
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def describe(self) -> dict:
+        return dict(kind="CNN", image_shape=list(self.image_shape), channels=list(self.channels),
+                    kernel_size=self.kernel_size, hidden=self.hidden, outputs=self.outputs, n_params=self.n_params)

@@ -321,3 +321,33 @@ def test_the_gauss_newton_edge_of_cross_entropy():
     np.testing.assert_allclose(gn.eigvals.numpy()[:10], ref[:10] / ref[0], rtol=1e-9)
     edge_ce, edge_mse = th.critical_lr_loss(p, 0.0, 2), th.critical_lr(p, 0.0, 2)
     assert edge_ce > 1.5 * edge_mse  # the softmax curvature is at most 1/2: cross-entropy tolerates larger steps
+
+
+# ----------------------------------------------------------------------------------------- convolutions
+def test_a_conv_models_kernel_is_the_dense_jacobian_gram_in_float64():
+    """gfsgd.models.CNN with C = 4 outputs: the blocked kernel against one dense torch.func Jacobian, to 1e-10."""
+    from torch.func import functional_call, jacrev
+    from gfsgd.models import CNN
+    from gfsgd.ntk import empirical_ntk
+    m = CNN((1, 8, 8), channels=(3, 4), hidden=10, outputs=4, seed=0, dtype=torch.float64)
+    X = torch.randn(6, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    params = {k: v.detach() for k, v in m.named_parameters()}
+    J = jacrev(lambda p: functional_call(m, p, (X,)))(params)
+    Jf = torch.cat([J[k].reshape(24, -1) for k in params], 1)
+    ref = Jf @ Jf.T
+    for kw in (dict(), dict(block_size=1), dict(memory_budget=2e5)):
+        K = empirical_ntk(m, X, device="cpu", **kw)
+        assert float((K - ref).abs().max()) <= 1e-10 * float(ref.abs().max())
+    assert m(X).shape == (6, 4) and m(X.reshape(6, 1, 8, 8)).shape == (6, 4)
+
+
+def test_batchnorm_in_training_mode_is_refused_by_name_and_eval_mode_works():
+    from gfsgd.ntk import empirical_ntk
+    m = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
+                            torch.nn.Linear(8, 2)).double()
+    X = torch.randn(6, 5, dtype=torch.float64)
+    with pytest.raises(ValueError, match="BatchNorm1d in training mode .* call model.eval"):
+        empirical_ntk(m, X, device="cpu")
+    m.eval()
+    K = empirical_ntk(m, X, device="cpu")
+    assert K.shape == (12, 12) and torch.equal(K, K.T)

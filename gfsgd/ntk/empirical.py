@@ -63,6 +63,11 @@ def params_and_buffers(model, device, dtype, params=None):
     """Trainable parameters (requires_grad) and everything else, cast to dtype, on device."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    for mod in model.modules():  # a batch statistic couples the examples: no per-example kernel
+        if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)) and mod.training:
+            raise InputError(f"{type(mod).__name__} in training mode normalises with the batch's own statistics, so "
+                             f"the network has no per-example kernel and no linearisation: call model.eval() (it "
+                             f"then uses its running statistics) or remove it")
     cast = (lambda t: t.detach().to(device=device, dtype=dtype if t.is_floating_point() else t.dtype))
     if params is None:
         params = {k: cast(v) for k, v in model.named_parameters() if v.requires_grad}
