@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .exact_edge import fast_exact_critical_lr
 from .outputs import critical_lr_outputs
 from ._inputs import (as_spectrum, check_batch_size, check_eigvals, check_finite, check_lr, check_momentum,
                       check_tau, noise_gamma)
@@ -253,11 +254,21 @@ def exact_stability(problem, lr, momentum, batch_size, *, replacement=False, tol
     return rho < 1, rho, vecs[:, 0]
 
 
-def exact_critical_lr(problem, momentum, batch_size, *, replacement=False, rtol=1e-4, lo=None):
+def exact_critical_lr(problem, momentum, batch_size, *, replacement=False, rtol=1e-4, lo=None,
+                      method: str = "newton"):
     """The largest stable alpha of the exact batch-averaged dynamics (see exact_stability) at one
-    (momentum, batch_size), by bisection to relative width rtol between 0 and the per-mode limit.
-    Cost: about 15 bisection steps x (N^2/2 4 x 4 eigenvalue problems + ~20-40 Lanczos products of
-    2 N^3 flops); see benchmarks/README.md for measured times."""
+    (momentum, batch_size).
+
+    method="newton" (default; gfsgd.theory.exact_edge): safeguarded Newton steps on rho(alpha) = 1 with
+    Hellmann-Feynman slopes and warm-started Lanczos, to about 1e-9 relative (rtol is an upper bound on its error);
+    about 5-8 steps of 7 products of 2 N^3 flops. method="bisection": the earlier search, bisection to relative
+    width rtol between 0 and the per-mode limit (about 15 steps x (N^2/2 4 x 4 eigenvalue problems + ~20-40 Lanczos
+    products)), kept as an independent check. See benchmarks/README.md for measured times."""
+    if method not in ("newton", "bisection"):
+        raise InputError(f"method must be 'newton' or 'bisection', got method={method!r}")
+    if method == "newton":
+        return fast_exact_critical_lr(problem, momentum, batch_size, replacement=replacement,
+                                      rtol=min(1e-9, float(rtol)))
     beta = float(momentum)
     hi = float(_mode_limit(float(problem.eigvals.max()), np.asarray(beta), 0.0))
     ok, _, v = exact_stability(problem, hi * (1 - 1e-12), beta, batch_size, replacement=replacement)
