@@ -124,6 +124,9 @@ def add_run_args(p: argparse.ArgumentParser, regimes) -> None:
     g.add_argument("--overwrite", action="store_true",
                    help="replace the sweeps of --save_dir that were made with different settings (without it, "
                         "resuming a folder with another command is refused)")
+    g.add_argument("--allow_version_change", action="store_true",
+                   help="resume sweeps of --save_dir that another gfsgd version made (without it, such a resume "
+                        "is refused, naming both versions)")
     g.add_argument("--dask_scheduler", default=None, metavar="ADDRESS",
                    help="run the chunks of configs on a Dask cluster (e.g. tcp://host:8786; see the README for "
                         "SLURM/PBS with dask-jobqueue); only this process writes the run folder")
@@ -185,7 +188,8 @@ def run_regimes(args, problem, regimes, folder: RunFolder, modules=None, regime_
     common = dict(schedule=schedule, device=args.device, dtype=args.dtype, replacement=args.replacement,
                   update=update_from_args(args),
                   chunk_size=args.chunk_size, progress=not args.no_progress,
-                  overwrite=getattr(args, "overwrite", False), client=client)
+                  overwrite=getattr(args, "overwrite", False),
+                  allow_version_change=getattr(args, "allow_version_change", False), client=client)
     for name in regimes:
         mod = modules[name]
         kw = dict(common, **(regime_kwargs or {}).get(name, {}))
@@ -204,17 +208,39 @@ def run_regimes(args, problem, regimes, folder: RunFolder, modules=None, regime_
 
 
 def open_folder(args, script: str) -> RunFolder:
-    """The run folder of --save_dir (or a new one), repaired with --repair; clear errors, no traceback."""
-    from .results import RunFolderError, repair
+    """The run folder of --save_dir (or a new one), repaired with --repair (holding its lock: refused while another
+    live process writes it); clear errors, no traceback."""
+    from .results import RunFolderError, RunFolderLocked, repair
+    target = args.save_dir or default_save_dir(script)
     try:
-        folder = RunFolder(args.save_dir or default_save_dir(script))
-    except RunFolderError as exc:
+        folder = RunFolder(target)
+        if getattr(args, "repair", False):
+            moved = repair(folder)
+            print(f"--repair: {len(moved)} damaged part(s) set aside in {folder.path / 'parts' / 'damaged'}"
+                  + (f" ({', '.join(moved[:3])})" if moved else ""))
+    except (RunFolderError, RunFolderLocked) as exc:
         raise SystemExit(f"error: {exc}") from None
-    if getattr(args, "repair", False):
-        moved = repair(folder.path)
-        print(f"--repair: {len(moved)} damaged part(s) set aside in {folder.path / 'parts' / 'damaged'}"
-              + (f" ({', '.join(moved[:3])})" if moved else ""))
+    except OSError as exc:
+        raise SystemExit(f"error: {_store_failure(exc, target)}") from None
     return folder
+
+
+def _from_store(exc: OSError, where) -> bool:
+    """Whether an OSError came from the run folder `where`: it names a path inside it, or it is a disk error."""
+    import errno
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+        return True
+    if where is None:
+        return False
+    text = " ".join(str(x) for x in (exc.filename, exc.filename2, exc) if x is not None)
+    return any(str(w) in text for w in {str(where), str(Path(where).resolve())})
+
+
+def _store_failure(exc: OSError, where) -> str:
+    """One line for an OSError of the run store (a part that vanished, a full disk), naming the folder."""
+    return (f"the run folder {str(where)!r} could not be read or written ({type(exc).__name__}: {exc}); the parts "
+            f"committed before are kept: was the folder repaired, moved or deleted while this ran, or is the disk "
+            f"full? Fix that and rerun the same command to resume (with --repair if a part is reported damaged)")
 
 
 def guarded_run(args, *a, **kw) -> None:
@@ -230,8 +256,16 @@ def guarded_run(args, *a, **kw) -> None:
             client = dask_client(scheduler=args.dask_scheduler, workers=args.dask_workers)
             print(f"dask: {client}")
         run_regimes(args, *a, client=client, **kw)
-    except (RunFolderError, RunFolderLocked, ConnectionError, ImportError, InputError, FileNotFoundError) as exc:
+    except (RunFolderError, RunFolderLocked, ConnectionError, ImportError, InputError) as exc:
         raise SystemExit(f"error: {exc}") from None  # usage errors found while running (e.g. --device cuda); a bug keeps its traceback
+    except OSError as exc:  # the run store's file system: a part that vanished, a disk error
+        folder = next((x for x in a if isinstance(x, RunFolder)), None)
+        where = folder.path if folder is not None else args.save_dir
+        if _from_store(exc, where):
+            raise SystemExit(f"error: {_store_failure(exc, where)}") from None
+        if isinstance(exc, FileNotFoundError):  # a missing input file
+            raise SystemExit(f"error: {exc}") from None
+        raise
     except KeyboardInterrupt:
         folder = next((x for x in a if isinstance(x, RunFolder)), None)
         where = f" in {folder.path}" if folder is not None else ""
@@ -325,6 +359,7 @@ def main(regimes, script: str, description: str, argv=None) -> Path:
         from .spectrum import spectrum_summary
         print(spectrum_summary(problem))
     folder = open_folder(args, script)
+    # kept until the first sweep passes its checks (under the lock), then written (RunFolder.write_config)
     folder.write_config(dict(script=script, regimes=regimes, argv=sys.argv[1:] if argv is None else list(argv),
                              args=vars(args), problem=problem.name, problem_meta=problem.meta, N=problem.N,
                              loss0=problem.loss0), keep_existing=True)

@@ -9,6 +9,7 @@ folder already holds some configs (an interrupted sweep), skips them.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 
@@ -20,7 +21,8 @@ from .configs import check_configs, config_key
 from .updates import as_update
 from .errors import InputError
 
-__all__ = ["Grid", "execute", "dask_client", "unique_configs", "sweep_identity", "problem_fingerprint", "schedule_fingerprint"]
+__all__ = ["Grid", "execute", "dask_client", "unique_configs", "sweep_identity", "problem_fingerprint", "schedule_fingerprint",
+           "check_identity", "describe_difference", "done_configs"]
 
 Config = tuple  # (lr, momentum, batch_size)
 
@@ -134,8 +136,8 @@ _NOT_IDENTITY = {"progress", "device", "chunk_size", "network", "memory_budget"}
 
 
 def sweep_identity(regime_name, problem, n_steps, extra_columns, run_kwargs) -> dict:
-    """Everything that changes a curve of this sweep (the fields of its identity hash), and the code that made
-    it: version is gfsgd.__version__ (a resume across versions is refused unless allowed; see execute)."""
+    """Everything that changes a curve of this sweep (the fields of its identity hash), and the gfsgd version that
+    made it (a resume by another version is refused unless allowed: check_identity)."""
     opts = {}
     for k, v in sorted(run_kwargs.items()):
         if k in _NOT_IDENTITY or k in ("schedule", "update"):
@@ -157,6 +159,107 @@ def _update_fingerprint(update):
     return "sgd" if rule.name == "sgd" else rule.describe()
 
 
+def _version_of(fields: dict) -> str:
+    v = fields.get("version")  # 1 (a constant) or none in folders recorded before the version was kept
+    return v if isinstance(v, str) else "(unknown: recorded before run folders kept the gfsgd version)"
+
+
+def _show(v, width: int = 70) -> str:
+    """A setting's value in a message: numbers and strings as they are, a rule as name(k=v), long lists cut."""
+    if isinstance(v, dict):
+        v = f"{v.get('update', v.get('name', ''))}(" + ", ".join(
+            f"{k}={_show(x, 30)}" for k, x in sorted(v.items()) if k not in ("update", "name")) + ")"
+    elif isinstance(v, list):
+        v = "[" + ", ".join(_show(x, 30) for x in v) + "]"
+    return str(v) if len(str(v)) <= width else str(v)[:width - 4] + " ..."
+
+
+def describe_difference(old: dict, new: dict) -> str:
+    """The settings in which two sweep identities differ, by name, old → new ("n_steps: 50 → 60; seed: 0 → 3")."""
+    out, unset = [], "(default)"
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, unset), new.get(key, unset)
+        if a == b:
+            continue
+        if key in ("options", "columns") and isinstance(a, dict) and isinstance(b, dict):  # each by its name
+            out += [f"{'column ' * (key == 'columns')}{k}: {_show(a.get(k, unset))} → {_show(b.get(k, unset))}"
+                    for k in sorted(set(a) | set(b)) if a.get(k, unset) != b.get(k, unset)]
+        elif key == "schedule" and isinstance(a, dict) and isinstance(b, dict):
+            at = next((t for t, x, y in zip(a.get("steps", []), a.get("values", []), b.get("values", [])) if x != y),
+                      "?")
+            out.append(f"schedule: {a.get('name')} → {b.get('name')}" if a.get("name") != b.get("name") else
+                       f"schedule: {a.get('name')} with other parameters (its values differ from step {at})")
+        elif key == "problem":
+            out.append(f"problem: other data (spectrum, coefficients, basis, held-out set or network; fingerprint "
+                       f"{a} → {b})")
+        else:
+            out.append(f"version: {_version_of(old)} → {_version_of(new)}" if key == "version" else
+                       f"{key}: {_show(a)} → {_show(b)}")
+    return "; ".join(out)
+
+
+def check_identity(folder, sweep: str, fields: dict, *, overwrite: bool = False,
+                   allow_version_change: bool = False) -> str:
+    """Record the identity `fields` of `sweep` (e.g. "sd tau=1.0 seed=0") in the RunFolder `folder`, under its
+    lock, or check it against the recorded one; returns its hash.
+
+    Another identity raises RunFolderError naming each setting that differs, old → new (describe_difference),
+    unless overwrite=True, which deletes that sweep's parts. When only the gfsgd version differs (a folder recorded
+    before the version was kept has none), the refusal names both versions; allow_version_change=True resumes the
+    sweep then, keeping its parts and listing the earlier version in sweeps.json ("earlier_versions")."""
+    import json
+
+    from .results import RunFolderError, identity_hash
+    new = json.loads(json.dumps(fields, default=lambda x: x.item() if hasattr(x, "item") else str(x)))
+    but_version = lambda f: identity_hash({k: v for k, v in f.items() if k != "version"})  # noqa: E731
+    with folder.lock():
+        old = folder.sweeps().get(sweep) or {}
+        was, earlier, replace = old.get("fields", {}), old.get("earlier_versions", []), False
+        if old and old["hash"] != identity_hash(new):
+            only_version = but_version(was) == but_version(new)
+            if overwrite:
+                earlier, replace = [], True
+            elif only_version and allow_version_change:
+                earlier = earlier + [_version_of(was)]
+            elif only_version:
+                raise RunFolderError(
+                    f"the run folder {str(folder.path)!r} holds sweep '{sweep}' made by gfsgd {_version_of(was)}; "
+                    f"this is gfsgd {_version_of(new)}, whose curves may differ, so resuming would mix two versions' "
+                    f"numbers. Pass --allow_version_change (execute(..., allow_version_change=True)) to resume it "
+                    f"anyway, --overwrite to recompute it, or use another --save_dir")
+            else:
+                raise RunFolderError(
+                    f"the run folder {str(folder.path)!r} already holds sweep '{sweep}' made with different settings "
+                    f"({describe_difference(was, new)}); resuming would mix two different commands. Use --overwrite "
+                    f"(execute(..., overwrite=True)) to replace it, or another --save_dir")
+        return folder.record_sweep(sweep, new, replace=replace, overwrite=overwrite, earlier_versions=earlier)
+
+
+def done_configs(folder, regime: str, extra: dict | None = None) -> set:
+    """(lr, momentum, batch_size) keys already committed in the RunFolder `folder` for this regime (and matching
+    extra columns; rows of a sweep with more extra columns are another sweep's)."""
+    import pandas as pd
+
+    from .configs import config_keys
+    from .results import KEY, STATUS, key_columns
+    frames = []
+    for f in [part / STATUS for part in folder.parts()] + [folder.path / STATUS]:  # and a legacy folder's
+        with contextlib.suppress(Exception):  # a damaged part is left to repair(); no legacy file
+            frames.append(pd.read_parquet(f))
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return set()
+    st = pd.concat(frames, ignore_index=True)
+    extra = dict(extra or {})
+    sel = st["regime"] == regime
+    for col, val in extra.items():
+        sel &= ((st[col] == val) | (st[col].isna() & (val != val))) if col in st else False
+    for col in set(key_columns(st)) - set(KEY) - {"tau", "seed", "repeats"} - set(extra):
+        sel &= st[col].isna()  # rows of another sweep (one with more extra columns)
+    st = st[sel]
+    return config_keys(zip(st["lr"], st["momentum"], st["batch_size"]))
+
+
 def execute(regime, problem, grid, n_steps: int, *, save_dir=None, chunk_size: int | None = None,
             extra_columns: dict | None = None, progress: bool = True, overwrite: bool = False,
             allow_version_change: bool = False, time_budget: float = 60.0, client=None, **run_kwargs):
@@ -170,12 +273,10 @@ def execute(regime, problem, grid, n_steps: int, *, save_dir=None, chunk_size: i
             resumes where it stopped. The sweep's identity (a hash of everything that changes a curve: the
             problem's data, n_steps, log_steps, schedule, seed, repeats, the regime's options, the extra columns)
             is kept in the folder: resuming with a different one raises RunFolderError naming the fields that
-            differ, old -> new (overwrite=True replaces the sweep instead). The identity also records the gfsgd
-            version (gfsgd.__version__): resuming a sweep made by another version (or recorded before versions
-            were kept) raises RunFolderError naming both versions, unless allow_version_change=True (the
-            scripts' --allow_version_change), which resumes it and keeps the earlier version in sweeps.json. The
-            folder is locked while this runs: a second writer gets RunFolderLocked, and a lock left by a killed
-            process is taken over.
+            differ, old → new (overwrite=True replaces the sweep instead). It records the gfsgd version too: a
+            resume by another version is refused, naming both, unless allow_version_change=True (the scripts'
+            --allow_version_change; check_identity). The folder is locked while this runs: a second writer gets
+            RunFolderLocked, and a lock left by a killed process is taken over.
         chunk_size: configs per vectorised call; default (None) sizes chunks by time: the first holds 8 configs,
             the next ones are scaled so that a chunk takes about `time_budget` seconds (so a kill loses at most
             about that much work).
@@ -206,9 +307,9 @@ def execute(regime, problem, grid, n_steps: int, *, save_dir=None, chunk_size: i
                       run_kwargs, **extra_kw)
     with folder.lock():
         sweep = " ".join([regime_name] + [f"{k}={v}" for k, v in sorted(extra_columns.items())])
-        folder.check_identity(sweep, sweep_identity(regime_name, problem, n_steps, extra_columns, run_kwargs),
-                              overwrite=overwrite, allow_version_change=allow_version_change)
-        done = folder.done_configs(regime_name, extra_columns)
+        check_identity(folder, sweep, sweep_identity(regime_name, problem, n_steps, extra_columns, run_kwargs),
+                       overwrite=overwrite, allow_version_change=allow_version_change)
+        done = done_configs(folder, regime_name, extra_columns)
         configs = [c for c in configs if config_key(c) not in done]
         return runner(regime, problem, configs, n_steps, folder, chunk_size, time_budget, extra_columns, progress,
                       run_kwargs, **extra_kw)

@@ -7,15 +7,16 @@ A run folder holds
     parts/part-*/     one finished chunk each: curves.parquet (tidy: regime, lr, momentum, batch_size, extra
                       columns, step, loss[, loss_se, test_loss, ...]) and status.parquet (per config: status
                       "ok" | "diverged", diverged_step (-1 if ok), final_loss, wall_time, extra columns)
-    lock              while a process writes: its pid, host and start time
-plus PNG plots.
+    lock              while a process writes: its pid, host, start time and token (.lock-guard: see `lock`)
+plus PNG plots and invocations.jsonl (the later invocations of the scripts that wrote into the folder).
 
 Commit protocol: a chunk's two files are written (and fsynced) into parts/.tmp-<id>/ and the directory is then
 renamed to parts/part-<id>/, one atomic rename, so a kill at any moment leaves either the whole part or a
 leftover .tmp directory that `load` ignores. Appending costs O(chunk): no file is ever rewritten.
 `load` reads every part, checks that each status row holds its curve, the row counts and that no config appears
 twice, and names a damaged part; `repair` moves damaged parts aside so that a resumed sweep recomputes them.
-Folders written before parts existed (curves.parquet and status.parquet at the top) are still read.
+Folders written before parts existed (curves.parquet and status.parquet at the top) are still read. Everything
+that writes parts, sweeps.json or config.json holds the folder's lock (`RunFolder.lock`).
 """
 from __future__ import annotations
 
@@ -36,14 +37,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .configs import config_keys
 from .version import __version__
 
 __all__ = ["RunFolder", "Results", "load", "repair", "versions", "RunFolderError", "RunFolderLocked",
            "identity_hash"]
 
-CURVES, STATUS, CONFIG, SWEEPS, PARTS, LOCK = ("curves.parquet", "status.parquet", "config.json", "sweeps.json",
-                                              "parts", "lock")
+CURVES, STATUS, CONFIG, SWEEPS, PARTS, LOCK, GUARD = ("curves.parquet", "status.parquet", "config.json",
+                                                     "sweeps.json", "parts", "lock", ".lock-guard")
 KEY = ["regime", "lr", "momentum", "batch_size"]
 
 
@@ -87,6 +87,10 @@ def _atomic_write(path: Path, write):
     os.replace(tmp, path)
 
 
+def _write_json(path: Path, obj, indent=2):
+    _atomic_write(path, lambda p: p.write_text(json.dumps(_jsonable(obj), indent=indent, sort_keys=True)))
+
+
 def _jsonable(x):
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
@@ -109,7 +113,9 @@ def identity_hash(fields: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _pid_alive(pid: int) -> bool:
+def _pid_alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:  # not a process (os.kill(-1, 0) would ask about every process)
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -132,126 +138,150 @@ class RunFolder:
             raise RunFolderError(f"cannot create the run folder {str(self.path)!r}: {exc.strerror}") from None
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise RunFolderError(f"the run folder {str(self.path)!r} is not writable; choose another save_dir")
-        self._locked = 0
+        self._locked, self._token, self._pending = 0, None, None  # _pending: see write_config
 
     # ------------------------------------------------------------------------------------------ config
     def write_config(self, config: dict, *, keep_existing: bool = False) -> Path:
-        """Write config.json. keep_existing=True (the scripts): when the folder already has one (a resumed
-        sweep), keep it and append this invocation to invocations.jsonl instead."""
+        """Write config.json, holding the lock. keep_existing=True (the scripts): it waits for this invocation's
+        first sweep to pass its checks (record_sweep), so a refused invocation leaves no trace, and is written then
+        as config.json if the folder has none, else appended to invocations.jsonl; another script's folder is
+        refused then (RunFolderError naming both) unless overwrite: config.json becomes this one, the earlier in it."""
         cfg = dict(config)
         cfg.setdefault("versions", versions())
         cfg.setdefault("written", _dt.datetime.now().isoformat(timespec="seconds"))
-        target = self.path / CONFIG
-        if keep_existing and target.is_file():
-            with open(self.path / "invocations.jsonl", "a") as fh:
-                fh.write(json.dumps(_jsonable(cfg), sort_keys=True) + "\n")
-            return target
-        _atomic_write(target, lambda p: p.write_text(json.dumps(_jsonable(cfg), indent=2, sort_keys=True)))
-        return target
+        if keep_existing:
+            self._pending = cfg
+            return self.path / CONFIG
+        with self.lock():
+            _write_json(self.path / CONFIG, cfg)
+        return self.path / CONFIG
+
+    def _config_conflict(self, overwrite: bool):
+        """config.json if another script wrote it (None if not); RunFolderError unless overwrite."""
+        target, script = self.path / CONFIG, (self._pending or {}).get("script")
+        old = json.loads(target.read_text()) if script and target.is_file() else {}
+        if old.get("script") in (None, script):
+            return None
+        if not overwrite:
+            raise RunFolderError(
+                f"this folder ({str(self.path)!r}) was written by {old['script']}; {script} would add its sweeps to "
+                f"it while config.json describes only {old['script']}. Use another --save_dir, or --overwrite (then "
+                f"config.json records both, and sweeps made with different settings are replaced)")
+        return old
 
     def sweeps(self) -> dict:
         f = self.path / SWEEPS
         return json.loads(f.read_text()) if f.is_file() else {}
 
-    def check_identity(self, sweep: str, fields: dict, *, overwrite: bool = False) -> str:
-        """Record the identity of `sweep` (e.g. "sd tau=1.0 seed=0"), or check it against the recorded one.
-
-        A different identity raises RunFolderError naming the fields that differ, unless overwrite=True, which
-        deletes that sweep's parts and records the new identity."""
+    def record_sweep(self, sweep: str, fields: dict, *, replace: bool = False, overwrite: bool = False,
+                     earlier_versions=()) -> str:
+        """Record the identity `fields` of `sweep` ("sd tau=1.0 seed=0") in sweeps.json under the lock, once
+        gfsgd.grid.check_identity allowed it (replace=True: delete the sweep's parts first; earlier_versions: the
+        versions that made them), then write the pending config (`overwrite`: see write_config). Returns the hash."""
         fields = _jsonable(fields)
         h = identity_hash(fields)
-        sweeps = self.sweeps()
-        old = sweeps.get(sweep)
-        if old is not None and old["hash"] != h:
-            if not overwrite:
-                keys = sorted(set(old["fields"]) | set(fields))
-                diff = [f"{k}: {old['fields'].get(k)!r} -> {fields.get(k)!r}" for k in keys
-                        if old["fields"].get(k) != fields.get(k)]
-                raise RunFolderError(
-                    f"the run folder {str(self.path)!r} already holds sweep '{sweep}' made with different settings "
-                    f"({'; '.join(diff)[:800]}); resuming would mix two different commands. Use --overwrite "
-                    f"(execute(..., overwrite=True)) to replace it, or another --save_dir")
-            self.drop_sweep(old["fields"].get("regime"), old.get("columns", {}))
-        sweeps[sweep] = dict(hash=h, fields=fields, columns=fields.get("columns", {}))
-        _atomic_write(self.path / SWEEPS, lambda p: p.write_text(json.dumps(sweeps, indent=1, sort_keys=True)))
+        with self.lock():
+            conflict = self._config_conflict(overwrite)  # before anything is written
+            sweeps = self.sweeps()
+            old = sweeps.get(sweep)
+            if replace and old is not None:
+                self.drop_sweep(old["fields"].get("regime"), old.get("columns", {}))
+            sweeps[sweep] = dict(hash=h, fields=fields, columns=fields.get("columns", {}))
+            if earlier_versions:
+                sweeps[sweep]["earlier_versions"] = list(earlier_versions)
+            _write_json(self.path / SWEEPS, sweeps, indent=1)
+            cfg, self._pending = self._pending, None
+            if cfg is not None and (conflict is not None or not (self.path / CONFIG).is_file()):
+                _write_json(self.path / CONFIG, cfg if conflict is None else dict(
+                    cfg, earlier_configs=conflict.pop("earlier_configs", []) + [conflict]))
+            elif cfg is not None:
+                with open(self.path / "invocations.jsonl", "a") as fh:
+                    fh.write(json.dumps(_jsonable(cfg), sort_keys=True) + "\n")
         return h
 
     def drop_sweep(self, regime: str, columns: dict) -> int:
-        """Delete the parts of one sweep (this regime, these extra-column values, no other extra column);
-        returns their number."""
-        n = 0
-        standard = {"tau", "seed", "repeats"}
-        for part in self.parts():
-            try:
-                st = pd.read_parquet(part / STATUS)
-            except Exception:  # noqa: BLE001 - a damaged part is left to repair()
-                continue
-            extra = set(_key_columns(st)) - set(KEY) - standard
-            if not len(st) or extra - set(columns) or not (st["regime"] == regime).all():
-                continue
-            sel = pd.Series(True, index=st.index)
-            for col, val in columns.items():
-                sel &= ((st[col] == val) | (st[col].isna() & (val != val))) if col in st else False
-            if bool(sel.all()):
-                shutil.rmtree(part)
-                n += 1
+        """Delete the parts of one sweep (this regime, these extra-column values, no other extra column), holding
+        the lock; returns their number."""
+        n, standard = 0, {"tau", "seed", "repeats"}
+        with self.lock():
+            for part in self.parts():
+                try:
+                    st = pd.read_parquet(part / STATUS)
+                except Exception:  # noqa: BLE001 - a damaged part is left to repair()
+                    continue
+                extra = set(key_columns(st)) - set(KEY) - standard
+                if not len(st) or extra - set(columns) or not (st["regime"] == regime).all():
+                    continue
+                sel = pd.Series(True, index=st.index)
+                for col, val in columns.items():
+                    sel &= ((st[col] == val) | (st[col].isna() & (val != val))) if col in st else False
+                if bool(sel.all()):
+                    shutil.rmtree(part)
+                    n += 1
         return n
 
     # ------------------------------------------------------------------------------------------- lock
     @contextlib.contextmanager
-    def lock(self):
-        """Hold the folder's lock (re-entrant in this object). A second live writer gets RunFolderLocked; a lock
-        left by a dead process on this host (a kill) is taken over."""
-        if self._locked:
-            self._locked += 1
-            try:
-                yield self
-            finally:
-                self._locked -= 1
-            return
-        self._acquire()
-        self._locked = 1
+    def lock(self, *, advice: str | None = None):
+        """Hold the folder's lock (re-entrant in this object). A second live writer gets RunFolderLocked (ending with
+        `advice`, or the default way out); a dead process's lock on this host is taken over, under the flock of
+        .lock-guard (as is a release): else two could both see the dead owner, one deleting the other's new lock."""
+        if not self._locked:
+            self._acquire(advice)
+        self._locked += 1
         try:
             yield self
         finally:
-            self._locked = 0
-            with contextlib.suppress(FileNotFoundError):
-                info = json.loads((self.path / LOCK).read_text())
-                if info.get("token") == self._token:
-                    (self.path / LOCK).unlink()
+            self._locked -= 1
+            if not self._locked:
+                with contextlib.suppress(OSError, ValueError, AttributeError), self._guard():  # else left stale
+                    if json.loads((self.path / LOCK).read_text()).get("token") == self._token:
+                        (self.path / LOCK).unlink()
 
-    def _acquire(self):
+    @contextlib.contextmanager
+    def _guard(self):
+        fd = os.open(self.path / GUARD, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            with contextlib.suppress(ImportError, OSError):  # no flock here: the O_EXCL protocol alone
+                import fcntl
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    def _acquire(self, advice=None):
         f = self.path / LOCK
-        self._token = uuid.uuid4().hex
+        token = uuid.uuid4().hex
         info = dict(pid=os.getpid(), host=socket.gethostname(), start=_dt.datetime.now().isoformat(timespec="seconds"),
-                    token=self._token)
-        for _ in range(3):
-            try:
-                fd = os.open(f, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                held = {}
-                for _ in range(20):  # an empty lock may be in the middle of being written by its owner: wait
-                    try:
-                        held = json.loads(f.read_text())
-                        break
-                    except FileNotFoundError:
-                        break
-                    except (OSError, ValueError):
+                    token=token)
+        with self._guard():
+            for _ in range(3):
+                try:
+                    fd = os.open(f, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    held = {}
+                    for _ in range(20):  # an empty lock may be in the middle of being written by its owner: wait
+                        with contextlib.suppress(OSError, ValueError):
+                            held = json.loads(f.read_text()) if f.exists() else {}
+                            break
                         time.sleep(0.1)
-                stale = held.get("host") == socket.gethostname() and not _pid_alive(int(held.get("pid", -1)))
-                if stale or not held:  # a dead owner, or a lock still empty after 2 s (killed while writing it)
-                    with contextlib.suppress(FileNotFoundError):
-                        f.unlink()  # a lock left by a killed process (or an empty one from a kill mid-write)
-                    continue
-                raise RunFolderLocked(
-                    f"the run folder {str(self.path)!r} is being written by pid {held.get('pid')} on host "
-                    f"{held.get('host')} since {held.get('start')}; wait for it, use another --save_dir, or delete "
-                    f"{f} if that process is gone") from None
-            with os.fdopen(fd, "w") as fh:
-                fh.write(json.dumps(info))
-                fh.flush()
-                os.fsync(fh.fileno())
-            return
+                    held = held if isinstance(held, dict) else {}
+                    stale = held.get("host") == socket.gethostname() and not _pid_alive(held.get("pid"))
+                    if stale or not held:  # a dead owner, or a lock still empty after 2 s (killed while writing it)
+                        with contextlib.suppress(FileNotFoundError):
+                            f.unlink()  # only under the guard, and a dead owner never releases: not a fresh lock
+                        continue
+                    raise RunFolderLocked(
+                        f"the run folder {str(self.path)!r} is being written by pid {held.get('pid')} on host "
+                        f"{held.get('host')} since {held.get('start')}; "
+                        + (advice or f"wait for it, use another --save_dir, or delete {f} if that process is gone")
+                    ) from None
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(json.dumps(info))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                self._token = token
+                return
         raise RunFolderLocked(f"could not take the lock of {str(self.path)!r}")
 
     # ------------------------------------------------------------------------------------------ parts
@@ -260,58 +290,31 @@ class RunFolder:
 
     def append(self, curves, extra: dict | None = None) -> Path:
         """Commit one Curves object (its curves and status rows, with the extra columns) as one part: both files
-        written into a temporary directory, fsynced, then one atomic rename."""
+        written into a temporary directory, fsynced, then one atomic rename. Holds the lock."""
         cur, st = curves.to_frame(), curves.status_frame()
         for col, val in (extra or {}).items():
             cur[col] = val
             st[col] = val
-        d = self.path / PARTS
-        d.mkdir(exist_ok=True)
-        pid = f"{_dt.datetime.now().strftime('%Y%m%d%H%M%S%f')}-{uuid.uuid4().hex[:8]}"
-        tmp = d / f".tmp-{pid}"
-        tmp.mkdir()
-        _point("tmp-created")
-        for name, df in ((CURVES, cur), (STATUS, st)):
-            df.to_parquet(tmp / name, index=False)
-            with open(tmp / name, "rb") as f:
-                os.fsync(f.fileno())
-            _point(f"wrote-{name}")
-        (tmp / "rows.json").write_text(json.dumps(dict(configs=len(st), curve_rows=len(cur))))
-        _fsync_dir(tmp)
-        _point("before-rename")
-        final = d / f"part-{pid}"
-        os.rename(tmp, final)
-        _fsync_dir(d)
-        _point("after-rename")
-        return final
-
-    def _status_frames(self):
-        frames = []
-        for part in self.parts():
-            with contextlib.suppress(Exception):
-                frames.append(pd.read_parquet(part / STATUS))
-        legacy = self.path / STATUS
-        if legacy.is_file():
-            frames.append(pd.read_parquet(legacy))
-        return frames
-
-    def done_configs(self, regime: str, extra: dict | None = None) -> set:
-        """(lr, momentum, batch_size) keys already committed for this regime (and matching extra columns)."""
-        frames = [f for f in self._status_frames() if not f.empty]
-        if not frames:
-            return set()
-        st = pd.concat(frames, ignore_index=True)
-        extra = dict(extra or {})
-        sel = st["regime"] == regime
-        for col, val in extra.items():
-            if col in st:
-                sel &= (st[col] == val) | (st[col].isna() & (val != val))
-            else:
-                sel &= False
-        for col in set(_key_columns(st)) - set(KEY) - {"tau", "seed", "repeats"} - set(extra):
-            sel &= st[col].isna()  # rows of another sweep (one with more extra columns)
-        st = st[sel]
-        return config_keys(zip(st["lr"], st["momentum"], st["batch_size"]))
+        with self.lock():
+            d = self.path / PARTS
+            d.mkdir(exist_ok=True)
+            pid = f"{_dt.datetime.now().strftime('%Y%m%d%H%M%S%f')}-{uuid.uuid4().hex[:8]}"
+            tmp = d / f".tmp-{pid}"
+            tmp.mkdir()
+            _point("tmp-created")
+            for name, df in ((CURVES, cur), (STATUS, st)):
+                df.to_parquet(tmp / name, index=False)
+                with open(tmp / name, "rb") as f:
+                    os.fsync(f.fileno())
+                _point(f"wrote-{name}")
+            (tmp / "rows.json").write_text(json.dumps(dict(configs=len(st), curve_rows=len(cur))))
+            _fsync_dir(tmp)
+            _point("before-rename")
+            final = d / f"part-{pid}"
+            os.rename(tmp, final)
+            _fsync_dir(d)
+            _point("after-rename")
+            return final
 
     def save_figure(self, fig, name: str, formats=("png",)) -> list:
         out = []
@@ -346,7 +349,7 @@ VALUE_COLUMNS = {"step", "loss", "loss_se", "test_loss", "test_loss_se", "status
                  "wall_time", "final_test_loss", "best_step", "best_test_loss"}
 
 
-def _key_columns(df):
+def key_columns(df):
     """The columns that identify a config's row: regime, lr, momentum, batch_size and every extra column."""
     return KEY + [c for c in df.columns if c not in VALUE_COLUMNS and c not in KEY]
 
@@ -367,7 +370,7 @@ def _check_part(part: Path):
         if want.get("configs") != len(st) or want.get("curve_rows") != len(cur):
             raise RunFolderError(f"part {part.name} holds {len(st)} status and {len(cur)} curve rows, its record "
                                  f"says {want}")
-    keys = _key_columns(st)
+    keys = key_columns(st)
     if st.duplicated(keys).any():
         raise RunFolderError(f"part {part.name} has duplicate status rows")
     ck = cur[keys].drop_duplicates()
@@ -422,11 +425,11 @@ def load(path, *, allow_damaged: bool = False) -> Results:
     curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
     status = pd.concat(status, ignore_index=True) if status else pd.DataFrame()
     if not status.empty:
-        dup = status.duplicated(_key_columns(status), keep=False)
+        dup = status.duplicated(key_columns(status), keep=False)
         if dup.any():
             raise RunFolderError(f"{int(dup.sum())} status rows in {path} are the same config committed twice (two "
                                  f"writers without the lock?); first: "
-                                 f"{status[dup].iloc[0][_key_columns(status)].to_dict()}")
+                                 f"{status[dup].iloc[0][key_columns(status)].to_dict()}")
     sweeps_file = path / SWEEPS
     sweeps = json.loads(sweeps_file.read_text()) if sweeps_file.is_file() else {}
     if curves.empty and status.empty and not config:
@@ -436,17 +439,21 @@ def load(path, *, allow_damaged: bool = False) -> Results:
 
 def repair(path) -> list:
     """Move damaged parts to parts/damaged/ and delete leftovers of interrupted writes (.tmp directories), so
-    that a resumed sweep recomputes the damaged parts' configs. Returns the names of the parts set aside."""
-    path = Path(path)
-    good, bad = _read_all(path)
-    d = path / PARTS
-    moved = []
-    if bad:
-        (d / "damaged").mkdir(parents=True, exist_ok=True)
-        for part, _ in bad:
-            os.rename(part, d / "damaged" / part.name)
-            moved.append(part.name)
-    if d.is_dir():
-        for tmp in d.glob(".tmp-*"):
+    that a resumed sweep recomputes the damaged parts' configs. Returns the names of the parts set aside.
+    `path`: a path or a RunFolder (its lock may be held). While another live process writes the folder (its part
+    in flight is a .tmp directory), repair raises RunFolderLocked."""
+    if not isinstance(path, RunFolder) and not Path(path).is_dir():
+        raise FileNotFoundError(f"no run folder at {path}")
+    folder = path if isinstance(path, RunFolder) else RunFolder(path)
+    path, d, moved = folder.path, folder.path / PARTS, []
+    with folder.lock(advice="repairing now would delete the part it is writing: wait for it to finish, then "
+                            "repair"):
+        good, bad = _read_all(path)
+        if bad:
+            (d / "damaged").mkdir(parents=True, exist_ok=True)
+            for part, _ in bad:
+                os.rename(part, d / "damaged" / part.name)
+                moved.append(part.name)
+        for tmp in d.glob(".tmp-*") if d.is_dir() else ():
             shutil.rmtree(tmp, ignore_errors=True)
     return moved

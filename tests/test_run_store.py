@@ -12,11 +12,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from gfsgd import Grid, Problem, execute, results
-from gfsgd.regimes import linearized
 from gfsgd.regimes import spectral_diagonal as sd
 from gfsgd.results import RunFolderError, RunFolderLocked
 
@@ -27,7 +25,17 @@ SWEEP = textwrap.dedent("""
     from gfsgd import Problem, Grid, execute, results
     from gfsgd.regimes import linearized
     folder, kill_at = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else "")
-    if kill_at:  # die at this write point of the second commit
+    if kill_at.startswith("pause:"):  # stop at this write point of the second commit (holding the lock) until
+        import time                   # <folder>.go exists; <folder>.paused says it stopped
+        label, seen = kill_at[len("pause:"):], []
+        def hook(label_):
+            seen.append(label_)
+            if label_ == label and seen.count(label_) == 2:
+                open(folder + ".paused", "w").close()
+                while not os.path.exists(folder + ".go"):
+                    time.sleep(0.05)
+        results._HOOK = hook
+    elif kill_at:  # die at this write point of the second commit
         seen = []
         def hook(label):
             seen.append(label)
@@ -39,6 +47,15 @@ SWEEP = textwrap.dedent("""
     execute(linearized, p, grid, 1500, save_dir=folder, chunk_size=2, repeats=3, seed=1,
             extra_columns={"seed": 1}, progress=False)
 """)
+
+
+def wait_for(path, proc, timeout=300):
+    """Wait until `path` exists (a paused writer's flag); fail if `proc` ends first."""
+    t0 = time.time()
+    while not Path(path).exists():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() - t0 < timeout, f"{path} never appeared"
+        time.sleep(0.05)
 
 
 def run_sweep(folder, *args, wait=True):
@@ -111,24 +128,38 @@ def test_kill_between_any_two_writes(tmp_path, reference, point):
     folder = tmp_path / "run"
     rc, _ = run_sweep(folder, point)
     assert rc == 137
+    leftover = list((folder / "parts").glob(".tmp-*"))
+    assert len(leftover) == (0 if point == "after-rename" else 1)  # the part in flight, if it was not renamed
     res = results.load(folder)  # what was committed is whole; the interrupted part is invisible
-    assert len(res.status) == (4 if point == "after-rename" else 2)
+    assert len(res.status) == (4 if point == "after-rename" else 2) and res.parts == len(res.status) // 2
     rc, err = run_sweep(folder)  # the lock of the killed writer is stale: taken over
     assert rc == 0, err
+    assert list((folder / "parts").glob(".tmp-*")) == leftover  # still there: load ignores it ...
     same(table(folder), reference)
-    assert not list((folder / "parts").glob(".tmp-*")) or True  # leftovers are ignored (repair deletes them)
+    assert results.repair(folder) == []  # ... and repair deletes it (no part is damaged)
+    assert not list((folder / "parts").glob(".tmp-*"))
+    same(table(folder), reference)
 
 
-@pytest.mark.parametrize("disjoint", [False, True])
-def test_two_writers_at_once(tmp_path, reference, disjoint):
+def test_two_writers_at_once(tmp_path, reference):
+    """The first writer stops in the middle of its second commit, holding the lock; a second writer started
+    then is refused before writing anything, naming the first's pid; the first then finishes the sweep."""
     folder = tmp_path / "run"
-    procs = [run_sweep(folder, wait=False) for _ in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
-    codes = sorted(p.returncode for p in procs)
-    assert codes[0] == 0
-    if codes[1] != 0:  # a clean refusal of the second writer
-        assert any("is being written by pid" in err for _, err in outs)
-        assert not any("Traceback" in err and "RunFolderLocked" not in err for _, err in outs)
+    first = run_sweep(folder, "pause:wrote-curves.parquet", wait=False)
+    try:
+        wait_for(f"{folder}.paused", first)
+        assert json.loads((folder / "lock").read_text())["pid"] == first.pid
+        parts = sorted(p.name for p in (folder / "parts").iterdir())
+        rc, err = run_sweep(folder)
+        assert rc != 0
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("gfsgd.results.RunFolderLocked: ") and f"is being written by pid {first.pid} " in last
+        assert sorted(p.name for p in (folder / "parts").iterdir()) == parts  # it wrote nothing
+    finally:
+        Path(f"{folder}.go").touch()
+    _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert not (folder / "lock").exists()
     same(table(folder), reference)
 
 
@@ -137,18 +168,28 @@ def test_identity_refuses_a_different_command_and_overwrite_recomputes(tmp_path)
     grid = Grid(lr=[0.2, 0.5], momentum=[0.0], batch_size=[1, 10])
     folder = tmp_path / "run"
     execute(sd, p, grid, 50, save_dir=folder, tau=1.0, extra_columns={"tau": 1.0}, progress=False)
-    for kw, field in ((dict(n_steps=60), "n_steps"), (dict(seed=3), "seed"),
-                      (dict(log_steps=[0, 10, 50]), "log_steps")):
+    # the refusal names each differing setting with its old and new values, not hashes
+    for kw, shown in ((dict(n_steps=60), "(n_steps: 50 → 60)"), (dict(seed=3), "(seed: (default) → 3)"),
+                      (dict(log_steps=[0, 10, 50]), "(log_steps: (default) → [0, 10, 50])"),
+                      (dict(n_steps=60, tau=-1.0), "(n_steps: 50 → 60; tau: 1.0 → -1.0)"),
+                      (dict(update="svag"), "(update: sgd → svag(svag_l=1))")):
         args = dict(tau=1.0, extra_columns={"tau": 1.0}, progress=False)
         n = kw.pop("n_steps", 50)
         args.update(kw)
-        with pytest.raises(RunFolderError, match=field):
+        with pytest.raises(RunFolderError) as exc:
             execute(sd, p, grid, n, save_dir=folder, **args)
+        assert f"already holds sweep 'sd tau=1.0' made with different settings {shown};" in str(exc.value)
     from gfsgd.schedules import from_name
-    with pytest.raises(RunFolderError, match="schedule"):
+    with pytest.raises(RunFolderError, match=r"\(schedule: constant → cosine\)"):
         execute(sd, p, grid, 50, save_dir=folder, tau=1.0, extra_columns={"tau": 1.0}, progress=False,
                 schedule=from_name("cosine", 50))
-    with pytest.raises(RunFolderError, match="problem"):
+    execute(sd, p, grid, 50, save_dir=tmp_path / "step", schedule=from_name("step", 50, step_size=10),
+            progress=False)  # decays at step 10 (then 20, ...); step_size=20 first differs at step 10
+    with pytest.raises(RunFolderError, match=r"\(schedule: step with other parameters \(its values differ from "
+                                             r"step 10\)\)"):
+        execute(sd, p, grid, 50, save_dir=tmp_path / "step", schedule=from_name("step", 50, step_size=20),
+                progress=False)
+    with pytest.raises(RunFolderError, match=r"\(problem: other data"):
         execute(sd, Problem.synthetic(40, 1.4, 1.0, basis=None), grid, 50, save_dir=folder, tau=1.0,
                 extra_columns={"tau": 1.0}, progress=False)
     # an extra column is part of the sweep, and is written to both tables

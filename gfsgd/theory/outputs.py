@@ -112,10 +112,4 @@ def critical_lr_loss(problem, momentum, batch_size, loss="cross_entropy", *, tau
     """The SD stability edge of `loss` near initialisation, in the units of `problem` (its alpha): the edge of the
     Gauss-Newton problem (gauss_newton_problem) divided by lr_factor."""
     gn, factor = gauss_newton_problem(problem, loss, targets)
-    return critical_lr_outputs(gn, momentum, batch_size, tau=tau) / factor if gn.n_outputs > 1 else \
-        np.asarray(_scalar_edge(gn, momentum, batch_size, tau)) / factor
-
-
-def _scalar_edge(problem, momentum, batch_size, tau):
-    from .stability import critical_lr
-    return critical_lr(problem, momentum, batch_size, tau=tau)
+    return critical_lr_outputs(gn, momentum, batch_size, tau=tau) / factor  # C = 1: the scalar edge (1e-9)
