@@ -135,7 +135,7 @@ def test_errors():
         nn.run(plain, [(0.1, 0.0, 2)], 5, progress=False)
     with pytest.raises(ValueError, match="batch_size must be in"):
         nn.run((MLP(3, 8), X, y), [(0.1, 0.0, 50)], 5, progress=False, device="cpu")
-    with pytest.raises(ValueError, match="one scalar per example"):
+    with pytest.raises(ValueError, match="the model returns 2 output.s. per example but y has 1"):
         nn.run((tnn.Linear(3, 2), X, y), [(0.1, 0.0, 2)], 5, progress=False, device="cpu")
 
 

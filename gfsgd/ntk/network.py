@@ -54,6 +54,13 @@ class NetworkProblem:
                 raise InputError(f"X_test and y_test must have the same length, got {tuple(self.X_test.shape)} "
                                  f"and {tuple(self.y_test.shape)}")
 
+        out = network_output(self.model, self.X[:1], device="cpu")  # the model's outputs per example
+        c_model = 1 if out.ndim == 1 else int(out.shape[1])
+        if c_model != self.n_outputs:
+            raise InputError(f"the model returns {c_model} output(s) per example but y has {self.n_outputs}: give "
+                             f"y [N] for a model with one output per example, or y [N, C] (e.g. one-hot labels) for "
+                             f"C outputs")
+
     @property
     def N(self) -> int:
         return int(self.X.shape[0])
