@@ -137,13 +137,15 @@ def test_relu_ntk_closed_form_one_hidden_layer():
         relu_ntk(x, depth=0)
 
 
-def test_non_scalar_output_is_an_error():
-    model = nn.Sequential(nn.Linear(4, 3))
+def test_an_output_that_does_not_fit_is_an_error():
+    """C outputs per example are a kernel [NC, NC] now (tests/test_outputs.py); an output of another shape, or
+    targets that do not match the outputs, are still clear errors."""
+    model = nn.Sequential(nn.Linear(4, 6), nn.Unflatten(1, (3, 2)))  # [n, 3, 2]: not [n] or [n, C]
     x = torch.randn(5, 4)
-    with pytest.raises(ValueError, match="one scalar per example"):
+    with pytest.raises(ValueError, match=r"must be \[n\] or \[n, C\]"):
         empirical_ntk(model, x, device="cpu")
-    with pytest.raises(ValueError, match="one scalar per example"):
-        problem_from_network(model, x, torch.zeros(5), device="cpu")
+    with pytest.raises(ValueError, match=r"give y \[N, C\] for a model with C outputs"):
+        problem_from_network(nn.Sequential(nn.Linear(4, 3)), x, torch.zeros(5), device="cpu")
 
 
 def test_problem_from_network():
