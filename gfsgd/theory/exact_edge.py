@@ -21,14 +21,15 @@ import numpy as np
 from ..errors import InputError
 from ._inputs import noise_gamma
 
-__all__ = ["fast_exact_critical_lr"]
+__all__ = ["fast_exact_critical_lr", "entry_matrices"]
 
 LANCZOS = 6  # Krylov vectors per Perron solve (warm-started: the Ritz value's error goes like the residual^2)
 TOP_PAIRS = 64  # modes whose entry maps are checked while searching (all pairs are checked at the end)
 
 
-def _entries_stable(lam, a, beta, gamma, k, l) -> bool:
-    """Every 4 x 4 entry map R_kl of the pairs (k, l) has spectral radius < 1 (docs/theory.md#stability-edge)."""
+def entry_matrices(lam, a, beta, gamma, k, l):
+    """The 4 x 4 maps R_kl of the pairs (k, l) of the exact second-moment dynamics in the eigenbasis, on the state
+    (C~_kl, B~_kl, B~_lk, D~_kl): [P, 4, 4] (docs/theory.md#stability-edge)."""
     m = 1 + beta - a * lam
     mk, ml = m[k], m[l]
     akl = mk * ml - a * a * gamma * lam[k] * lam[l]
@@ -37,7 +38,12 @@ def _entries_stable(lam, a, beta, gamma, k, l) -> bool:
     R[:, 1, 0], R[:, 1, 2] = mk, -beta
     R[:, 2, 0], R[:, 2, 1] = ml, -beta
     R[:, 3, 0] = 1.0
-    return bool(np.max(np.abs(np.linalg.eigvals(R))) < 1)
+    return R
+
+
+def _entries_stable(lam, a, beta, gamma, k, l) -> bool:
+    """Every entry map R_kl of the pairs (k, l) has spectral radius < 1."""
+    return bool(np.max(np.abs(np.linalg.eigvals(entry_matrices(lam, a, beta, gamma, k, l)))) < 1)
 
 
 def _gain_and_slope(lam, a, beta, gamma, N):

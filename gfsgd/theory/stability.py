@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .exact_edge import fast_exact_critical_lr
+from .exact_edge import entry_matrices, fast_exact_critical_lr
 from .outputs import critical_lr_outputs
 from ._inputs import (as_spectrum, check_batch_size, check_eigvals, check_finite, check_lr, check_momentum,
                       check_tau, noise_gamma)
@@ -186,22 +186,6 @@ def boundary_adjacent(pred):
 
 
 # ------------------------------------------------------------------------------ exact edge (dense problems)
-def _entry_matrices(lam, a, beta, gamma):
-    """Per-entry maps R_kl (k <= l) of the exact second-moment dynamics in the eigenbasis, on the state
-    (C~_kl, B~_kl, B~_lk, D~_kl): [P, 4, 4] with P = N (N + 1) / 2, and the pair indices."""
-    N = lam.size
-    k, l = np.triu_indices(N)
-    m = 1 + beta - a * lam
-    mk, ml = m[k], m[l]
-    akl = mk * ml - a * a * gamma * lam[k] * lam[l]
-    R = np.zeros((k.size, 4, 4))
-    R[:, 0, 0], R[:, 0, 1], R[:, 0, 2], R[:, 0, 3] = akl, -beta * mk, -beta * ml, beta * beta
-    R[:, 1, 0], R[:, 1, 2] = mk, -beta
-    R[:, 2, 0], R[:, 2, 1] = ml, -beta
-    R[:, 3, 0] = 1.0
-    return R, k, l
-
-
 def _noise_gain(lam, a, beta, gamma, N):
     """H_kl = q_kl [(I - R_kl)^{-1} e_C]_C, q_kl = alpha^2 gamma N lam_k lam_l: the z = 1 response of entry
     (k, l) to a unit noise injection (docs/theory.md#stability-edge)."""
@@ -236,7 +220,7 @@ def exact_stability(problem, lr, momentum, batch_size, *, replacement=False, tol
     N = lam.size
     a, beta = float(lr), float(momentum)
     gamma = float(noise_gamma(np.asarray(float(batch_size)), N, replacement))
-    R, _, _ = _entry_matrices(lam, a, beta, gamma)
+    R = entry_matrices(lam, a, beta, gamma, *np.triu_indices(N))
     if np.max(np.abs(np.linalg.eigvals(R))) >= 1:
         return False, np.inf, v0
     if gamma == 0:
