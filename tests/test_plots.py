@@ -136,7 +136,34 @@ def test_theory_curves_match_sd_and_plot_with_regimes(spectral):
 
 
 def test_exponent_plot_diagonal():
-    fig = plots.exponent_plot([0.5, 1.0, 1.5], [0.55, 0.95, 1.5], labels=["a", "b", "c"], tol=0.1)
-    ln = _line(fig.axes[0], "diagonal")
-    np.testing.assert_array_equal(ln.get_xdata(), ln.get_ydata())
+    """The points are the given (predicted, measured) pairs, the diagonal y = x spans them all, the +-tol band
+    holds exactly the points within tol of it (the third point, 0.3 off, lies outside), each label sits on its
+    point, and the axes show every point."""
+    from matplotlib.collections import PathCollection, PolyCollection
+    pred, meas = np.array([0.5, 1.0, 1.5]), np.array([0.55, 0.93, 1.8])
+    fig = plots.exponent_plot(pred, meas, labels=["a", "b", "c"], tol=0.1)
+    ax = fig.axes[0]
+    ln = _line(ax, "diagonal")
+    x, y = np.asarray(ln.get_xdata(), float), np.asarray(ln.get_ydata(), float)
+    np.testing.assert_allclose(y, x)  # the line is y = x ...
+    both = np.concatenate([pred, meas])
+    assert x.min() <= both.min() and x.max() >= both.max()  # ... and spans every predicted and measured value
+    points = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(points) == 1
+    np.testing.assert_allclose(points[0].get_offsets(), np.column_stack([pred, meas]))
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == 1
+    band = bands[0].get_paths()[0]
+    inside = [band.contains_point((p_, m_)) for p_, m_ in zip(pred, meas)]
+    assert inside == [True, True, False]  # |0.05|, |0.07| <= 0.1 < |0.3|
+    for d in (-0.099, 0.099):  # the band is +-tol wide around the diagonal, and no wider
+        assert band.contains_point((1.0, 1.0 + d))
+    for d in (-0.101, 0.101):
+        assert not band.contains_point((1.0, 1.0 + d))
+    notes = {t.get_text(): t.xy for t in ax.texts}
+    assert set(notes) == {"a", "b", "c"}
+    for lab, p_, m_ in zip("abc", pred, meas):
+        np.testing.assert_allclose(notes[lab], (p_, m_))
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    assert x0 <= both.min() and x1 >= both.max() and y0 <= both.min() and y1 >= both.max()
     _close(fig)
