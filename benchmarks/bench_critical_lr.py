@@ -8,6 +8,7 @@ than n_steps to reach 1e6 L_0) and the rest (expected 0), and the ratio alpha / 
 
     python benchmarks/bench_critical_lr.py                 # 32 x 32 grid, N = 500, b in {1, 10}, 10^4 steps
     python benchmarks/bench_critical_lr.py --n-grid 60 --batch-sizes 1 10 100 --tau -1
+    python benchmarks/bench_critical_lr.py --json benchmarks/results/critical_lr.json   # also store the rows
 """
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gfsgd import Problem  # noqa: E402
 from gfsgd import theory as th  # noqa: E402
 from gfsgd.regimes import spectral_diagonal as sd  # noqa: E402
 from gfsgd.theory.stability import boundary_adjacent  # noqa: E402
+from _json_out import write_json  # noqa: E402
 
 
 
@@ -37,7 +40,10 @@ def main(argv=None):
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 10])
     ap.add_argument("--tau", type=float, default=1.0)
     ap.add_argument("--n-steps", type=int, default=10_000)
+    ap.add_argument("--json", default=None, metavar="PATH", help="also write what is printed to this JSON file")
     args = ap.parse_args(argv)
+    started = time.perf_counter()
+    rows = []
 
     p = Problem.synthetic(args.N, nu=args.nu, kappa=args.kappa, basis=None)
     alphas = np.geomspace(0.02, 4.0, args.n_grid)
@@ -64,12 +70,23 @@ def main(argv=None):
         total_else += n_else
         print(f"{b:>5} {A.size:>6} {int(pred.sum()):>9} {int(blew.sum()):>7} {int(mism.sum()):>9} "
               f"{int((mism & adj).sum()):>9} {n_else:>10} {t_th:>9.3f} {t_sd:>7.1f}")
+        ratios = [float(A[i, j] / a_crit[j]) for i, j in zip(*np.nonzero(mism))]
+        rows.append(dict(b=b, cells=int(A.size), predicted_divergent=int(pred.sum()), sd_diverged=int(blew.sum()),
+                         mismatches=int(mism.sum()), adjacent=int((mism & adj).sum()), elsewhere=n_else,
+                         theory_seconds=t_th, sd_seconds=t_sd,
+                         mismatch_ratio_min=min(ratios) if ratios else None,
+                         mismatch_ratio_max=max(ratios) if ratios else None,
+                         mismatch_predicted_divergent=int((mism & pred).sum())))
         for i, j in zip(*np.nonzero(mism)):
             kind = "adjacent" if adj[i, j] else "ELSEWHERE"
             print(f"      mismatch ({kind}): alpha = {A[i, j]:.4g}, beta = {B[i, j]:+.3f}, "
                   f"alpha / alpha_crit = {A[i, j] / a_crit[j]:.4f}, predicted "
                   f"{'divergent' if pred[i, j] else 'convergent'}, SD {'diverged' if blew[i, j] else 'ok'}")
     print(f"mismatches away from the boundary: {total_else}")
+    if args.json:
+        write_json(args.json, "bench_critical_lr", dict(N=args.N, nu=args.nu, kappa=args.kappa, n_grid=args.n_grid,
+                                                        tau=args.tau, n_steps=args.n_steps, rows=rows,
+                                                        elsewhere_total=total_else), started=started)
     return 0 if total_else == 0 else 1
 
 

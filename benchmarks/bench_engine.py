@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The stepping engine before and after a change: per-config-step time of the SD and linearized regimes.
 
-    python benchmarks/bench_engine.py [--before REV] [--repeats 5] [--n_steps 300] [--device cpu]
+    python benchmarks/bench_engine.py [--before REV] [--repeats 5] [--n_steps 300] [--device cpu] [--json PATH]
 
 REV (default: the commit before the sync-free engine, d45bcc7) is checked out into a temporary git worktree;
 each measurement runs in a fresh subprocess with PYTHONPATH set to one of the two trees, alternating
@@ -20,9 +20,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _json_out import write_json  # noqa: E402
 
 CHILD = r"""
 import json, sys, time, torch
@@ -61,7 +65,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--n_steps", type=int, default=300)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", default=None, metavar="PATH", help="also write what is printed to this JSON file")
     args = ap.parse_args()
+    started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="gfsgd-before-"))
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tmp), args.before], check=True,
                    capture_output=True)
@@ -85,6 +91,13 @@ def main():
         for regime, sched, bb, bm, ab, am, rb, rm, div in rows:
             print(f"{regime:<11}{sched:<10}{bb * 1e6:>11.3f}us{bm * 1e6:>8.3f}us{ab * 1e6:>11.3f}us"
                   f"{am * 1e6:>8.3f}us{rb:>12.3f}{rm:>9.3f}  {div['before']}/{div['after']}")
+        if args.json:
+            write_json(args.json, "bench_engine", dict(
+                before=args.before, repeats=args.repeats, n_steps=args.n_steps, device=args.device, grid="50 x 50",
+                N=1000, rows=[dict(regime=regime, schedule=sched, before_best_us=bb * 1e6, before_median_us=bm * 1e6,
+                                   after_best_us=ab * 1e6, after_median_us=am * 1e6, ratio_best=rb, ratio_median=rm,
+                                   diverged_before=div["before"], diverged_after=div["after"])
+                              for regime, sched, bb, bm, ab, am, rb, rm, div in rows]), started=started)
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tmp)], capture_output=True)
 

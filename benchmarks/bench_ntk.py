@@ -9,6 +9,7 @@ increase over the resident size just before the call. The two kernels are checke
 
     python benchmarks/bench_ntk.py                         # baseline and structured at N=1000, structured at 10000
     python benchmarks/bench_ntk.py --Ns 1000 2000 --baseline_Ns 1000 --dtype float32 --threads 2
+    python benchmarks/bench_ntk.py --dtype float64 float32 --json benchmarks/results/ntk.json   # both, stored
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _rss_mb() -> float:
@@ -91,17 +93,40 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--Ns", type=int, nargs="+", default=[1000, 10000], help="N for the structured path")
     ap.add_argument("--baseline_Ns", type=int, nargs="*", default=[1000], help="N for the baseline")
-    ap.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    ap.add_argument("--dtype", choices=["float64", "float32"], nargs="+", default=["float64"],
+                    help="one or more dtypes, measured one after the other")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5,
                     help="timed calls of the structured path (wall = the fastest; the median is reported too)")
-    ap.add_argument("--out", default=None, help="write the measurements as JSON here")
+    ap.add_argument("--out", default=None, help="write the measurements (the rows only) as JSON here")
+    ap.add_argument("--json", default=None, metavar="PATH",
+                    help="write the rows with the command line, torch version, threads and wall time here")
     ap.add_argument("--_child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._child:
         m, n, dt, th, rep = args._child[:5]
         return child(m, int(n), dt, int(th), args._child[5] if len(args._child) > 5 else None, int(rep))
     import torch
+    started = time.perf_counter()
+    rows = []
+    for dtype in args.dtype:
+        rows += _run_dtype(args, dtype, torch)
+    print("\n| method | N | dtype | threads | wall (s), best | median | peak RSS (MB) | peak increase (MB) |\n"
+          "|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "wall_s" in r:
+            print(f"| {r['method']} | {r['N']} | {r['dtype']} | {r['threads']} | {r['wall_s']:.3f} | "
+                  f"{r['wall_median_s']:.3f} | {r['peak_rss_mb']:.0f} | {r['peak_increase_mb']:.0f} |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=2))
+    if args.json:
+        from _json_out import write_json
+        write_json(args.json, "bench_ntk", dict(threads=args.threads, repeats=args.repeats, rows=rows),
+                   started=started)
+    return rows
+
+
+def _run_dtype(args, dtype, torch):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for N in sorted(set(args.Ns) | set(args.baseline_Ns)):
@@ -112,7 +137,7 @@ def main(argv=None):
                 if method == "structured" and N not in args.Ns and N not in args.baseline_Ns:
                     continue
                 path = os.path.join(tmp, f"{method}-{N}.pt") if N in args.baseline_Ns else None
-                r = measure(method, N, args.dtype, args.threads, path, args.repeats)
+                r = measure(method, N, dtype, args.threads, path, args.repeats)
                 rows.append(r)
                 print(json.dumps(r), flush=True)
                 if path and "error" not in r:
@@ -122,19 +147,11 @@ def main(argv=None):
                 err = ((Kb - Ks).norm() / Kb.norm()).item()
                 b = next(r for r in rows if r["method"] == "baseline" and r["N"] == N)
                 s = next(r for r in rows if r["method"] == "structured" and r["N"] == N)
-                summary = dict(N=N, rel_diff=err, speedup=b["wall_s"] / s["wall_s"],
+                summary = dict(N=N, dtype=dtype, rel_diff=err, speedup=b["wall_s"] / s["wall_s"],
                                memory_ratio_peak=b["peak_rss_mb"] / s["peak_rss_mb"],
                                memory_ratio_increase=b["peak_increase_mb"] / max(s["peak_increase_mb"], 1e-9))
                 rows.append(summary)
                 print(json.dumps(summary), flush=True)
-    print("\n| method | N | dtype | threads | wall (s), best | median | peak RSS (MB) | peak increase (MB) |\n"
-          "|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        if "wall_s" in r:
-            print(f"| {r['method']} | {r['N']} | {r['dtype']} | {r['threads']} | {r['wall_s']:.3f} | "
-                  f"{r['wall_median_s']:.3f} | {r['peak_rss_mb']:.0f} | {r['peak_increase_mb']:.0f} |")
-    if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2))
     return rows
 
 

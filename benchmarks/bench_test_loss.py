@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Cost of the test loss in the full regime: per-config-step time with and without it, in the same run.
 
-    python benchmarks/bench_test_loss.py [--N 1000] [--M 1000] [--configs 4] [--n_steps 30] [--repeats 5]
+    python benchmarks/bench_test_loss.py [--N 1000] [--M 1000] [--configs 4] [--n_steps 30] [--repeats 5] [--json PATH]
 
 Synthetic problem with a held-out set (Problem.synthetic(N, n_test=M)); the full regime logs every step (the
 default), so the test loss (one matrix-vector pass over the [g, N, N] state plus the mean update) is
@@ -19,9 +19,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gfsgd import Problem  # noqa: E402
 from gfsgd.regimes import full  # noqa: E402
+from _json_out import write_json  # noqa: E402
 
 
 def main():
@@ -32,7 +34,9 @@ def main():
     ap.add_argument("--n_steps", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", default=None, metavar="PATH", help="also write what is printed to this JSON file")
     args = ap.parse_args()
+    started = time.perf_counter()
     p = Problem.synthetic(args.N, 1.5, 1.0, seed=0, n_test=args.M)
     p.test_terms()  # the eigenbasis terms are set-up, computed once per problem: not part of the step time
     cfgs = [(0.5 + 0.1 * i, 0.0, 10) for i in range(args.configs)]
@@ -53,6 +57,13 @@ def main():
     print(f"with test loss:    best {min(on) * 1e3:.2f} ms, median {statistics.median(on) * 1e3:.2f} ms per config-step")
     print(f"ratio with / without: best {min(on) / min(off):.3f}, median {statistics.median(on) / statistics.median(off):.3f}"
           f"  (target <= 1.3)")
+    if args.json:
+        write_json(args.json, "bench_test_loss", dict(
+            N=args.N, M=args.M, configs=args.configs, n_steps=args.n_steps, repeats=args.repeats, device=args.device,
+            without_best_ms=min(off) * 1e3, without_median_ms=statistics.median(off) * 1e3,
+            with_best_ms=min(on) * 1e3, with_median_ms=statistics.median(on) * 1e3,
+            ratio_best=min(on) / min(off), ratio_median=statistics.median(on) / statistics.median(off),
+            without_ms=[t * 1e3 for t in off], with_ms=[t * 1e3 for t in on]), started=started)
 
 
 if __name__ == "__main__":

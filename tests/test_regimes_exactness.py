@@ -1,5 +1,4 @@
 """The three kernel regimes against each other and against independent computations."""
-import math
 
 import mpmath
 import numpy as np
