@@ -5,6 +5,11 @@ reorthogonalisation) on op @ V (docs/theory.md#full-datasets).
 
 An operator is anything with `N` and `op @ V` for V [N, m] (gfsgd.ntk.KernelOperator, or `as_operator(K)`
 for a dense symmetric matrix); `diag()`/`trace()` give the exact trace the tail (gfsgd.spectrum.tail) needs.
+
+Memory: top_eigenpairs(..., memory_budget=B) holds the whole eigensolve to B bytes: what the operator holds
+(`op.held_bytes`, e.g. the per-layer features), the Krylov basis and its working blocks, the projected matrix
+and its Ritz step, and the operator's passes (lowered with `op.set_pass_budget` as the basis grows). A basis
+that would outgrow B before converging raises ConvergenceError (gfsgd.spectrum.memory has the accounting).
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import torch
 
 from ..problem import check_int
 from ..errors import InputError
+from .memory import MemoryPlan, release_freed_memory
 
 __all__ = ["top_eigenpairs", "Eigenpairs", "ConvergenceError", "ToleranceFloorWarning", "as_operator", "DenseOperator",
            "achieved_accuracy"]
@@ -156,7 +162,7 @@ def _orth(W, Q, gen):
 
 def top_eigenpairs(op, k: int, *, tol: float = 1e-8, seed: int = 0, block_size: int | None = None,
                    max_passes: int = 40, verify: bool = True, apply_to=None, progress: bool = False,
-                   strict: bool = False) -> Eigenpairs:
+                   strict: bool = False, memory_budget: float | None = None) -> Eigenpairs:
     """The k largest eigenpairs of a symmetric PSD operator, by block Krylov (block Lanczos with full
     reorthogonalisation; docs/theory.md#full-datasets).
 
@@ -183,6 +189,13 @@ def top_eigenpairs(op, k: int, *, tol: float = 1e-8, seed: int = 0, block_size: 
             the verification pass (no extra pass when verify=True).
         strict: raise ConvergenceError (instead of a ToleranceFloorWarning) when the dtype's residual floor, not
             tol, decided the accuracy of some pair.
+        memory_budget: bytes for the whole eigensolve (default None: no bound): what the operator holds
+            (op.held_bytes), the Krylov basis, its working blocks and the Ritz step (memory.eigensolver_bytes),
+            and the operator's passes, whose temporaries get what the rest leaves (op.set_pass_budget, for an
+            operator that has it), all planned within memory.PLANNED = 90% of it (the rest: the C allocator's,
+            BLAS's and Python's own memory). A basis that would outgrow it before converging raises
+            ConvergenceError; a budget too small for the first block raises InputError. Info["memory"] records
+            the accounting.
 
     What was reached (not only what was asked) is in Eigenpairs.info["accuracy"] (`achieved_accuracy`): the
     largest relative error bound error_bounds / eigvals over all pairs and per decade of the spectrum, and how
@@ -190,7 +203,7 @@ def top_eigenpairs(op, k: int, *, tol: float = 1e-8, seed: int = 0, block_size: 
     and which dtype would reach tol.
     Raises:
         ValueError on bad arguments or an operator that is not symmetric PSD; ConvergenceError when the
-        tolerance is not met within max_passes.
+        tolerance is not met within max_passes (or within memory_budget).
     """
     op = as_operator(op)
     N = int(op.N)
@@ -208,6 +221,7 @@ def top_eigenpairs(op, k: int, *, tol: float = 1e-8, seed: int = 0, block_size: 
     device = getattr(op, "device", torch.device("cpu"))
     tol_eff = float(tol)
     floor = FLOOR * torch.finfo(dtype).eps  # the operator's own rounding, relative to lambda_1
+    mem = MemoryPlan(op, N, m, torch.finfo(dtype).bits // 8, memory_budget, apply_to, k)
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(int(seed))
     V = torch.linalg.qr(torch.randn(N, m, generator=gen, dtype=torch.float64))[0].to(device, dtype)
@@ -219,6 +233,7 @@ def top_eigenpairs(op, k: int, *, tol: float = 1e-8, seed: int = 0, block_size: 
     history, next_check = [], 2
     ritz_size = 0
     while True:
+        mem.before_pass(Q.size)
         W = op @ V
         passes += 1
         if bar is not None:
@@ -236,20 +251,27 @@ def top_eigenpairs(op, k: int, *, tol: float = 1e-8, seed: int = 0, block_size: 
         Q.blocks.append(V)
         size = Q.size
         full = size + m > N  # the next block would not fit: finish on the whole space
+        out_of_memory = not full and not mem.fits(size + m)  # the next pass would exceed memory_budget
         Vn, C, R = _orth(W, Q, gen)
         del W
-        # T gains the column block C (= Q^T K V_j) and the subdiagonal block R
+        # T gains the column block C (= Q^T K V_j) and the subdiagonal block R. T is kept exactly symmetric
+        # (its new diagonal block is (B + B^T) / 2, the blocks off it are mirrored), so it is its own
+        # symmetric part and the Ritz step needs no symmetrised copy
         Tn = torch.zeros(size, size, dtype=torch.float64)
         Tn[:j0, :j0] = T
+        del T
         Tn[:, j0:] = C.double()
         Tn[j0:, :j0] = C[:j0].double().T
+        Tn[j0:, j0:] = 0.5 * (Tn[j0:, j0:] + Tn[j0:, j0:].T)
         T = Tn
+        del Tn
+        if mem.large:
+            release_freed_memory()
         grown = size >= GROWTH * ritz_size  # deterministic: the schedule depends on passes only, never on timing
-        if not full and passes < max_passes and passes < next_check and not grown:
+        if (not full and not out_of_memory and passes < max_passes and passes < next_check and not grown):
             V = Vn  # not yet: the residuals are not predicted to have converged, and passes are cheap
             continue
-        Ts = 0.5 * (T + T.T)
-        theta, S = torch.linalg.eigh(Ts)
+        theta, S = torch.linalg.eigh(T)
         ritz_size = size
         theta, S = theta.flip(0), S.flip(1)
         scale = float(theta.abs().max())
@@ -285,8 +307,14 @@ def top_eigenpairs(op, k: int, *, tol: float = 1e-8, seed: int = 0, block_size: 
         if full:  # the Krylov space is about to fill the whole space: the exact dense route is cheaper
             if bar is not None:
                 bar.close()
-            del Q, Vn
+            del Q, Vn, T, S
+            if mem.dense_too_big(k):
+                raise ConvergenceError(mem.dense_too_big(k))
             return _dense_route(op, k, apply_to, tol_eff, passes, m, t0)
+        if out_of_memory:
+            if bar is not None:
+                bar.close()
+            raise ConvergenceError(mem.exhausted(k, passes, size, worst, tol_eff, floor))
         if passes >= max_passes:
             if bar is not None:
                 bar.close()
@@ -296,10 +324,15 @@ def top_eigenpairs(op, k: int, *, tol: float = 1e-8, seed: int = 0, block_size: 
                 f"{floor:.2g} * lambda_1) with tol={tol_eff:.3g}; "
                 f"raise max_passes (now {max_passes}) or block_size, or loosen tol")
         V = Vn
+        S = None  # not converged: the next Ritz step computes its own
     if bar is not None:
         bar.close()
     lam = theta[:k]
     U = Q.mul(S[:, :k].to(device))
+    del Q, Vn, V, T, S  # the basis is no longer needed: the verification pass has its memory
+    if mem.large:
+        release_freed_memory()
+    mem.before_final()
     verified = False
     extra = None
     if apply_to is not None:
@@ -332,7 +365,8 @@ def top_eigenpairs(op, k: int, *, tol: float = 1e-8, seed: int = 0, block_size: 
                       passes=passes, block_size=m, basis=size, seconds=time.perf_counter() - t0, verified=verified,
                       applied=applied, error_bounds=bounds,
                       info=dict(worst=float(res.max()) / lam1, route="krylov",
-                                worst_pair=float((res / lam.double().cpu().abs()).max()), accuracy=accuracy))
+                                worst_pair=float((res / lam.double().cpu().abs()).max()), accuracy=accuracy,
+                                memory=mem.as_dict(size)))
 
 
 def achieved_accuracy(eigvals, error_bounds, tol: float, dtype, delta=None) -> dict:

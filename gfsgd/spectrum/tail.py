@@ -155,7 +155,8 @@ def _solve_exponent(moment_of, target, lo=-20.0, hi=20.0):
 # ------------------------------------------------------------------------------------ spectral problems
 def problem_from_operator(op, d0, *, rank: int, tol: float = 1e-8, seed: int = 0, block_size: int | None = None,
                           max_passes: int = 40, verify: bool = True, k_range=None, name: str | None = None,
-                          meta: dict | None = None, progress: bool = False) -> Problem:
+                          meta: dict | None = None, progress: bool = False,
+                          memory_budget: float | None = None) -> Problem:
     """A spectral-only Problem of N modes from a kernel operator: the top `rank` eigenpairs exact, the rest the
     power-law tail (docs/theory.md#full-datasets). The SD regime and the theory run on it unchanged.
 
@@ -163,6 +164,15 @@ def problem_from_operator(op, d0, *, rank: int, tol: float = 1e-8, seed: int = 0
     d0: the initial residual [N]. The spectrum is normalised by the top eigenvalue (lambda_max_raw).
     problem.meta["spectrum"] records the rank, the tail fit and its warnings, the constraints, the residual
     norms and the band of tail exponents (band_problems(problem) builds the two band problems).
+
+    memory_budget: bytes for the whole computation (default None: no bound), passed to top_eigenpairs: what
+    the operator holds (op.held_bytes: a network operator's per-layer features, or its kept kernel), the
+    Krylov basis with its working blocks and Ritz step, and the operator's passes, whose row blocks shrink as
+    the basis grows. The peak resident memory is then the caller's (process, model, data, the dense matrix
+    if op is one) plus at most about memory_budget; meta["spectrum"]["memory"] records the accounting.
+    Measured (problem_from_network(rank=200) at its default 1 GiB, MNIST, MLP width 1000, float64,
+    benchmarks/results/memory.json): peak 896 MB above the process at N = 15,000 (the dense float64 kernel:
+    1.8 GB), 684 MB at N = 10,000.
     """
     op = as_operator(op)
     N = int(op.N)
@@ -177,7 +187,7 @@ def problem_from_operator(op, d0, *, rank: int, tol: float = 1e-8, seed: int = 0
                          "constraint needs it")
     t0 = time.perf_counter()
     ep = top_eigenpairs(op, rank, tol=tol, seed=seed, block_size=block_size, max_passes=max_passes,
-                        verify=verify, apply_to=d0, progress=progress)
+                        verify=verify, apply_to=d0, progress=progress, memory_budget=memory_budget)
     lmax = float(ep.eigvals[0])
     lam_top = ep.eigvals.double().cpu() / lmax
     coef_top = ep.eigvecs.double().cpu().T @ d0
@@ -192,7 +202,7 @@ def problem_from_operator(op, d0, *, rank: int, tol: float = 1e-8, seed: int = 0
                 residuals=dict(max=float(ep.residuals.max()), median=float(ep.residuals.median()),
                                relative_max=float(ep.residuals.max()) / lmax, verified=ep.verified, tol=ep.tol,
                                achieved=ep.info.get("accuracy")),  # what was reached, not only what was asked
-                passes=ep.passes, block_size=ep.block_size, eigen_seconds=ep.seconds,
+                passes=ep.passes, block_size=ep.block_size, eigen_seconds=ep.seconds, memory=ep.info.get("memory"),
                 seconds=time.perf_counter() - t0, lambda_k=float(lam_top[-1]),
                 top=dict(eigvals=lam_top.tolist(), coef=coef_top.tolist()))
     info = dict(meta or {})
