@@ -77,11 +77,6 @@ def test_committed_notebook_ran_at_paper_scale(name):
     assert not any(c.get("metadata", {}).get("tags") == ["injected-parameters"] for c in code)
 
 
-# executed at paper scale before their figures were shown inline, and not yet re-executed (each takes 15-55 min
-# on 2 cores): the test below reports them as expected failures until `python notebooks/run_notebooks.py NAME`
-NOT_YET_REEXECUTED = {"RegimeComparison", "BudgetIndependence"}
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_committed_notebook_shows_every_figure_it_saved(name):
     """Every figure a committed notebook saved under notebooks/figures/ also appears inline in it."""
@@ -89,8 +84,6 @@ def test_committed_notebook_shows_every_figure_it_saved(name):
     images = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     saved = sorted((NOTEBOOKS / "figures").glob(f"{name}_*.png"))
-    if name in NOT_YET_REEXECUTED and len(images) != len(saved):
-        pytest.xfail(f"{name}.ipynb predates inline figures: {len(images)} of {len(saved)} shown (re-execute it)")
     assert saved and len(images) == len(saved), f"{len(saved)} figures saved, {len(images)} shown inline"
 
 
