@@ -26,6 +26,9 @@ class Curves:
     test_loss: the expected loss on the problem's held-out set [G, T] (|r_t|^2 / (2M)), None without one
         (full: exact; linearized: mean over paths; sd: the diagonal approximation; nn: measured);
     test_loss_se: its standard error over sample paths (sampled regimes);
+    test_accuracy: the held-out classification accuracy [G, T] (argmax of the C outputs against the target's, or
+        the sign for one output with targets +-1; nn and linearized regimes), None otherwise;
+    test_accuracy_se: its standard error over sample paths;
     meta: regime name, seed, tau, repeats, device, wall time, ...
     """
     regime: str
@@ -38,6 +41,8 @@ class Curves:
     meta: dict = field(default_factory=dict)
     test_loss: np.ndarray | None = None
     test_loss_se: np.ndarray | None = None
+    test_accuracy: np.ndarray | None = None
+    test_accuracy_se: np.ndarray | None = None
 
     def __len__(self):
         return len(self.configs)
@@ -66,7 +71,7 @@ class Curves:
 
     def to_frame(self):
         """Tidy table: regime, lr, momentum, batch_size, tau, seed, repeats, step, loss, and loss_se, test_loss,
-        test_loss_se when the curves have them."""
+        test_loss_se, test_accuracy, test_accuracy_se when the curves have them."""
         import pandas as pd
         G, T = self.loss.shape
         cfg = np.asarray([(float(a), float(m), int(b)) for a, m, b in self.configs], dtype=float).reshape(G, 3)
@@ -85,11 +90,15 @@ class Curves:
             df["test_loss"] = np.asarray(self.test_loss, dtype=float).reshape(-1)
             if self.test_loss_se is not None:
                 df["test_loss_se"] = np.asarray(self.test_loss_se, dtype=float).reshape(-1)
+        for name in ("test_accuracy", "test_accuracy_se"):
+            if getattr(self, name) is not None:
+                df[name] = np.asarray(getattr(self, name), dtype=float).reshape(-1)
         return df
 
     def status_frame(self):
         """Per config: regime, lr, momentum, batch_size, tau, seed, status, diverged_step, final_loss, wall_time,
-        and with a test loss: final_test_loss, best_step and best_test_loss (the predicted early stop)."""
+        and with a test loss: final_test_loss, best_step and best_test_loss (the predicted early stop), and
+        final_test_accuracy with an accuracy."""
         import pandas as pd
         ids = self.ids()
         best_step, best_loss = self.best_test()
@@ -103,6 +112,8 @@ class Curves:
             if self.test_loss is not None:
                 rows[-1].update(final_test_loss=float(self.test_loss[g, -1]), best_step=int(best_step[g]),
                                 best_test_loss=float(best_loss[g]))
+            if self.test_accuracy is not None:
+                rows[-1].update(final_test_accuracy=float(self.test_accuracy[g, -1]))
         return pd.DataFrame(rows)
 
     def __repr__(self):

@@ -27,7 +27,7 @@ import torch
 from .errors import InputError
 
 __all__ = ["Loss", "MSE", "mse", "CrossEntropy", "cross_entropy", "LOSSES", "UnsupportedLoss", "as_loss",
-           "check_loss", "register_loss"]
+           "check_loss", "register_loss", "correct", "is_classification"]
 
 
 class UnsupportedLoss(InputError):
@@ -128,3 +128,24 @@ def check_loss(loss, regime: str, n_outputs: int = 1) -> Loss:
         raise UnsupportedLoss(f"loss={obj.name} needs C >= {need} outputs per example (a softmax over them), got "
                               f"C = {n_outputs}: give the model C outputs and targets y [N, C] (e.g. one-hot labels)")
     return obj
+
+
+def is_classification(y: torch.Tensor) -> bool:
+    """Whether targets y [M] or [M, C] are class labels, so that an accuracy means something: C >= 2 outputs whose
+    rows each have one largest entry (one-hot, centred or not), or one output with targets +-c (c > 0)."""
+    y = torch.as_tensor(y)
+    if y.numel() == 0:
+        return False
+    if y.ndim == 2 and y.shape[1] >= 2:
+        top = y.max(1).values
+        return bool(((y == top[:, None]).sum(1) == 1).all())
+    v = y.reshape(-1).abs()
+    return bool((v > 0).all() and (v == v[0]).all())
+
+
+def correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """1.0 where the outputs classify an example as its target does, else 0.0: [..., M] for out [..., M, C] and
+    y [M, C] (argmax of the outputs against the target's), or out [..., M] and y [M] (the sign, targets +-c)."""
+    if y.ndim == 2 and y.shape[1] >= 2:
+        return (out.argmax(-1) == y.argmax(-1)).to(out.dtype)
+    return (out * y > 0).to(out.dtype)

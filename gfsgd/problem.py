@@ -122,10 +122,7 @@ class Problem:
         self.name = str(name)
         self.meta = dict(meta or {})
         self._K = None
-        if self.n_outputs > 1 and K_test is not None:
-            raise InputError("a held-out set with C > 1 outputs is not supported yet: build the problem without "
-                             "K_test / r_test")
-        self.K_test, self.r_test = _check_test_set(K_test, r_test, self.n_modes)
+        self.K_test, self.r_test = _check_test_set(K_test, r_test, self.n_modes, self.n_outputs)
         self._test_terms = {}
 
     # ------------------------------------------------------------------ constructors
@@ -188,7 +185,8 @@ class Problem:
         C outputs per example (docs/theory.md#outputs): d0 [N, C] and K [N C, N C], rows example-major (i C + a).
 
         K_test [M, N]: the raw cross-kernel K(test, train), normalised here by the same lambda_max as K;
-        r_test [M]: the initial test residual. Give both or neither.
+        r_test [M]: the initial test residual. Give both or neither. With C outputs, K_test [M C, N C] and
+        r_test [M C], rows example-major like K's.
         """
         K = _as_tensor(K, "K")
         d0 = _as_tensor(d0, "d0")
@@ -312,8 +310,8 @@ class Problem:
 
     @property
     def M(self) -> int:
-        """Number of held-out points (0 without a held-out set)."""
-        return 0 if self.K_test is None else int(self.K_test.shape[0])
+        """Number of held-out examples (0 without a held-out set; K_test has M C rows with C outputs)."""
+        return 0 if self.K_test is None else int(self.K_test.shape[0]) // self.n_outputs
 
     @property
     def test_loss0(self) -> float:
@@ -323,9 +321,6 @@ class Problem:
 
     def require_test(self, what: str) -> None:
         """Raise a clear error if this problem has no held-out set (or it cannot be used)."""
-        if self.n_outputs > 1:
-            raise InputError(f"{what} with C = {self.n_outputs} outputs is not supported yet (held-out sets are for "
-                             f"one output)")
         if self.K_test is None:
             raise InputError(f"{what} needs a held-out set, but this problem has none ({self.name}); build it "
                              f"with one: Problem.from_kernel(K, d0, K_test=..., r_test=...), "
@@ -434,8 +429,9 @@ def check_int(value, name, low, high=None):
     return value
 
 
-def _check_test_set(K_test, r_test, N):
-    """(K_test [M, N], r_test [M]) validated, or (None, None)."""
+def _check_test_set(K_test, r_test, N, C=1):
+    """(K_test [M C, N], r_test [M C]) validated (N counts the training rows, C the outputs per example), or
+    (None, None)."""
     if K_test is None and r_test is None:
         return None, None
     if (K_test is None) != (r_test is None):
@@ -446,6 +442,9 @@ def _check_test_set(K_test, r_test, N):
     if K_test.ndim != 2 or K_test.shape[1] != N or K_test.shape[0] == 0:
         raise InputError(f"K_test must have shape [M, N={N}] (test rows, training columns) with M >= 1, "
                          f"got shape {tuple(K_test.shape)}")
+    if K_test.shape[0] % C:
+        raise InputError(f"K_test must have M C rows (C={C} outputs per held-out example), got "
+                         f"{K_test.shape[0]} rows")
     if r_test.ndim != 1 or r_test.numel() != K_test.shape[0]:
         raise InputError(f"r_test must have length M={K_test.shape[0]} (K_test's rows), got shape "
                          f"{tuple(r_test.shape)}")

@@ -346,7 +346,8 @@ class Results:
 
 
 VALUE_COLUMNS = {"step", "loss", "loss_se", "test_loss", "test_loss_se", "status", "diverged_step", "final_loss",
-                 "wall_time", "final_test_loss", "best_step", "best_test_loss"}
+                 "wall_time", "final_test_loss", "best_step", "best_test_loss", "test_accuracy",
+                 "test_accuracy_se", "final_test_accuracy"}
 
 
 def key_columns(df):

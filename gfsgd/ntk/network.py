@@ -150,9 +150,9 @@ def problem_from_network(model, X, y, *, X_test=None, y_test=None, method: str =
     N = 10,000 (2,312 MB before the budget bounded the run). At small N the Krylov basis nears N and the dense
     path is leaner (N = 2,000: 198 MB, the kernel 32 MB). The result is a spectral-only Problem of N modes (no
     eigenvectors: the SD regime and the theory run on it; full and linearized need the basis and refuse it);
-    meta["spectrum"] records the fit (and meta["spectrum"]["memory"] the memory accounting). With held-out points the
-    network keeps them (the nn regime measures the test loss) but the problem has no test set (the test
-    loss of the kernel regimes needs the basis).
+    `meta["spectrum"]` records the fit (and `meta["spectrum"]["memory"]` the memory accounting). With held-out
+    points the network keeps them (the nn regime measures the test loss) but the problem has no test set (the
+    test loss of the kernel regimes needs the basis).
     """
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     if rank is not None:
@@ -167,11 +167,10 @@ def problem_from_network(model, X, y, *, X_test=None, y_test=None, method: str =
                          f"give y [N, C] for a model with C outputs (e.g. one-hot labels)")
     d0 = (f0 - y_t.to(dev, dt)).cpu().double()  # [N] or [N, C] (C outputs: Problem.from_kernel flattens it)
     K_test = r_test = None
-    if X_test is not None and y_t.ndim == 1:  # C outputs: held-out points stay with the network (the nn regime
-        # measures them), the kernel regimes' test loss is for one output
+    if X_test is not None:  # the held-out set of the linearised model (C outputs: [M C, N C], example-major)
         K_test = empirical_ntk(model, X_test, X_t, method=method, dtype=dt, device=dev,
                                memory_budget=memory_budget).cpu().double()
-        r_test = (network_output(model, X_test, dtype=dt, device=dev) - y_test.to(dev, dt)).cpu().double()
+        r_test = (network_output(model, X_test, dtype=dt, device=dev) - y_test.to(dev, dt)).cpu().double().reshape(-1)
     used = "structured" if method != "jacobian" and y_t.ndim == 1 and structured_support(model)[0] else "jacobian"
     info = dict(kind="network", N=int(X_t.shape[0]), ntk_method=used, ntk_dtype=str(dt).replace("torch.", ""))
     if hasattr(model, "describe"):

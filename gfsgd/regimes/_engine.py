@@ -160,7 +160,8 @@ class Hyper:
 def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, log_steps, device, dtype,
           chunk_size: int, init: Callable, step: Callable, kill: Callable, replacement: bool = False,
           progress: bool = True, meta: dict | None = None, with_se: bool = False,
-          test: Callable | None = None, check_every: int = CHECK_EVERY, update=None, ctx=None,
+          test: Callable | None = None, accuracy: Callable | None = None, check_every: int = CHECK_EVERY,
+          update=None, ctx=None,
           loss0: float | None = None) -> Curves:
     """Run a regime's `step` over all configs, chunk by chunk, recording the loss and divergences.
 
@@ -171,6 +172,8 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
     kill(state, mask) zeroes the state of configs that diverged (so they cost nothing and stay finite);
     test(state) -> (test_loss [g], se [g] or None), called at the logged steps (after `step`) when given: the
         loss on the problem's held-out set (Curves.test_loss; its value at step 0 is problem.test_loss0).
+    accuracy(state) -> (accuracy [g], se [g] or None), the same for the held-out classification accuracy
+        (Curves.test_accuracy), when given.
     update: the training rule (gfsgd.updates; None = SGD), checked against the regime. A rule with l steps per
         SGD step (SVAG(l)) runs l * n_steps steps with lr / l and noise level l * gamma in `hyper`; the
         schedule is read at SGD step t // l, and every time (log_steps, diverged_step) stays in SGD steps.
@@ -213,6 +216,12 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
     test_out = torch.full((G, len(steps)), math.nan, dtype=torch.float64) if test is not None else None
     test_se_out = torch.full((G, len(steps)), math.nan, dtype=torch.float64) if test is not None and with_se \
         else None
+    acc_out = torch.full((G, len(steps)), math.nan, dtype=torch.float64) if accuracy is not None else None
+    acc_se_out = torch.full((G, len(steps)), math.nan, dtype=torch.float64) if acc_out is not None and with_se \
+        else None
+    # (where a logged value goes, its callable): the held-out loss and accuracy, each with its standard error
+    held_out = [(o, e, fn) for o, e, fn in ((test_out, test_se_out, test), (acc_out, acc_se_out, accuracy))
+                if o is not None]
     if isinstance(chunk_size, bool) or not float(chunk_size).is_integer() or int(chunk_size) < 1:
         raise InputError(f"chunk_size must be an integer >= 1 (configs per vectorised block), got "
                          f"chunk_size={chunk_size!r}")
@@ -229,16 +238,18 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
             loss_out[sl, log_at[0]] = loss0
             if se_out is not None:
                 se_out[sl, log_at[0]] = 0.0
-            if test_out is not None:
-                tl0, tse0 = test(state)
-                test_out[sl, log_at[0]] = tl0.to("cpu", torch.float64)
-                if test_se_out is not None:
-                    test_se_out[sl, log_at[0]] = 0.0 if tse0 is None else tse0.to("cpu", torch.float64)
+            for out, out_se, fn in held_out:
+                v0, se0 = fn(state)
+                out[sl, log_at[0]] = v0.to("cpu", torch.float64)
+                if out_se is not None:
+                    out_se[sl, log_at[0]] = 0.0 if se0 is None else se0.to("cpu", torch.float64)
         brange = (int(b_host.min()), int(b_host.max()))
         const_hyper = Hyper(lr / lr_div, mom, b, noise * noise_gamma(b, N, replacement), 0, *brange, rule) \
             if schedule.is_constant else None
         rows, se_rows, cols = [], [], []  # logged losses [g], kept on the device, flushed in blocks
-        test_rows, test_se_rows = [], []
+        pairs = [(loss_out, rows), (se_out, se_rows)]  # (where a logged row goes, its buffer)
+        for out, out_se, _ in held_out:
+            pairs += [(out, []), (out_se, [])]
         recent, sched_vals = [], []  # losses (and schedule values) since the last divergence check
         t_checked = 0  # steps 1..t_checked are checked
         for t in range(n_rule):
@@ -261,28 +272,28 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
                 rows.append(loss)
                 if se_out is not None:
                     se_rows.append(se)
-                if test_out is not None:
-                    tl, tse = test(state)
-                    test_rows.append(tl)
-                    if test_se_out is not None:
-                        test_se_rows.append(tse if tse is not None else torch.zeros_like(tl))
+                for k, (_, out_se, fn) in enumerate(held_out):
+                    v, v_se = fn(state)
+                    pairs[2 + 2 * k][1].append(v)
+                    if out_se is not None:
+                        pairs[3 + 2 * k][1].append(v_se if v_se is not None else torch.zeros_like(v))
             if len(recent) >= check_every or t + 1 == n_rule:
                 _check_schedule(sched_vals, t_checked)
                 _check_divergence(recent, t_checked, bound, div_step, sl, state, kill, device)
                 t_checked = t + 1
                 recent, sched_vals = [], []
             if len(rows) >= 512:
-                _flush(loss_out, se_out, sl, cols, rows, se_rows, test_out, test_se_out, test_rows, test_se_rows)
+                _flush(sl, cols, pairs)
             if bar is not None:
                 bar.update(1)
-        _flush(loss_out, se_out, sl, cols, rows, se_rows, test_out, test_se_out, test_rows, test_se_rows)
+        _flush(sl, cols, pairs)
         if per > 1:  # rule step k lies in SGD step ceil(k / per)
             gone = div_step[sl] >= 0
             div_step[sl][gone] = -(-div_step[sl][gone] // per)
         # NaN from the divergence step on
         for j in np.flatnonzero(div_step[sl] >= 0):
             after = torch.as_tensor(steps >= int(div_step[start + j]))
-            for out in (loss_out, se_out, test_out, test_se_out):
+            for out in (loss_out, se_out, test_out, test_se_out, acc_out, acc_se_out):
                 if out is not None:
                     out[start + j, after] = math.nan
     if bar is not None:
@@ -295,7 +306,9 @@ def drive(*, regime: str, problem, configs, n_steps, schedule: Schedule | None, 
                   diverged_step=[None if s < 0 else int(s) for s in div_step.tolist()],
                   loss_se=None if se_out is None else se_out.numpy(), meta=meta,
                   test_loss=None if test_out is None else test_out.numpy(),
-                  test_loss_se=None if test_se_out is None else test_se_out.numpy())
+                  test_loss_se=None if test_se_out is None else test_se_out.numpy(),
+                  test_accuracy=None if acc_out is None else acc_out.numpy(),
+                  test_accuracy_se=None if acc_se_out is None else acc_se_out.numpy())
 
 
 def _check_divergence(recent, t0, bound, div_step, sl, state, kill, device):
@@ -329,14 +342,13 @@ def _check_schedule(sched_vals, t0):
         raise InputError(f"the momentum schedule left (-1, 1) at step {t0 + k}: {m[k].tolist()[:5]}")
 
 
-def _flush(loss_out, se_out, sl, cols, rows, se_rows, test_out=None, test_se_out=None, test_rows=(),
-           test_se_rows=()):
-    if not rows:
+def _flush(sl, cols, pairs):
+    """Write the buffered rows of the logged steps `cols` into their outputs ([(out [G, T] or None, rows)])."""
+    if not cols:
         return
     idx = torch.as_tensor(cols)
-    for out, buf in ((loss_out, rows), (se_out, se_rows), (test_out, test_rows), (test_se_out, test_se_rows)):
+    for out, buf in pairs:
         if out is not None:
             out[sl, idx] = torch.stack(buf, 1).to("cpu", torch.float64)  # [g, len(rows)]
-    for buf in (cols, rows, se_rows, test_rows, test_se_rows):
-        if isinstance(buf, list):
-            buf.clear()
+        buf.clear()
+    cols.clear()

@@ -16,7 +16,10 @@ batched matmul [R, g, b_max] x [R, b_max, N] with the b_max gathered rows of K.
 Test loss: with a held-out set each path also carries its test residual r [R, g, M], moved by the same
 function-space update through the cross-kernel, v_te' = -alpha (N/b) K_test[:, B] d[B] + beta v_te, r' = r + v_te
 (exact for the linearized model; docs/theory.md#test-loss); Curves.test_loss is the mean of |r|^2 / (2M)
-over the paths and Curves.test_loss_se its standard error.
+over the paths and Curves.test_loss_se its standard error. When the problem comes from a network whose held-out
+targets are class labels (gfsgd.losses.is_classification), Curves.test_accuracy is the mean fraction of held-out
+examples that the linearized outputs f = r + y_test classify right (argmax of the C outputs; the sign for one).
+C outputs: r has M C rows, example-major, and the test loss is |r|^2 / (2M) over the M held-out examples.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from types import SimpleNamespace
 
 import torch
 
-from ..losses import check_loss
+from ..losses import check_loss, correct, is_classification
 from ..outputs import example_rows
 from ._engine import (drive, gaussian_keys, kill_state, resolve_device, resolve_dtype, sample_batches, stream_keys,
                       streams_for, test_terms)
@@ -73,13 +76,13 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
     if with_test:
         KtT = problem.K_test.T.to(device, dtype).contiguous()  # [N, M]: K_test^T, rows at training points
         r0 = problem.r_test.to(device, dtype)  # [M]
-        M = r0.numel()
+        M = r0.numel() // Co  # held-out examples (r has M Co rows)
 
     def init(lr, mom, b):
         d = d0.expand(R, lr.numel(), NC).clone()  # [R, g, NC]
         st = dict(d=d, v=torch.zeros_like(d))
         if with_test:
-            st["r"] = r0.expand(R, lr.numel(), M).clone()  # [R, g, M]
+            st["r"] = r0.expand(R, lr.numel(), r0.numel()).clone()  # [R, g, M Co]
             st["vt"] = torch.zeros_like(st["r"])
         return st
 
@@ -152,6 +155,17 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
         mean = path.mean(0)
         return mean, (path.std(0) / math.sqrt(R) if R > 1 else torch.zeros_like(mean))
 
+    # the held-out accuracy, where the held-out targets are class labels: the outputs f = r + y_test
+    y_te = _test_targets(problem) if with_test else None
+    if y_te is not None:
+        y_te = y_te.to(device, dtype).reshape(M, Co) if Co > 1 else y_te.to(device, dtype).reshape(M)
+
+        def test_accuracy(st):
+            r = st["r"] if Co == 1 else st["r"].unflatten(-1, (M, Co))
+            path = correct(r + y_te, y_te).mean(-1)  # [R, g]
+            mean = path.mean(0)
+            return mean, (path.std(0) / math.sqrt(R) if R > 1 else torch.zeros_like(mean))
+
     def kill(st, mask):
         kill_state(st, mask, dim=1)  # the state is [R, g, ...]
 
@@ -164,7 +178,8 @@ def run(problem, configs, n_steps, *, repeats: int = 1, schedule=None, log_steps
     return drive(regime=REGIME, problem=problem, configs=configs, n_steps=n_steps, schedule=schedule,
                  log_steps=log_steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init, step=step,
                  kill=kill, replacement=replacement, progress=progress, with_se=True,
-                 test=test_loss if with_test else None, meta=dict(seed=seed, repeats=R), update=update, ctx=ctx,
+                 test=test_loss if with_test else None, accuracy=test_accuracy if y_te is not None else None,
+                 meta=dict(seed=seed, repeats=R), update=update, ctx=ctx,
                  loss0=None if path_loss_of is None else float(path_loss_of(d0[None, None])[0, 0]))
 
 
@@ -175,3 +190,11 @@ def _targets(problem) -> torch.Tensor:
         raise InputError("the linearized regime runs a loss other than mse on the logits f = d0 + y, so it needs the "
                          "targets: build the problem with gfsgd.problem_from_network(model, X, Y)")
     return net.y.reshape(-1)
+
+
+def _test_targets(problem):
+    """The held-out targets of a network's problem when they are class labels (an accuracy then means something),
+    else None."""
+    net = getattr(problem, "network", None)
+    y = None if net is None else getattr(net, "y_test", None)
+    return y if y is not None and is_classification(y) else None

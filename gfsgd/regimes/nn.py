@@ -39,6 +39,7 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from ..configs import check_log_steps, check_n_steps, default_log_steps
 from ..curves import Curves
+from ..losses import correct, is_classification
 from ..ntk import NetworkProblem, params_and_buffers
 from ..updates import check_update
 from ..losses import check_loss
@@ -95,7 +96,9 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
 
     Returns Curves(regime="nn"); meta holds lambda_max_raw and lr_scale (= N / lambda_max_raw, so
     lr_nn = alpha * lr_scale). When the network has held-out points, Curves.test_loss [G, T] is the measured
-    0.5 * MSE on them at the logged steps (mean over paths; test_loss_se its standard error with repeats).
+    0.5 * MSE on them at the logged steps (mean over paths; test_loss_se its standard error with repeats), and
+    when the held-out targets are class labels (gfsgd.losses.is_classification) Curves.test_accuracy [G, T] is
+    the fraction classified right (argmax of the C outputs; the sign for one output).
 
     update: the training rule (gfsgd.updates; docs/theory.md#updates): SGD (default); SVAG(l), two batches a step
         (the streams' draws of steps 2t and 2t + 1); NoisyGD, the full-batch gradient of 0.5 mean (f - y)^2 plus
@@ -161,12 +164,16 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
     grad_fn = vmap(grad_and_value(batch_loss))
     out_fn = vmap(f, in_dims=(0, None))
 
-    def mse(p, Xs, ys, n):  # the mean loss (0.5 * mean squared error) of n stacked networks on Xs: [n]
+    def mse(p, Xs, ys, n, accuracy=False):  # the mean loss of n stacked networks on Xs [n] (and their accuracy [n])
         rows = max(64, int(memory_budget // (8 * n * max(1, Xs[0].numel()) * item * 8)))
         tot = torch.zeros(n, dtype=dtype, device=device)
+        right = torch.zeros(n, dtype=dtype, device=device)
         for s in range(0, Xs.shape[0], rows):
-            tot += per_example(out_fn(p, Xs[s:s + rows]), ys[s:s + rows]).sum(1)  # [n, rows] -> [n]
-        return tot / Xs.shape[0]
+            out = out_fn(p, Xs[s:s + rows])
+            tot += per_example(out, ys[s:s + rows]).sum(1)  # [n, rows] -> [n]
+            if accuracy:
+                right += correct(out, ys[s:s + rows]).sum(1)
+        return (tot / Xs.shape[0], right / Xs.shape[0]) if accuracy else tot / Xs.shape[0]
 
     def path_mean(x, g):  # [R g] (path-major) -> mean [g], standard error [g]
         x = x.reshape(R, g)
@@ -221,7 +228,8 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
             if part == 0 and done in logged:
                 loss, se = path_mean(mse(p, X, y, R * g), g)
                 if Xt is not None:
-                    st["val"].append((done, *path_mean(mse(p, Xt, yt, R * g), g)))
+                    tl, acc = mse(p, Xt, yt, R * g, accuracy=True)
+                    st["val"].append((done, *path_mean(tl, g), *path_mean(acc, g)))
                 return st, loss, se
             return st, bl.reshape(R, g).mean(0), None
 
@@ -275,43 +283,43 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
                     log_steps=steps, device=device, dtype=dtype, chunk_size=chunk_size, init=init_state,
                     step=step, kill=kill, replacement=replacement, progress=progress, with_se=True,
                     meta=dict(seed=seed, repeats=R), update=update, ctx=ctx, loss0=loss0)
-        val = val_se = None
+        val = None  # held-out loss, its s.e., accuracy, its s.e.: [g, T] each
         if Xt is not None:
-            val = np.full((len(sub), len(steps)), math.nan)
-            val_se = np.full((len(sub), len(steps)), math.nan)
+            val = [np.full((len(sub), len(steps)), math.nan) for _ in range(4)]
             col = {int(s): j for j, s in enumerate(steps)}
             start = 0
-            val0 = mse({k: torch.stack([inits[r][k] for r in range(R)]) for k in names}, Xt, yt, R).mean().item()
+            at0 = mse({k: torch.stack([inits[r][k] for r in range(R)]) for k in names}, Xt, yt, R, accuracy=True)
             for st in states:
                 g = st["g"]
                 if 0 in col:
-                    val[start:start + g, col[0]] = val0
-                    val_se[start:start + g, col[0]] = 0.0
-                for t, vals, ses in st["val"]:
-                    val[start:start + g, col[t]] = vals.cpu().double().numpy()
-                    val_se[start:start + g, col[t]] = ses.cpu().double().numpy()
+                    for out, v0 in zip(val, (at0[0].mean().item(), 0.0, at0[1].mean().item(),
+                                             path_mean(at0[1], 1)[1].item())):
+                        out[start:start + g, col[0]] = v0
+                for t, *vals in st["val"]:
+                    for out, v in zip(val, vals):
+                        out[start:start + g, col[t]] = v.cpu().double().numpy()
                 start += g
             for j, ds in enumerate(cur.diverged_step):
                 if ds is not None:
-                    val[j, steps >= ds] = math.nan
-                    val_se[j, steps >= ds] = math.nan
+                    for out in val:
+                        out[j, steps >= ds] = math.nan
         batches = [bt for st in states for bt in (torch.stack(st["batches"], 1).unbind(0) if st["batches"] else
                                                    [torch.zeros(0, 0, dtype=torch.long)] * st["g"])]
-        results.append((members, cur, (val, val_se), batches))
+        results.append((members, cur, val, batches))
 
     G, T = len(cfgs), len(steps)
     loss = np.full((G, T), math.nan)
     loss_se = np.full((G, T), math.nan)
-    test_loss = np.full((G, T), math.nan) if Xt is not None else None
-    test_se = np.full((G, T), math.nan) if Xt is not None else None
+    held = [np.full((G, T), math.nan) for _ in range(4)] if Xt is not None else None  # as `val` above
     status, div = [None] * G, [None] * G
     out_cfgs, batches = [None] * G, [None] * G
     for members, cur, val, bts in results:
         for j, i in enumerate(members):
             loss[i], status[i], div[i], out_cfgs[i] = cur.loss[j], cur.status[j], cur.diverged_step[j], cur.configs[j]
             loss_se[i] = cur.loss_se[j]
-            if val[0] is not None:
-                test_loss[i], test_se[i] = val[0][j], val[1][j]
+            if val is not None:
+                for out, v in zip(held, val):
+                    out[i] = v[j]
             batches[i] = bts[j] if record_batches else None
     meta = dict(results[0][1].meta)
     meta.update(seed=seed, repeats=R, init=init, wall_time=time.perf_counter() - t_start,
@@ -319,10 +327,12 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
     if init == "independent":  # L_0 differs between paths: the mean initial loss over paths
         loss[:, steps == 0] = mse({k: torch.stack([inits[r][k] for r in range(R)]) for k in names},
                                   X, y, R).mean().item()
-    if test_loss is not None:
+    classify = Xt is not None and is_classification(yt)
+    if held is not None:
         meta.update(n_test=int(Xt.shape[0]))
     if record_batches:
         meta["batches"] = batches
     return Curves(regime=REGIME, steps=steps, loss=loss, configs=out_cfgs, status=status, diverged_step=div,
-                  loss_se=loss_se if R > 1 else None, meta=meta, test_loss=test_loss,
-                  test_loss_se=test_se if (R > 1 and test_se is not None) else None)
+                  loss_se=loss_se if R > 1 else None, meta=meta, test_loss=None if held is None else held[0],
+                  test_loss_se=held[1] if (R > 1 and held is not None) else None,
+                  test_accuracy=held[2] if classify else None, test_accuracy_se=held[3] if classify and R > 1 else None)

@@ -169,7 +169,7 @@ def problem_from_operator(op, d0, *, rank: int, tol: float = 1e-8, seed: int = 0
     the operator holds (op.held_bytes: a network operator's per-layer features, or its kept kernel), the
     Krylov basis with its working blocks and Ritz step, and the operator's passes, whose row blocks shrink as
     the basis grows. The peak resident memory is then the caller's (process, model, data, the dense matrix
-    if op is one) plus at most about memory_budget; meta["spectrum"]["memory"] records the accounting.
+    if op is one) plus at most about memory_budget; `meta["spectrum"]["memory"]` records the accounting.
     Measured (problem_from_network(rank=200) at its default 1 GiB, MNIST, MLP width 1000, float64,
     benchmarks/results/memory.json): peak 896 MB above the process at N = 15,000 (the dense float64 kernel:
     1.8 GB), 684 MB at N = 10,000.
