@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,10 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+from _memory import peak_rss_mb, rss_mb  # noqa: E402
 
 
 def child(method: str, N: int, dtype: str, threads: int, save: str | None, repeats: int = 1):
@@ -45,7 +41,7 @@ def child(method: str, N: int, dtype: str, threads: int, save: str | None, repea
     X = torch.randn(N, 784, generator=torch.Generator().manual_seed(0)).to(dt)
     if method == "structured":
         empirical_ntk(model, X[:8], dtype=dt, device="cpu")  # warm-up (first torch.func call)
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     times, K = [], None
     for _ in range(max(1, repeats) if method != "baseline" else 1):
         K = None  # free the previous kernel first: the peak is that of one call
@@ -53,7 +49,7 @@ def child(method: str, N: int, dtype: str, threads: int, save: str | None, repea
         K = _kernel(method, model, X, N, dt)
         times.append(time.perf_counter() - t0)
     wall = min(times)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MB (Linux: KiB)
+    peak = peak_rss_mb()
     if save:
         torch.save(K, save)
     print(json.dumps(dict(method=method, N=N, dtype=dtype, threads=threads, wall_s=wall,

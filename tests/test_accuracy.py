@@ -9,6 +9,8 @@ from gfsgd import Problem, problem_from_network
 from gfsgd.losses import correct, is_classification
 from gfsgd.regimes import full, linearized, nn
 
+from _reference import train_by_hand
+
 
 def test_correct_and_is_classification_by_hand():
     y = torch.tensor([[1.0, 0, 0], [0, 0, 1], [0, 1, 0]])
@@ -55,23 +57,8 @@ def test_nn_accuracy_is_the_networks_own_on_the_held_out_points():
     run = nn.run(p, [(alpha, beta, p.N)], T, log_steps=[0, 10, T], progress=False, dtype="float64")
     assert run.test_accuracy is not None and run.test_accuracy.shape == (1, 3)
     lr = alpha * p.meta["lr_nn_per_alpha"]
-    params = [q.detach().clone().requires_grad_(True) for q in m.parameters()]
-    vel = [torch.zeros_like(q) for q in params]
-
-    def f(x):
-        return torch.func.functional_call(m, dict(zip([n for n, _ in m.named_parameters()], params)), (x,))
-
-    acc = {}
-    for t in range(T + 1):
-        if t in (0, 10, T):
-            with torch.no_grad():
-                acc[t] = float((f(Xt).argmax(1) == Yt.argmax(1)).double().mean())
-        loss = 0.5 * ((f(X) - Y) ** 2).sum(1).mean()
-        grads = torch.autograd.grad(loss, params)
-        with torch.no_grad():
-            for q, v, gq in zip(params, vel, grads):
-                v.mul_(beta).sub_(lr * gq)
-                q.add_(v)
+    acc = train_by_hand(m, X, Y, lr, beta, T, (0, 10, T),
+                        lambda f, _: float((f(Xt).argmax(1) == Yt.argmax(1)).double().mean()))
     np.testing.assert_array_equal(run.test_accuracy[0], [acc[0], acc[10], acc[T]])
     assert acc[T] > acc[0]  # it learned something, so the check compares moving values
     df = run.to_frame()

@@ -113,6 +113,20 @@ text("bench_ntk.py", r"takes ([\d.]+) s and (\d+) MB peak", [
     (NT, ("results", "rows", 3, "wall_s"), sig(3)), (NT, ("results", "rows", 3, "peak_rss_mb"), f(".0f"))])
 text("bench_ntk.py", r"the whole run (\d+) s", [(NT, ("wall_seconds",), f(".0f"))])
 
+# bench_cnn_kernel.py
+CK = "cnn_kernel.json"
+for idx, label in ((0, "reference"), (1, "gfsgd")):
+    R = ("results", "rows", idx)
+    row("bench_cnn_kernel.py", rf"^\| {label}[^|]*\| 2000 \|", {
+        3: (CK, R + ("wall_s",), f(".1f")), 4: (CK, R + ("peak_rss_mb",), f(".0f")),
+        5: (CK, R + ("peak_increase_mb",), f(".0f")), 6: (CK, R + ("kernel_mb",), f(".0f"))})
+text("bench_cnn_kernel.py", r"gfsgd is ([\d.]+)x faster at ([\d.]+)x less peak memory \(([\d.]+)x less", [
+    (CK, ("results", "rows", 2, "speedup"), f(".1f")), (CK, ("results", "rows", 2, "memory_ratio_peak"), f(".1f")),
+    (CK, ("results", "rows", 2, "memory_ratio_increase"), f(".1f"))])
+text("bench_cnn_kernel.py", r"the whole run (\d+) s", [(CK, ("wall_seconds",), f(".0f"))])
+text("bench_cnn_kernel.py", r"relative difference ([\d.]+) \(the same", [(CK, ("results", "rows", 2, "rel_diff_probe"),
+                                                                            f(".1f"))])
+
 # bench_regimes.py (its JSON is the list of rows)
 RG = "regimes.json"
 row("bench_regimes.py", r"^\| full, N = 1000 \|", {1: (RG, (0, "baseline_s"), lambda v: comma(v * 1e6)),
@@ -331,6 +345,7 @@ text("bench_memory.py", r"comes close to N \(([\d,]+)\ncolumns at N = 2,000\)", 
 
 # benchmark scripts without checked numbers, and why
 NO_JSON = {
+    "validate_cnn_mnist.py": "issue 23's validation; its results and README section come with its run",
     "bench_exact_edge_newton.py": "added with issue 24's Newton edge (commit 6281879) without a stored result or a "
                                   "README section; its --json FILE is there, the run and the section are its owner's",
 }

@@ -41,6 +41,7 @@ from ..configs import check_log_steps, check_n_steps, default_log_steps
 from ..curves import Curves
 from ..losses import correct, is_classification
 from ..ntk import NetworkProblem, params_and_buffers
+from ..ntk.drift import DriftRecorder, drift_steps
 from ..updates import check_update
 from ..losses import check_loss
 from ._engine import drive, gaussian_keys, resolve_device, resolve_dtype, sample_batches, stream_keys, streams_for
@@ -72,7 +73,7 @@ def as_network(problem, network=None) -> NetworkProblem:
 def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str = "shared", schedule=None,
         log_steps=None, seed: int = 0, device="auto", dtype="float64", replacement: bool = False,
         chunk_size: int | None = None, memory_budget: float = 2e9, record_batches: bool = False,
-        progress: bool = True, update=None, loss="mse") -> Curves:
+        progress: bool = True, update=None, loss="mse", drift_probe: int = 0) -> Curves:
     """Train the real network with mini-batch SGD + momentum for G configs (lr, momentum, batch_size).
 
     Args:
@@ -93,6 +94,10 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
         chunk_size: configs trained together (default: as many as fit in memory_budget bytes, R paths each).
         record_batches: keep the drawn batch indices in meta["batches"] (a list with one LongTensor
             [n_steps, b_max] per config, of path 0; only the first b_t entries of a row are used), for tests.
+        drift_probe: measure how far the kernel moves (gfsgd.ntk.drift; docs/theory.md#drift) on this many
+            training examples (0: off): meta["kernel_drift"] then holds, at about 16 log-spaced logged steps, the
+            relative change |K_t - K_0|_F / |K_0|_F and lambda_max(K_t) / lambda_max(K_0) of the probe block per
+            config (mean over paths; NaN after a divergence).
 
     Returns Curves(regime="nn"); meta holds lambda_max_raw and lr_scale (= N / lambda_max_raw, so
     lr_nn = alpha * lr_scale). When the network has held-out points, Curves.test_loss [G, T] is the measured
@@ -138,6 +143,10 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
     else:
         inits = [params0] * R
     P = sum(p.numel() for p in params0.values())
+    drift = None
+    if drift_probe:
+        drift = DriftRecorder(model, net.X, drift_probe, seed=seed, device=device)
+        drift_at = set(drift_steps(steps))
     X = net.X.to(device, dtype)  # [N, ...]
     y = net.y.to(device, dtype)  # [N]
     Xt = None if net.X_test is None else net.X_test.to(device, dtype)
@@ -195,7 +204,7 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
     # L_0 of this loss at the initial parameters (the problem's own for the squared loss)
     loss0 = None if loss_fn.problem_loss else float(mse({k: torch.stack([inits[r][k] for r in range(R)]) for k in names},
                                                        X, y, R).mean())
-    results = []
+    results, drift_rows = [], []
     for b_key, members in groups.items():
         states = []
 
@@ -204,7 +213,7 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
             # stacked parameters [R g, ...], path-major: entry r g + j is path r of config j
             p = {k: torch.stack([inits[r][k] for r in range(R) for _ in range(g)]).clone() for k in names}
             st = dict(p=p, v={k: torch.zeros_like(t) for k, t in p.items()}, g=g,
-                      live=torch.ones(R * g, dtype=dtype, device=device), val=[], batches=[], cache={})
+                      live=torch.ones(R * g, dtype=dtype, device=device), val=[], batches=[], cache={}, drift=[])
             states.append(st)
             return st
 
@@ -230,6 +239,9 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
                 if Xt is not None:
                     tl, acc = mse(p, Xt, yt, R * g, accuracy=True)
                     st["val"].append((done, *path_mean(tl, g), *path_mean(acc, g)))
+                if drift is not None and done in drift_at:
+                    rel, ratio = drift.measure(p, R * g)
+                    st["drift"].append((done, rel.reshape(R, g).mean(0), ratio.reshape(R, g).mean(0)))
                 return st, loss, se
             return st, bl.reshape(R, g).mean(0), None
 
@@ -306,6 +318,10 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
         batches = [bt for st in states for bt in (torch.stack(st["batches"], 1).unbind(0) if st["batches"] else
                                                    [torch.zeros(0, 0, dtype=torch.long)] * st["g"])]
         results.append((members, cur, val, batches))
+        off = 0
+        for st in states:  # the chunks of this group, in order: configs members[off:off + g]
+            drift_rows += [(t, members[off:off + st["g"]], r, q) for t, r, q in st["drift"]]
+            off += st["g"]
 
     G, T = len(cfgs), len(steps)
     loss = np.full((G, T), math.nan)
@@ -332,7 +348,28 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
         meta.update(n_test=int(Xt.shape[0]))
     if record_batches:
         meta["batches"] = batches
+    if drift is not None:
+        meta["kernel_drift"] = _drift_table(drift, drift_rows, results, G, steps)
     return Curves(regime=REGIME, steps=steps, loss=loss, configs=out_cfgs, status=status, diverged_step=div,
                   loss_se=loss_se if R > 1 else None, meta=meta, test_loss=None if held is None else held[0],
                   test_loss_se=held[1] if (R > 1 and held is not None) else None,
                   test_accuracy=held[2] if classify else None, test_accuracy_se=held[3] if classify and R > 1 else None)
+
+
+def _drift_table(drift, rows, results, G, steps):
+    """meta["kernel_drift"]: the drift rows (step, config indices, change, ratio) as [G, S] lists at the S measured
+    steps (step 0: change 0, ratio 1; NaN from a config's divergence on)."""
+    at = sorted({t for t, *_ in rows} | ({0} if 0 in set(int(s) for s in steps) else set()))
+    col = {t: j for j, t in enumerate(at)}
+    rel, ratio = np.full((G, len(at)), math.nan), np.full((G, len(at)), math.nan)
+    if 0 in col:
+        rel[:, col[0]], ratio[:, col[0]] = 0.0, 1.0
+    for t, idx, r, q in rows:
+        rel[idx, col[t]], ratio[idx, col[t]] = r.cpu().double().numpy(), q.cpu().double().numpy()
+    for members, cur, *_ in results:
+        for j, i in enumerate(members):
+            if cur.diverged_step[j] is not None:
+                bad = np.asarray(at) >= cur.diverged_step[j]
+                rel[i, bad], ratio[i, bad] = math.nan, math.nan
+    return dict(probe=int(drift.index.numel()), probe_index=drift.index.tolist(), steps=at,
+                relative_change=rel.tolist(), lambda_max_ratio=ratio.tolist(), lambda_max0_probe=drift.lam0)
