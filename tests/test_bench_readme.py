@@ -127,6 +127,19 @@ text("bench_cnn_kernel.py", r"the whole run (\d+) s", [(CK, ("wall_seconds",), f
 text("bench_cnn_kernel.py", r"relative difference ([\d.]+) \(the same", [(CK, ("results", "rows", 2, "rel_diff_probe"),
                                                                             f(".1f"))])
 
+# bench_loss_at.py phases
+LP = "loss_at_phases.json"
+for case in ("signal beta<0", "signal beta>0", "signal edge", "noise beta<0", "noise beta>0", "noise edge",
+             "noise map"):
+    C_ = ("cases", case)
+    row("bench_loss_at.py", rf"^\| {re.escape(case)} \|", {
+        2: (LP, C_ + ("configs",), comma), 4: (LP, C_ + ("loss_at_s",), f(".2f")),
+        5: (LP, C_ + ("loss_curve_s",), f(".1f")), 6: (LP, C_ + ("speedup",), f(".1f")),
+        7: (LP, C_ + ("max_rel_diff",), f(".1e"))})
+text("bench_loss_at.py", r"Worst case ([\d.]+)x \(the noise-dominated β > 0 cell and the noise-dominated edge\), best "
+     r"([\d.]+)x", [(LP, ("cases", "noise beta>0", "speedup"), f(".1f")),
+                    (LP, ("cases", "noise beta<0", "speedup"), f(".1f"))])
+
 # bench_regimes.py (its JSON is the list of rows)
 RG = "regimes.json"
 row("bench_regimes.py", r"^\| full, N = 1000 \|", {1: (RG, (0, "baseline_s"), lambda v: comma(v * 1e6)),
