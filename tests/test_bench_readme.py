@@ -127,6 +127,35 @@ text("bench_cnn_kernel.py", r"the whole run (\d+) s", [(CK, ("wall_seconds",), f
 text("bench_cnn_kernel.py", r"relative difference ([\d.]+) \(the same", [(CK, ("results", "rows", 2, "rel_diff_probe"),
                                                                             f(".1f"))])
 
+# validate_cnn_mnist.py
+CM, VC = "cnn_mnist.json", "validate_cnn_mnist.py"
+MS = ("results", "mse")
+for name, label in (("sd", "SD"), ("linearized", "linearized")):
+    row(VC, rf"^\| {label} ", {
+        1: (CM, MS + ("train", name, "median_rel_gap"), f(".1f")), 2: (CM, MS + ("train", name, "spearman"), f(".2f")),
+        3: (CM, MS + ("test", name, "median_rel_gap"), sig(3)), 4: (CM, MS + ("test", name, "spearman"), f(".2f")),
+        5: (CM, MS + ("train", name, "divergence_agreement"), times(24, ".0f"))})
+text(VC, r"the mse part\n?\s*([\d,]+) s: kernel ([\d,]+) s, SD (\d+) s, linearized ([\d,]+) s, the real network ([\d,]+) s; "
+         r"the ce part ([\d,]+) s", [
+    (CM, MS + ("seconds",), comma), (CM, MS + ("kernel_seconds",), comma), (CM, MS + ("sd_seconds",), comma),
+    (CM, MS + ("linearized_seconds",), comma), (CM, MS + ("nn_seconds",), comma),
+    (CM, ("results", "ce", "seconds"), comma)])
+text(VC, r"over the (\d+) configs where both converge", [(CM, MS + ("train", "sd", "n_both_converge"), f("d"))])
+text(VC, r"its regret is\n?\s*(\d+) \(", [(CM, MS + ("train", "sd", "regret"), f(".0f"))])
+text(VC, r"choice ends ([\d.]+) above the best\n?\s*cell", [(CM, MS + ("test", "sd", "regret"), f(".3f"))])
+text(VC, r"median gap ([\d.]+) points", [(CM, MS + ("test_accuracy", "median_abs_gap"), pct(".1f"))])
+text(VC, r"hold ([\d.]+) of the kernel's\n?\s*Frobenius norm, the diagonal blocks differ from their mean by ([\d.]+) "
+         r"of it,\n?\s*and its SD final losses differ from the\n?\s*C-output SD's by a median ([\d.]+)", [
+    (CM, MS + ("class_diagonal", "offdiag_rel"), f(".2f")), (CM, MS + ("class_diagonal", "diag_spread_rel"), f(".3f")),
+    (CM, MS + ("class_diagonal", "median_rel_diff_final_loss_vs_sd"), f(".2f"))])
+for key, lab in (("beta=0.0,b=10", r"\(0, 10\)"), ("beta=0.0,b=100", r"\(0, 100\)"), ("beta=0.5,b=100", r"\(0.5, 100\)")):
+    E = ("results", "ce", "edges", key)
+    row(VC, rf"^\| {lab} \|", {1: (CM, E + ("predicted",), f(".1f")), 2: (CM, E + ("real",), sig(3)),
+                                3: (CM, E + ("ratio",), f(".2f"))})
+text(VC, r"median train-loss gap ([\d.]+), test-accuracy gap (\d+) points", [
+    (CM, ("results", "ce", "grid", "median_rel_gap_train"), f(".2f")),
+    (CM, ("results", "ce", "grid", "median_abs_gap_accuracy"), pct(".0f"))])
+
 # bench_loss_at.py phases
 LP = "loss_at_phases.json"
 for case in ("signal beta<0", "signal beta>0", "signal edge", "noise beta<0", "noise beta>0", "noise edge",
@@ -358,7 +387,6 @@ text("bench_memory.py", r"comes close to N \(([\d,]+)\ncolumns at N = 2,000\)", 
 
 # benchmark scripts without checked numbers, and why
 NO_JSON = {
-    "validate_cnn_mnist.py": "issue 23's validation; its results and README section come with its run",
     "bench_exact_edge_newton.py": "added with issue 24's Newton edge (commit 6281879) without a stored result or a "
                                   "README section; its --json FILE is there, the run and the section are its owner's",
 }
