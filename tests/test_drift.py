@@ -68,3 +68,17 @@ def test_drift_steps_and_bad_probe():
     _, _, _, p = _setup()
     with pytest.raises(InputError, match="drift_probe must be an integer >= 2"):
         nn.run(p, [(0.5, 0.0, 4)], 3, progress=False, drift_probe=1)
+
+
+def test_a_network_with_non_finite_parameters_measures_nan_not_an_error():
+    """A network on its way to diverging (not yet marked diverged) reaches the probe with inf weights: its drift is
+    NaN, and the sweep goes on (eigvalsh raised on the inf kernel before)."""
+    from gfsgd.ntk.drift import DriftRecorder
+    m, X, _, _ = _setup(seed=6)
+    rec = DriftRecorder(m, X, 6)
+    params = {k: torch.stack([v.detach(), v.detach()]) for k, v in m.named_parameters()}
+    first = next(iter(params))
+    params[first][1] = float("inf")
+    rel, ratio = rec.measure(params, 2)
+    assert rel[0].item() == pytest.approx(0.0, abs=1e-12) and ratio[0].item() == pytest.approx(1.0, rel=1e-12)
+    assert np.isnan(rel[1].item()) and np.isnan(ratio[1].item())

@@ -57,6 +57,9 @@ class DriftRecorder:
         rel, ratio = torch.empty(n, dtype=torch.float64), torch.empty(n, dtype=torch.float64)
         for j in range(n):
             K = self._kernel({k: v[j].detach().to(torch.float64) for k, v in stacked.items()})
+            if not bool(torch.isfinite(K).all()):  # a network on its way to diverging, not yet marked so
+                rel[j] = ratio[j] = float("nan")
+                continue
             rel[j] = float((K - self.K0).norm()) / self.norm0
             ratio[j] = float(torch.linalg.eigvalsh(K)[-1]) / self.lam0
         return rel, ratio

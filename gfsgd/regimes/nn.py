@@ -73,7 +73,7 @@ def as_network(problem, network=None) -> NetworkProblem:
 def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str = "shared", schedule=None,
         log_steps=None, seed: int = 0, device="auto", dtype="float64", replacement: bool = False,
         chunk_size: int | None = None, memory_budget: float = 2e9, record_batches: bool = False,
-        progress: bool = True, update=None, loss="mse", drift_probe: int = 0) -> Curves:
+        progress: bool = True, update=None, loss="mse", drift_probe: int = 0, keep_state: bool = False) -> Curves:
     """Train the real network with mini-batch SGD + momentum for G configs (lr, momentum, batch_size).
 
     Args:
@@ -98,6 +98,9 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
             training examples (0: off): meta["kernel_drift"] then holds, at about 16 log-spaced logged steps, the
             relative change |K_t - K_0|_F / |K_0|_F and lambda_max(K_t) / lambda_max(K_0) of the probe block per
             config (mean over paths; NaN after a divergence).
+        keep_state: keep, per config, path 0's parameters and velocity after the last step in
+            meta["final_state"] (a list of {"params": {name: tensor}, "velocity": {name: tensor}}, None where the
+            config diverged); gfsgd.relinearize continues the prediction from them.
 
     Returns Curves(regime="nn"); meta holds lambda_max_raw and lr_scale (= N / lambda_max_raw, so
     lr_nn = alpha * lr_scale). When the network has held-out points, Curves.test_loss [G, T] is the measured
@@ -205,6 +208,7 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
     loss0 = None if loss_fn.problem_loss else float(mse({k: torch.stack([inits[r][k] for r in range(R)]) for k in names},
                                                        X, y, R).mean())
     results, drift_rows = [], []
+    final_state = {}
     for b_key, members in groups.items():
         states = []
 
@@ -321,6 +325,11 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
         off = 0
         for st in states:  # the chunks of this group, in order: configs members[off:off + g]
             drift_rows += [(t, members[off:off + st["g"]], r, q) for t, r, q in st["drift"]]
+            if keep_state:  # path 0 of config j is entry j (path-major)
+                for j in range(st["g"]):
+                    final_state[members[off + j]] = None if cur.diverged_step[off + j] is not None else dict(
+                        params={k: st["p"][k][j].detach().clone() for k in names},
+                        velocity={k: st["v"][k][j].detach().clone() for k in names})
             off += st["g"]
 
     G, T = len(cfgs), len(steps)
@@ -350,6 +359,8 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
         meta["batches"] = batches
     if drift is not None:
         meta["kernel_drift"] = _drift_table(drift, drift_rows, results, G, steps)
+    if keep_state:
+        meta["final_state"] = [final_state[i] for i in range(G)]
     return Curves(regime=REGIME, steps=steps, loss=loss, configs=out_cfgs, status=status, diverged_step=div,
                   loss_se=loss_se if R > 1 else None, meta=meta, test_loss=None if held is None else held[0],
                   test_loss_se=held[1] if (R > 1 and held is not None) else None,

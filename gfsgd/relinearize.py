@@ -1,0 +1,154 @@
+"""The re-linearised prediction (docs/theory.md#relinearise): train the real network for its first t0 steps, take
+its kernel and residual there, and predict the rest of the run from them.
+
+    curves = gfsgd.relinearize.run(problem, configs, n_steps, t0=100)          # SD from step t0 on
+    curves.loss[:, steps <= t0]   # the network's own path (path 0 of the nn regime)
+    curves.loss[:, steps > t0]    # the kernel regime on the network linearised at w_t0
+
+The kernel regimes linearise the network at its initialisation w0 and keep that kernel for the whole run. A
+network that learns features moves its kernel, fastest early in training. Here each config's network is
+trained for t0 steps (gfsgd.regimes.nn, path 0 of `seed`: the batches of a plain nn run with that seed), and
+the network at w_t0 gives a new problem: K_t0 = J(w_t0) J(w_t0)^T, the residual d_t0 = f(X; w_t0) - y (and the
+held-out set's, when the problem has one). Its learning rate keeps the network's step size,
+
+    lr_nn = alpha N / lambda_max(K_0) = alpha' N / lambda_max(K_t0)   =>   alpha' = alpha lambda_max(K_t0) / lambda_max(K_0),
+
+and the chosen kernel regime ("sd", "full" or "linearized") runs (alpha', beta, b) for the remaining
+n_steps - t0 steps from d_t0. What it assumes: the kernel stays at K_t0 after t0, and the velocity at t0 is
+dropped (the kernel regimes start at rest; with momentum beta this loses a transient of about 1 / (1 - beta)
+steps). Constant hyperparameters only. Cost: t0 steps of the network and one kernel per config.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import numpy as np
+import torch
+
+from .configs import check_log_steps, check_n_steps, default_log_steps
+from .curves import Curves
+from .errors import InputError
+from .ntk import problem_from_network
+from .regimes import full, linearized, nn, spectral_diagonal
+
+__all__ = ["run", "network_at", "problem_at", "REGIMES"]
+
+REGIMES = {"sd": spectral_diagonal, "full": full, "linearized": linearized}
+
+
+def network_at(model, params: dict) -> torch.nn.Module:
+    """A copy of `model` whose parameters are `params` ({name: tensor}, as nn.run's meta["final_state"])."""
+    m = copy.deepcopy(model)
+    own = dict(m.named_parameters())
+    if set(own) != set(params):
+        raise InputError(f"params must name the model's parameters {sorted(own)}, got {sorted(params)}")
+    with torch.no_grad():
+        for k, q in own.items():
+            q.copy_(params[k].to(q.dtype))
+    return m
+
+
+def problem_at(problem, params: dict, *, dtype=torch.float64, device="cpu"):
+    """The Problem of `problem`'s network linearised at `params` (its kernel K_t, the residual f(X; w_t) - y, and
+    the held-out set's when the network has one); problem.network is the one of gfsgd.problem_from_network."""
+    net = nn.as_network(problem)
+    model = network_at(net.model, params)
+    return problem_from_network(model, net.X, net.y, X_test=net.X_test, y_test=net.y_test, method=net.ntk_method,
+                                dtype=dtype, device=device)
+
+
+def run(problem, configs, n_steps, *, t0: int, regime: str = "sd", log_steps=None, seed: int = 0, network=None,
+        nn_dtype="float64", repeats: int = 8, progress: bool = False) -> Curves:
+    """The re-linearised prediction of G configs (alpha, beta, b) over n_steps: the network for steps 0..t0, the
+    kernel regime `regime` on the network linearised at w_t0 after (module docstring).
+
+    Args:
+        problem: a Problem from gfsgd.problem_from_network (it carries the network), or `network=` beside it.
+        t0: the step at which the network is re-linearised, 0 <= t0 < n_steps (0: the plain prediction).
+        regime: "sd" (default), "full" (exact, needs the N C x N C basis) or "linearized" (`repeats` paths).
+        log_steps: as in every regime (default: every step up to 100, then 100 log-spaced per decade).
+        seed: the network's batch stream for steps 0..t0 (path 0 of nn.run with this seed); also the
+            linearized regime's.
+        nn_dtype: the network's training dtype.
+    Returns Curves(regime="relinearized-<regime>"); meta: t0, the network's and the prediction's seconds,
+    per config kernel_seconds, lambda_ratio (lambda_max(K_t0) / lambda_max(K_0)), kernel_change
+    (|K_t0 - K_0|_F / |K_0|_F of the whole kernel), alpha_t0 (alpha') and loss_t0 (the network's loss at t0).
+    A config that diverged before t0 is diverged; one whose prediction diverges is diverged at t0 + its step.
+    """
+    if regime not in REGIMES:
+        raise InputError(f"regime must be one of {sorted(REGIMES)}, got regime={regime!r}")
+    n_steps = check_n_steps(n_steps)
+    if isinstance(t0, bool) or not float(t0).is_integer() or not 0 <= int(t0) < n_steps:
+        raise InputError(f"t0 must be an integer with 0 <= t0 < n_steps = {n_steps}, got t0={t0!r}")
+    t0 = int(t0)
+    net = nn.as_network(problem, network)
+    steps = check_log_steps(default_log_steps(n_steps, dense_until=100, per_decade=100) if log_steps is None
+                            else log_steps, n_steps)
+    cfgs = [tuple(c) for c in (configs.configs if hasattr(configs, "configs") else configs)]
+    if not cfgs:
+        raise InputError("configs must hold at least one (lr, momentum, batch_size) triple")
+    G, T = len(cfgs), len(steps)
+    lam0 = net.lambda_max()
+    K0 = problem.K if getattr(problem, "has_basis", False) else None  # normalised: K_emp / lambda_max(K_0)
+
+    started = time.perf_counter()
+    head = sorted({int(s) for s in steps if s <= t0} | {0, t0})
+    if t0 > 0:
+        real = nn.run(problem, cfgs, t0, network=net, log_steps=head, seed=seed, dtype=nn_dtype, keep_state=True,
+                      progress=progress)
+        states, div_head = real.meta["final_state"], real.diverged_step
+    else:
+        real, states, div_head = None, [None] * G, [None] * G
+    nn_seconds = time.perf_counter() - started
+
+    loss = np.full((G, T), math.nan)
+    with_test = net.X_test is not None and getattr(problem, "has_test", False)
+    test = np.full((G, T), math.nan) if with_test else None
+    status, div = ["ok"] * G, [None] * G
+    info = dict(kernel_seconds=[], lambda_ratio=[], kernel_change=[], alpha_t0=[], loss_t0=[])
+    col = {int(s): j for j, s in enumerate(steps)}
+    tail = [int(s) for s in steps if s >= t0]
+    pred_seconds = 0.0
+    for g, (alpha, beta, b) in enumerate(cfgs):
+        if real is not None:
+            hc = {int(s): j for j, s in enumerate(real.steps)}
+            for s in steps:
+                if s <= t0:
+                    loss[g, col[int(s)]] = real.loss[g, hc[int(s)]]
+                    if with_test:
+                        test[g, col[int(s)]] = real.test_loss[g, hc[int(s)]]
+        if div_head[g] is not None:
+            status[g], div[g] = "diverged", div_head[g]
+            for v in info.values():
+                v.append(math.nan)
+            continue
+        t = time.perf_counter()
+        p = problem if t0 == 0 else problem_at(problem, states[g]["params"])
+        info["kernel_seconds"].append(0.0 if t0 == 0 else time.perf_counter() - t)
+        ratio = p.lambda_max_raw / lam0
+        info["lambda_ratio"].append(ratio)
+        change = math.nan
+        if K0 is not None and t0 > 0:
+            K0e, Kte = K0 * lam0, p.K * p.lambda_max_raw
+            change = float((Kte - K0e).norm() / K0e.norm())
+        info["kernel_change"].append(change)
+        info["alpha_t0"].append(alpha * ratio)
+        info["loss_t0"].append(p.loss0)
+        t = time.perf_counter()
+        opts = dict(repeats=repeats, seed=seed) if regime == "linearized" else {}
+        pred = REGIMES[regime].run(p, [(alpha * ratio, beta, b)], n_steps - t0, log_steps=[s - t0 for s in tail],
+                                   progress=False, **opts)
+        pred_seconds += time.perf_counter() - t
+        for j, s in enumerate(tail):
+            if s > t0 or real is None:
+                loss[g, col[s]] = pred.loss[0, j]
+                if with_test and pred.test_loss is not None:
+                    test[g, col[s]] = pred.test_loss[0, j]
+        if pred.diverged_step[0] is not None:
+            status[g], div[g] = "diverged", t0 + int(pred.diverged_step[0])
+    meta = dict(regime=f"relinearized-{regime}", t0=t0, seed=seed, nn_seconds=nn_seconds,
+                prediction_seconds=pred_seconds, wall_time=time.perf_counter() - started, lambda_max0_raw=lam0, **info)
+    return Curves(regime=f"relinearized-{regime}", steps=steps, loss=loss, configs=cfgs, status=status,
+                  diverged_step=div, meta=meta, test_loss=test)
