@@ -32,8 +32,9 @@ from .curves import Curves
 from .errors import InputError
 from .ntk import problem_from_network
 from .regimes import full, linearized, nn, spectral_diagonal
+from . import theory
 
-__all__ = ["run", "network_at", "problem_at", "REGIMES"]
+__all__ = ["run", "network_at", "problem_at", "network_edge", "REGIMES"]
 
 REGIMES = {"sd": spectral_diagonal, "full": full, "linearized": linearized}
 
@@ -152,3 +153,70 @@ def run(problem, configs, n_steps, *, t0: int, regime: str = "sd", log_steps=Non
                 prediction_seconds=pred_seconds, wall_time=time.perf_counter() - started, lambda_max0_raw=lam0, **info)
     return Curves(regime=f"relinearized-{regime}", steps=steps, loss=loss, configs=cfgs, status=status,
                   diverged_step=div, meta=meta, test_loss=test)
+
+
+def _edge_of(p, beta, b, loss):
+    if loss == "mse":
+        return float(theory.critical_lr(p, beta, b))
+    return float(theory.critical_lr_loss(p, beta, b, loss))
+
+
+def network_edge(problem, momentum: float, batch_size: int, *, probe_steps: int = 200, low: float = 1 / 16,
+                 high: float = 16.0, points: int = 13, refine: int = 1, check_kernel: bool = False, slack: float = 1.0,
+                 loss: str = "mse", seed: int = 0, nn_dtype="float64", network=None) -> dict:
+    """The largest learning rate at which the network itself trains, at momentum beta and batch size b, found on
+    short real runs (one path of `seed`, vectorised over the probed learning rates).
+
+    A probe alpha trains when, after probe_steps steps, its network has not diverged and its loss is below L_0
+    (the loss at initialisation: a stalled network fails). With check_kernel, it must also be stable under its own
+    kernel: alpha' = alpha lambda_max(K_t) / lambda_max(K_0) below slack x the edge of the problem re-linearised
+    there (theory.critical_lr; theory.critical_lr_loss for cross-entropy). Off by default: a network at the edge of
+    stability (Cohen et al. 2021) sharpens until alpha' hovers at its edge and trains on, so the kernel check
+    mislabels it (measured in docs/theory.md#network-edge). The probes: `points` factors from `low` to
+    `high` x the linear edge (the SD edge of the kernel at initialisation), geometric; the first failure brackets
+    the edge; `refine` rounds of 8 probes inside the bracket narrow it. Returns a dict: edge (the bracket's
+    geometric midpoint; NaN when the lowest probe fails, inf when the highest trains), bracket (lo, hi), linear
+    (the linear edge), ratio (edge / linear), probes (alpha, trains) and seconds.
+    """
+    started = time.perf_counter()
+    if isinstance(probe_steps, bool) or not float(probe_steps).is_integer() or int(probe_steps) < 1:
+        raise InputError(f"probe_steps must be an integer >= 1, got probe_steps={probe_steps!r}")
+    if not (0 < low < high) or int(points) < 2:
+        raise InputError(f"need 0 < low < high and points >= 2, got low={low}, high={high}, points={points}")
+    S = int(probe_steps)
+    net = nn.as_network(problem, network)
+    beta, b = float(momentum), int(batch_size)
+    linear = _edge_of(problem, beta, b, loss)
+    probes = []
+
+    def trains(alphas):
+        c = nn.run(problem, [(a, beta, b) for a in alphas], S, network=net, log_steps=[0, S], seed=seed,
+                   dtype=nn_dtype, keep_state=check_kernel, progress=False, loss=loss)
+        L0 = float(c.loss[0, 0])
+        ok = np.array([s == "ok" and np.isfinite(v) and v < L0 for s, v in zip(c.status, c.loss[:, -1])])
+        if check_kernel:
+            for j in np.flatnonzero(ok):
+                p = problem_at(problem, c.meta["final_state"][j]["params"])
+                a_t = alphas[j] * p.lambda_max_raw / net.lambda_max()
+                ok[j] = a_t < slack * _edge_of(p, beta, b, loss)
+        probes.extend(zip(map(float, alphas), ok.tolist()))
+        return ok
+
+    grid = linear * np.geomspace(low, high, int(points))
+    lo = hi = None
+    for r in range(1 + int(refine)):
+        ok = trains(grid)
+        bad = np.flatnonzero(~ok)
+        if bad.size == 0:
+            lo = grid[-1]
+            break
+        k = int(bad[0])
+        if k == 0:
+            hi = grid[0]
+            break
+        lo, hi = grid[k - 1], grid[k]
+        grid = np.geomspace(lo, hi, 10)[1:-1]
+    edge = (math.sqrt(lo * hi) if lo is not None and hi is not None else
+            math.inf if hi is None else math.nan)
+    return dict(edge=edge, bracket=(lo, hi), linear=linear, ratio=edge / linear, momentum=beta, batch_size=b,
+                probe_steps=S, probes=sorted(probes), seconds=time.perf_counter() - started)

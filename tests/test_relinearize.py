@@ -96,3 +96,34 @@ def test_bad_arguments_are_refused_by_name():
         relinearize.run(p, [(1.0, 0.0, 5)], 50, t0=5, regime="nn")
     with pytest.raises(InputError, match="params must name"):
         relinearize.network_at(p.network.model, {"w": torch.zeros(1)})
+
+
+@pytest.mark.parametrize("check_kernel", [False, True])
+def test_the_network_edge_brackets_the_hand_checked_transition(check_kernel):
+    """Full batch, beta = 0: the linear edge is alpha = 2 (gradient descent, 2 / lambda_max). The bracket (lo, hi)
+    must hold a network that trains at lo and fails at hi, checked by hand: the loss after S steps finite and below
+    L_0 and, with check_kernel, lr lambda_max(K_emp(w_S)) / N < 2 (numpy's eigvalsh of the dense Jacobian Gram of
+    the hand-trained network)."""
+    m, X, Y, p = _setup(seed=7, N=16, width=16)
+    S = 40
+    e = relinearize.network_edge(p, 0.0, p.N, probe_steps=S, points=9, low=0.25, high=16.0, refine=1,
+                                 check_kernel=check_kernel)
+    assert e["linear"] == pytest.approx(2.0, rel=1e-6)
+    lo, hi = e["bracket"]
+    assert lo is not None and hi is not None and lo < e["edge"] < hi and hi / lo < 1.5
+
+    def by_hand(alpha):
+        lr = alpha * p.meta["lr_nn_per_alpha"]
+        ref = train_by_hand(m, X, Y, lr, 0.0, S, {0, S}, lambda f, ps: _dense(f, ps, X, Y))
+        (_, d0), (K, d) = ref[0], ref[S]
+        finite = np.isfinite(K).all() and np.isfinite(d).all()
+        return bool(finite and d @ d < d0 @ d0 and (not check_kernel or lr * np.linalg.eigvalsh(K)[-1] / p.N < 2))
+
+    assert by_hand(lo) and not by_hand(hi)
+    assert all(ok == by_hand(a) for a, ok in e["probes"][:3])  # the smallest probes, by hand too
+
+
+def test_network_edge_refuses_bad_probes():
+    _, _, _, p = _setup()
+    with pytest.raises(InputError, match="probe_steps must be"):
+        relinearize.network_edge(p, 0.0, 5, probe_steps=0)

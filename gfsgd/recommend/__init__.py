@@ -138,7 +138,8 @@ def _mccandlish(problem, a, beta, b, t, tau):
 
 def recommend(problem, *, budget_steps=None, budget_samples=None, batch_sizes=(1, 10, 100, 1000),
               objective="train", momentum="any", tau=1.0, target=None, exact="auto", exact_max_n=1000,
-              margin=0.9, lsr_factors=(2, 4, 8, 16, 32, 64, 128)) -> pd.DataFrame:
+              margin=0.9, lsr_factors=(2, 4, 8, 16, 32, 64, 128), probe_steps=0, probe_top=4,
+              probe_seed=0) -> pd.DataFrame:
     """The (alpha, beta) to run at each batch size for a budget, and the margins around it.
 
     Args:
@@ -154,12 +155,23 @@ def recommend(problem, *, budget_steps=None, budget_samples=None, batch_sizes=(1
         exact: "auto" (the exact edge when the problem has its eigenvectors and N <= exact_max_n), True, False.
         margin: a recommended alpha stays below margin x the exact edge.
         lsr_factors: the factors kappa tried by the linear-scaling check.
+        probe_steps: 0 (default: the prediction alone), or a number of steps to train the real network on the best
+            candidates before choosing (network problems from gfsgd.problem_from_network). Per batch size, the
+            prediction's choice and the best cell of each of its probe_top - 1 best other momenta on the search grid
+            are trained for probe_steps steps (one path of probe_seed); a candidate that diverges or ends above L_0
+            is dropped; each other one is re-linearised at its probe's end (gfsgd.relinearize, docs/theory.md#relinearise)
+            and its loss at the budget predicted from there. The best of these is recommended (steps_to_target,
+            b_noise, the critical batch size and the linear-scaling check stay those of the prediction from the
+            kernel at initialisation).
 
     Returns a DataFrame, one row per batch size: batch_size, lr (alpha*), momentum (beta*), loss (predicted at
     the budget), horizon (steps), lr_crit_sd (SD edge at beta*), lr_crit_exact (exact edge at beta*, NaN when not
     computed), lr_margin (alpha* / the binding edge), steps_to_target, samples_to_target, lr_nn (alpha* in the
     network's own units, N alpha* / lambda_max_raw, for network problems), b_noise, b_simple (McCandlish at the
-    budget). df.attrs holds: target, critical_batch_size (the 20%-over-linear-scaling definition),
+    budget), extrapolating (True where the prediction rests on the kernel at initialisation of a network that was
+    not probed, or whose probe moved its kernel by more than 10%: the loss column then assumes a kernel that the
+    network may leave), and with probes: probed (candidates trained), kernel_change (|K_t - K_0|_F / |K_0|_F at
+    the chosen candidate's probe end), lr_unprobed, momentum_unprobed, loss_unprobed (the prediction's own choice). df.attrs holds: target, critical_batch_size (the 20%-over-linear-scaling definition),
     mccandlish (B_noise, B_simple and their finite-data batch sizes at the start and at the smallest batch's
     budget), lsr (the linear-scaling check), skipped, objective, budget.
     """
@@ -182,6 +194,16 @@ def recommend(problem, *, budget_steps=None, budget_samples=None, batch_sizes=(1
         raise InputError("exact=True needs a problem with its eigenvectors (a dense problem); this one is spectral "
                          "only: use exact='auto' or False")
     network = (problem.meta or {}).get("kind") == "network"
+    if isinstance(probe_steps, bool) or not float(probe_steps).is_integer() or probe_steps < 0:
+        raise InputError(f"probe_steps must be an integer >= 0, got probe_steps={probe_steps!r}")
+    if isinstance(probe_top, bool) or not float(probe_top).is_integer() or probe_top < 1:
+        raise InputError(f"probe_top must be an integer >= 1, got probe_top={probe_top!r}")
+    probes = int(probe_steps) > 0
+    if probes and getattr(problem, "network", None) is None:
+        raise InputError("probe_steps > 0 trains the real network: give a Problem from gfsgd.problem_from_network "
+                         "(it carries .network)")
+    if probes and budget_name == "budget_steps" and int(probe_steps) >= budget:
+        raise InputError(f"probe_steps must be below the budget of {budget} steps, got probe_steps={probe_steps}")
     momenta = MOMENTA[momentum]
     rows = []
     for b in bs:
@@ -210,9 +232,19 @@ def recommend(problem, *, budget_steps=None, budget_samples=None, batch_sizes=(1
                 a, beta, loss, ex_edge = best
                 sd_edge = float(ceiling(beta))
         binding = min(sd_edge, ex_edge) if np.isfinite(ex_edge) else sd_edge
-        rows.append(dict(batch_size=b, lr=float(a), momentum=float(beta), loss=float(loss), horizon=T,
-                         lr_crit_sd=sd_edge, lr_crit_exact=float(ex_edge), lr_margin=float(a / binding),
-                         lr_nn=float(a * N / problem.lambda_max_raw) if network else math.nan))
+        row = dict(batch_size=b, lr=float(a), momentum=float(beta), loss=float(loss), horizon=T,
+                   lr_crit_sd=sd_edge, lr_crit_exact=float(ex_edge), lr_margin=float(a / binding),
+                   lr_nn=float(a * N / problem.lambda_max_raw) if network else math.nan, extrapolating=network)
+        if probes:
+            cands = [(float(a), float(beta))] + _candidates(predict, ceiling, b, momenta, int(probe_top) - 1, beta)
+            pa, pb, pl, change, n = _probe(problem, cands, b, T, int(probe_steps), tau, objective, probe_seed)
+            row.update(lr_unprobed=row["lr"], momentum_unprobed=row["momentum"], loss_unprobed=row["loss"],
+                       probed=n, kernel_change=change, probe_failed=not np.isfinite(pl))
+            if np.isfinite(pl):
+                row.update(lr=pa, momentum=pb, loss=pl, lr_crit_sd=float(ceiling(pb)), lr_crit_exact=math.nan,
+                           lr_nn=float(pa * N / problem.lambda_max_raw), extrapolating=bool(change > 0.1))
+                row["lr_margin"] = pa / row["lr_crit_sd"]
+        rows.append(row)
     df = pd.DataFrame(rows)
     ok = np.isfinite(df["loss"].to_numpy())
     if not ok.any():
@@ -235,6 +267,17 @@ def recommend(problem, *, budget_steps=None, budget_samples=None, batch_sizes=(1
     warnings = ([f"beta* = {top:g}, the largest momentum searched, at b = {edge}: the optimum may lie beyond "
                  f"the search grid (a larger beta needs a smaller alpha and more steps to pass its transient)"]
                 if edge else [])
+    if "extrapolating" in df and df["extrapolating"].any():
+        ex = [int(r.batch_size) for r in df.itertuples() if r.extrapolating]
+        warnings.append(f"extrapolating at b = {ex}: " + (
+            "the probes moved the kernel by more than 10% (kernel_change), so the loss column assumes a kernel the "
+            "network is leaving" if probes else "the loss column is the network linearised at initialisation; a "
+            "network that learns features leaves it (pass probe_steps= to check the candidates on the network)"))
+    if probes and "probed" in df:
+        failed = [int(r.batch_size) for r in df.itertuples() if r.probe_failed]
+        if failed:
+            warnings.append(f"at b = {failed} every probed candidate diverged or stalled on the network: the row keeps "
+                            "the unprobed prediction")
     df.attrs.update(objective=objective, budget={budget_name: budget}, target=target, skipped=skipped,
                     tau=float(tau), exact=bool(use_exact), warnings=warnings,
                     critical_batch_size=_critical_batch(df),
@@ -288,3 +331,43 @@ def _lsr_check(problem, df, tau, budget_name, budget, factors):
             out["breaks_at"] = float(k)
             break
     return out
+
+
+def _candidates(predict, ceiling, b, momenta, k, beta_star):
+    """The best (alpha, beta) on the search grid for each of the k best momenta other than beta_star."""
+    if k <= 0:
+        return []
+    out = []
+    for beta in momenta:
+        if abs(beta - beta_star) < 1e-9:
+            continue
+        a = FRACTIONS * ceiling(np.full(FRACTIONS.size, beta))
+        loss = predict(a, beta, b)
+        j = int(np.argmin(loss))
+        if np.isfinite(loss[j]):
+            out.append((float(loss[j]), float(a[j]), float(beta)))
+    return [(a, beta) for _, a, beta in sorted(out)[:k]]
+
+
+def _probe(problem, cands, b, T, S, tau, objective, seed):
+    """Train the network on the candidates for S steps, re-linearise each survivor there and predict its loss at
+    the budget T (S steps spent): (alpha, beta, loss, kernel change, candidates probed) of the best."""
+    from ..regimes import nn
+    from ..relinearize import problem_at
+    S = min(S, T - 1)
+    c = nn.run(problem, [(a, beta, b) for a, beta in cands], S, log_steps=[0, S], seed=seed, keep_state=True,
+               progress=False)
+    L0, lam0 = float(c.loss[0, 0]), float(problem.lambda_max_raw)
+    K0 = problem.K * lam0 if problem.has_basis else None
+    best = (math.nan, math.nan, math.inf, math.nan)
+    for j, (a, beta) in enumerate(cands):
+        st = c.meta["final_state"][j]
+        if st is None or not float(c.loss[j, -1]) < L0:
+            continue
+        p = problem_at(problem, st["params"])
+        a_t = a * p.lambda_max_raw / lam0
+        loss = float(predicted_loss(p, T - S, tau, objective)(a_t, beta, b))
+        if loss < best[2]:
+            change = float((p.K * p.lambda_max_raw - K0).norm() / K0.norm()) if K0 is not None else math.nan
+            best = (a, beta, loss, change)
+    return (*best, len(cands))

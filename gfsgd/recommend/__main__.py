@@ -32,6 +32,10 @@ def _parser():
     r.add_argument("--momentum", choices=list(MOMENTA), default="any",
                    help="momenta searched: any (negative ones too), nonnegative, or zero")
     r.add_argument("--tau", type=float, default=1.0, help="SD parameter of the predictions")
+    r.add_argument("--probe_steps", type=int, default=0,
+                   help="train the network on the best candidates for this many steps and choose from its "
+                        "re-linearised predictions (network problems; 0: the prediction alone)")
+    r.add_argument("--probe_top", type=int, default=4, help="candidates probed per batch size")
     r.add_argument("--out", default=None, help="folder for the PNGs; None: runs/recommend-<time>")
     return p
 
@@ -58,14 +62,16 @@ def main(argv=None):
         problem = _problem_from_args(args)
         sizes = args.batch_size or [10 ** j for j in range(len(str(problem.N))) if 10 ** j <= problem.N]
         df = recommend(problem, budget_steps=args.budget_steps, budget_samples=args.budget_samples,
-                       batch_sizes=sizes, objective=args.objective, momentum=args.momentum, tau=args.tau)
+                       batch_sizes=sizes, objective=args.objective, momentum=args.momentum, tau=args.tau,
+                       probe_steps=args.probe_steps, probe_top=args.probe_top)
     except (InputError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from None
     cols = ["batch_size", "lr", "momentum", "loss", "horizon", "lr_crit_sd", "lr_crit_exact", "lr_margin",
-            "steps_to_target", "samples_to_target", "lr_nn", "b_noise"]
+            "steps_to_target", "samples_to_target", "lr_nn", "b_noise", "extrapolating", "kernel_change",
+            "lr_unprobed", "momentum_unprobed", "loss_unprobed"]
     print(f"{problem.name}: N = {problem.N}, L0 = {problem.loss0:.4g}, objective {args.objective}, "
           f"budget {df.attrs['budget']}, target loss {df.attrs['target']:.4g}")
-    print(df[[c for c in cols if df[c].notna().any()]].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    print(df[[c for c in cols if c in df and df[c].notna().any()]].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     cb = df.attrs["critical_batch_size"]
     print(f"\ncritical batch size ({cb['definition']}): {cb['batch_size']}")
     mc = df.attrs["mccandlish"]
