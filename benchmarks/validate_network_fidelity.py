@@ -124,6 +124,65 @@ def one_set(name, args):
     return out
 
 
+def edges_and_recommend(name, prev, args):
+    """The network's edge per (beta, b) and recommend's regret with and without probes, for a set already run."""
+    from gfsgd import recommend
+    kind, model, X, y, Xt, yt = build(name, args)
+    p = problem_from_network(model, X, y, X_test=Xt, y_test=yt, device="cpu")
+    T, cfgs = prev["steps"], [tuple(c) for c in prev["configs"]]
+    S = max(1, int(round(args.probe_fraction * T)))
+    real = np.asarray(prev["finals"]["real"], float)
+    real_ok = np.isfinite(real) & (real < p.loss0)  # trains: finite and below the loss at initialisation
+    out = dict(L0=p.loss0, probe_steps=S, edges={})
+    t = time.perf_counter()
+    net_ok, lin_ok = np.zeros(len(cfgs), bool), np.zeros(len(cfgs), bool)
+    for key, lin_edge in prev["edges"].items():
+        beta, b = float(key.split(",")[0].split("=")[1]), int(key.split(",")[1].split("=")[1])
+        e = relinearize.network_edge(p, beta, b, probe_steps=S, seed=0)
+        idx = [i for i, c in enumerate(cfgs) if c[1] == beta and c[2] == b]
+        a = np.array([cfgs[i][0] for i in idx])
+        net_ok[idx], lin_ok[idx] = a < e["edge"], a < lin_edge
+        tr = [cfgs[i][0] for i in idx if real_ok[i]]
+        fl = [cfgs[i][0] for i in idx if not real_ok[i]]
+        out["edges"][key] = dict(network=e["edge"], bracket=e["bracket"], linear=lin_edge, probes=len(e["probes"]),
+                                 real_bracket=[max(tr) if tr else None, min(fl) if fl else None])
+        log(f"{name} {key}: network edge {e['edge']:.3g} (linear {lin_edge:.3g}), real grid bracket "
+            f"{out['edges'][key]['real_bracket']}")
+    out["edge_seconds"] = time.perf_counter() - t
+    rel_key = [k for k in prev["finals"] if k.startswith("relinearized") and not k.endswith("_test")][-1]
+    rel_ok = np.isfinite(np.asarray(prev["finals"][rel_key], float))
+    out["classification"] = dict(network_edge=float(np.mean(net_ok == real_ok)),
+                                 linear_edge=float(np.mean(lin_ok == real_ok)),
+                                 relinearized=float(np.mean(rel_ok == real_ok)), relinearized_key=rel_key,
+                                 real_trains=int(real_ok.sum()), configs=len(cfgs))
+    if kind == "MLP":  # how the gap falls when the network is re-linearised later: does the kernel keep moving?
+        out["late_t0"] = {}
+        for q in args.late_t0_fractions:
+            t0 = int(round(q * T))
+            c = relinearize.run(p, cfgs, T, t0=t0, log_steps=[0, t0, T], seed=0)
+            stats = compare(final(c), real)
+            out["late_t0"][str(t0)] = dict(train=stats, seconds=c.meta["wall_time"])
+            log(f"{name} re-linearised at t0 = {t0}: {stats}")
+    out["recommend"] = {}
+    for probe in (0, S):
+        t = time.perf_counter()
+        df = recommend(p, budget_steps=T, batch_sizes=list(BATCHES), momentum="nonnegative", probe_steps=probe)
+        secs = time.perf_counter() - t
+        rec = [(float(r.lr), float(r.momentum), int(r.batch_size)) for r in df.itertuples()]
+        run = nn.run(p, rec, T, repeats=args.paths if kind == "MLP" else args.paths_cnn, log_steps=[0, T],
+                     progress=False)
+        got = final(run)
+        rows = []
+        for (a, beta, b), g, pred, ex in zip(rec, got, df["loss"], df["extrapolating"]):
+            best = np.nanmin(np.where([c[2] == b for c in cfgs] & np.isfinite(real), real, np.nan))
+            rows.append(dict(lr=a, momentum=beta, batch_size=b, predicted=float(pred), real=float(g),
+                             best_grid=float(best), regret=float(g / best - 1) if np.isfinite(g) else None,
+                             extrapolating=bool(ex)))
+        out["recommend"]["probes" if probe else "no_probes"] = dict(rows=rows, seconds=secs)
+        log(f"{name} recommend probe_steps={probe}: {rows} ({secs:.0f} s)")
+    return out
+
+
 def figure(res):
     import matplotlib
     matplotlib.use("Agg")
@@ -188,14 +247,31 @@ def main(argv=None):
     ap.add_argument("--paths_cnn", type=int, default=2)
     ap.add_argument("--fractions_cnn", type=float, nargs="+", default=[0.3, 0.8, 1.2])
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--edges", action="store_true", help="add the network edges and recommend's regrets to the "
+                    "sets already in --json (run the grids first)")
+    ap.add_argument("--probe_fraction", type=float, default=0.05, help="probe steps / steps (network edge, probes)")
+    ap.add_argument("--late_t0_fractions", type=float, nargs="*", default=[0.25, 0.5],
+                    help="with --edges: re-linearise the MLP sets this late too (the gap against t0)")
     ap.add_argument("--json", default=str(OUT / "network_fidelity.json"))
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     started = time.perf_counter()
+    import json
+    from _json_out import write_json
+    if args.edges:
+        stored = json.loads(Path(args.json).read_text())
+        res = stored["results"]
+        for name in args.sets:
+            res[name]["edges_recommend"] = edges_and_recommend(name, res[name], args)
+        res["edges_command"] = " ".join(["python", "benchmarks/validate_network_fidelity.py"] + sys.argv[1:])
+        res["edges_seconds"] = time.perf_counter() - started
+        grid_seconds = stored["wall_seconds"]
+        write_json(args.json, "validate_network_fidelity", res, started=started - grid_seconds,
+                   argv=stored["command"].split()[1:])
+        return
     res = {}
     for name in args.sets:
         res[name] = one_set(name, args)
-    from _json_out import write_json
     write_json(args.json, "validate_network_fidelity", res, started=started)
     figure(res)
 

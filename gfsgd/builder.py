@@ -10,6 +10,8 @@ same everywhere:
     synthetic (no --dataset/--kernel) a power-law problem: lambda_k = k^-nu, c_k ~ k^-(kappa+1)
     --rank K                          any kernel source: its top K eigenpairs (matrix-free block Krylov) plus a
                                       fitted power-law tail, spectral only
+    --subset n                        the kernel of n of the N points, extrapolated to N (spectral only;
+                                      gfsgd.spectrum.extrapolate)
 
 A command line chooses its own defaults (N, the synthetic basis, whether --dataset defaults to "synthetic") through
 `set_defaults` on its parser; the meaning of every option is fixed here.
@@ -63,6 +65,10 @@ def add_problem_args(p: argparse.ArgumentParser, *, network: bool = False, synth
                        help="synthetic: eigenbasis ('none' = spectral only: SD regime and theory only; 'auto': "
                             "random up to N = 2000, none beyond)")
     g.add_argument("--rank", type=int, default=rank_default, metavar="K", help=RANK_HELP)
+    g.add_argument("--subset", type=int, default=None, metavar="n",
+                   help="the kernel of a random subset of n of the N points (--dataset) or the given kernel's own n "
+                        "points (--kernel), extrapolated to N (gfsgd.spectrum.extrapolate; docs/theory.md#subset): "
+                        "a spectral-only problem for SD and the theory")
     return g
 
 
@@ -138,8 +144,33 @@ def network_problem(args, *, progress: bool = True) -> Problem:
                                 progress=progress and not getattr(args, "no_progress", False))
 
 
+def _subset(args, progress):
+    """--subset n: the problem of n points (the dataset's, or the --kernel file's), extrapolated to --N."""
+    import copy
+
+    from .spectrum import extrapolate
+    n, N = int(args.subset), int(args.N)
+    if _rank(args):
+        raise InputError("--subset and --rank are two ways to a large problem: give one of them")
+    if getattr(args, "n_test", 0):
+        raise InputError("--subset gives a spectral-only problem without a held-out set: drop --n_test")
+    if getattr(args, "kernel", None):
+        small = Problem.load(args.kernel)
+    else:
+        if not (2 <= n < N):
+            raise InputError(f"--subset must be in [2, N) with N={N} the points to predict for, got --subset {n}")
+        sub = copy.copy(args)
+        sub.subset, sub.N = None, n
+        small = problem_from_args(sub, progress=progress)
+    if small.N >= N:
+        raise InputError(f"--subset: the subset has {small.N} points, not fewer than --N {N}")
+    return extrapolate(small, N, ensemble=False).problem
+
+
 def problem_from_args(args, *, progress: bool = True) -> Problem:
     """The Problem the parsed options describe (module docstring); a bad combination raises InputError."""
+    if getattr(args, "subset", None):
+        return _subset(args, progress)
     rank = _rank(args)
     kernel = getattr(args, "kernel", None)
     dataset = getattr(args, "dataset", None)

@@ -387,6 +387,7 @@ text("bench_memory.py", r"comes close to N \(([\d,]+)\ncolumns at N = 2,000\)", 
 
 # benchmark scripts without checked numbers, and why
 NO_JSON = {
+    "validate_subset_mnist.py": "issue 26's validation; its results and README section come with its run",
     "validate_network_fidelity.py": "issue 24's validation; its results and README section come with its run",
     "bench_exact_edge_newton.py": "added with issue 24's Newton edge (commit 6281879) without a stored result or a "
                                   "README section; its --json FILE is there, the run and the section are its owner's",

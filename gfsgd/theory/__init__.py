@@ -16,6 +16,7 @@ stability    mode_stable, per_mode_lr_limit, is_convergent, critical_lr, lambda_
 asymptotics  phase, loss_exponent, fit_power_law, q_lambda, asymptotic_loss, crossover_time,
              spectral_asymptotic_loss
 optimal      optimal_hyperparameters, negative_momentum_condition, critical_batch_size, budget_curves
+scaling      data_scaling (the loss at a budget against the dataset size, from a subset's kernel)
 symbolic     the sympy derivation (import gfsgd.theory.symbolic; not imported here to keep sympy lazy)
 
 `python -m gfsgd.theory --help` prints a summary table for a problem.
@@ -27,6 +28,7 @@ from .generating import L, S_k, U, U1, U_k, V, V1, V_k, split_configs, total_los
 from .renewal import loss_curve, mode_second_moments, propagators, solve_renewal
 from .inversion import loss_at
 from .sde import sde_loss
+from .scaling import data_scaling
 from .optimal import (BudgetCurves, NegativeMomentumCondition, OptimalHyperparameters, budget_curves,
                       critical_batch_size, negative_momentum_condition, optimal_hyperparameters)
 from .outputs import critical_lr_loss, critical_lr_outputs, gauss_newton_problem, noise_radius
@@ -39,7 +41,7 @@ __all__ = [
     "split_configs", "mode_second_moments", "loss_at", "sde_loss", "exact_critical_lr", "exact_stability",
     "critical_lr_outputs", "noise_radius", "gauss_newton_problem", "critical_lr_loss", "mode_stable", "per_mode_lr_limit", "is_convergent", "critical_lr", "lambda_crit", "asymptotes",
     "phase", "loss_exponent", "PowerLawFit", "fit_power_law", "q_lambda", "AsymptoticLoss", "asymptotic_loss",
-    "crossover_time", "spectral_asymptotic_loss",
+    "crossover_time", "spectral_asymptotic_loss", "data_scaling",
     "OptimalHyperparameters", "optimal_hyperparameters", "NegativeMomentumCondition",
     "negative_momentum_condition", "critical_batch_size", "BudgetCurves", "budget_curves",
 ]

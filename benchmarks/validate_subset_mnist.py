@@ -1,0 +1,166 @@
+#!/usr/bin/env python
+"""The full MNIST run (N = 60,000) predicted from the kernel of a subset of n points (issue 26).
+
+    python benchmarks/validate_subset_mnist.py --data_root ../shared/data [--ns 1000 2000 5000] [--seeds 0 1 2]
+
+For each n and subset seed: MNIST n points (load_dataset("mnist", n, seed): a stratified random subset of the
+60,000, the same preprocessing as benchmarks/validate_full_mnist.py), the paper's MLP (width 1000, seed 0), its
+dense n x n NTK and eigendecomposition, gfsgd.spectrum.extrapolate to N = 60,000, and the SD curves of the six
+configs of benchmarks/results/full_mnist.json (alpha, beta, b and steps as stored). Compared, at the logged
+steps >= 100 of benchmarks/results/full_mnist_curves.npz:
+  - against the SD prediction of the 60,000-point problem itself (rank 1,000 + tail, `pred_i`),
+  - against the real network trained on all 60,000 (`meas_i`, mean of its seeds);
+  median relative gap per config, then the median over configs. The band: per config and step the min and max
+  over the n-point subsets' central predictions and their ensembles; a config is covered when the real curve lies
+  inside the band at >= 90% of its steps >= 100. Time: the subset's kernel, eigendecomposition, extrapolation and
+  SD, against the 445 s of the rank-1000 computation on all 60,000 points (bench_spectrum.py mnist60k).
+Writes benchmarks/results/subset_mnist.json and results/subset_mnist.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gfsgd import problem_from_network  # noqa: E402
+from gfsgd.data import load_dataset  # noqa: E402
+from gfsgd.models import MLP  # noqa: E402
+from gfsgd.regimes import spectral_diagonal as sd  # noqa: E402
+from gfsgd.spectrum import extrapolate  # noqa: E402
+
+OUT = Path(__file__).parent / "results"
+FULL_SECONDS = 445.0  # the rank-1000 problem on all 60,000 points: benchmarks/results/spectrum_mnist60k.json
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def stored():
+    info = json.loads((OUT / "full_mnist.json").read_text())
+    z = np.load(OUT / "full_mnist_curves.npz")
+    rows = []
+    for i, c in enumerate(info["configs"]):
+        rows.append(dict(cfg=(c["lr"], c["momentum"], c["batch_size"]), n_steps=c["n_steps"], steps=z[f"steps_{i}"],
+                         pred=z[f"pred_{i}"], meas=z[f"meas_{i}"], band=z[f"band_{i}"]))
+    return info, rows
+
+
+def curves(problem, rows):
+    """SD curves of every stored config on `problem`, at the stored steps."""
+    out = []
+    for r in rows:
+        c = sd.run(problem, [r["cfg"]], int(r["n_steps"]), log_steps=r["steps"], progress=False)
+        out.append(c.loss[0])
+    return out
+
+
+def gap(a, b, steps):
+    sel = (steps >= 100) & np.isfinite(a) & np.isfinite(b)
+    return float(np.median(np.abs(a[sel] / b[sel] - 1))) if sel.any() else float("nan")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data_root", default=None)
+    ap.add_argument("--ns", type=int, nargs="+", default=[1000, 2000, 5000])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--width", type=int, default=1000)
+    ap.add_argument("--N", type=int, default=60000)
+    ap.add_argument("--json", default=str(OUT / "subset_mnist.json"))
+    args = ap.parse_args(argv)
+    started = time.perf_counter()
+    info, rows = stored()
+    if info["N"] != args.N:
+        raise SystemExit(f"full_mnist.json holds N={info['N']}, not {args.N}")
+    res = dict(N=args.N, configs=[list(r["cfg"]) for r in rows], full_seconds=FULL_SECONDS, subsets={})
+    keep = {}
+    for n in args.ns:
+        for s in args.seeds:
+            t = time.perf_counter()
+            ds = load_dataset("mnist", n, seed=s, root=args.data_root)
+            model = MLP(ds.X.shape[1], width=args.width, seed=0)
+            p = problem_from_network(model, ds.X, ds.y, device="cpu")
+            t_kernel = time.perf_counter() - t
+            ex = extrapolate(p, args.N)
+            central = curves(ex.problem, rows)
+            t_pred = time.perf_counter() - t
+            members = [curves(q, rows) for q in ex.ensemble]
+            g_sd = [gap(c, r["pred"], r["steps"]) for c, r in zip(central, rows)]
+            g_real = [gap(c, r["meas"], r["steps"]) for c, r in zip(central, rows)]
+            key = f"n={n},seed={s}"
+            res["subsets"][key] = dict(n=n, seed=s, kernel_seconds=t_kernel, prediction_seconds=t_pred,
+                                       nu=ex.info["nu"], nu_ci=ex.info["nu_ci"], kappa=ex.info["kappa"],
+                                       kappa_ci=ex.info["kappa_ci"], k_max=ex.info["k_max"],
+                                       lambda_max_raw_ratio=ex.problem.lambda_max_raw / info["lambda_max_raw"],
+                                       gap_vs_sd60k=g_sd, gap_vs_real=g_real, warnings=ex.info["warnings"])
+            keep[key] = (central, members)
+            log(f"{key}: {t_pred:.1f} s (kernel {t_kernel:.1f} s); nu {ex.info['nu']:.3f}, kappa {ex.info['kappa']:.3f}; "
+                f"gap vs SD(60k) {np.round(g_sd, 3).tolist()}, vs real {np.round(g_real, 3).tolist()}")
+    summary = {}
+    for n in args.ns:
+        keys = [f"n={n},seed={s}" for s in args.seeds]
+        per_cfg_sd = np.median([res["subsets"][k]["gap_vs_sd60k"] for k in keys], axis=0)
+        per_cfg_real = np.median([res["subsets"][k]["gap_vs_real"] for k in keys], axis=0)
+        covered = []
+        for j, r in enumerate(rows):
+            allc = [keep[k][0][j] for k in keys] + [m[j] for k in keys for m in keep[k][1]]
+            lo, hi = np.min(allc, axis=0), np.max(allc, axis=0)
+            sel = (r["steps"] >= 100) & np.isfinite(r["meas"])
+            inside = (r["meas"][sel] >= lo[sel] * (1 - 1e-9)) & (r["meas"][sel] <= hi[sel] * (1 + 1e-9))
+            covered.append(float(inside.mean()))
+        secs = [res["subsets"][k]["prediction_seconds"] for k in keys]
+        summary[str(n)] = dict(median_gap_vs_sd60k=float(np.median(per_cfg_sd)),
+                               median_gap_vs_real=float(np.median(per_cfg_real)),
+                               per_config_gap_vs_sd60k=per_cfg_sd.tolist(), per_config_gap_vs_real=per_cfg_real.tolist(),
+                               band_inside_fraction=covered, configs_covered=int(sum(c >= 0.9 for c in covered)),
+                               seconds_median=float(np.median(secs)), speedup=FULL_SECONDS / float(np.median(secs)))
+        log(f"n={n}: {summary[str(n)]}")
+    res["summary"] = summary
+    from _json_out import write_json
+    write_json(args.json, "validate_subset_mnist", res, started=started)
+    figure(rows, keep, args)
+
+
+def figure(rows, keep, args):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(2, 3, figsize=(13.5, 7.6))
+    colors = {n: f"C{i + 2}" for i, n in enumerate(args.ns)}
+    for j, (ax, r) in enumerate(zip(axes.ravel(), rows)):
+        st = r["steps"]
+        sel = st >= 1
+        ax.plot(st[sel], r["meas"][sel], "k-", lw=1.6, label="real network, N = 60,000")
+        ax.plot(st[sel], r["pred"][sel], "C0--", lw=1.3, label="SD, the 60,000-point problem")
+        for n in args.ns:
+            keys = [f"n={n},seed={s}" for s in args.seeds]
+            allc = [keep[k][0][j] for k in keys] + [m[j] for k in keys for m in keep[k][1]]
+            lo, hi = np.min(allc, axis=0), np.max(allc, axis=0)
+            ax.fill_between(st[sel], lo[sel], hi[sel], color=colors[n], alpha=0.18, lw=0)
+            ax.plot(st[sel], np.median([keep[k][0][j] for k in keys], axis=0)[sel], color=colors[n], lw=1.0,
+                    label=f"from n = {n:,} (median of {len(keys)} subsets; band)")
+        a, beta, b = r["cfg"]
+        ax.set_title(f"alpha = {a:.3g}, beta = {beta:g}, b = {b}", fontsize=9)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("train loss")
+        if j == 0:
+            ax.legend(fontsize=6.5)
+    fig.suptitle("MNIST, MLP width 1000: the 60,000-point run predicted from subsets' kernels", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(OUT / "subset_mnist.png", dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
