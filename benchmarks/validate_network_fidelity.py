@@ -92,7 +92,7 @@ def one_set(name, args):
     steps = np.unique(np.concatenate([[0], np.round(np.geomspace(1, T, 40)).astype(int),
                                       [int(round(q * T)) for q in args.t0_fractions + args.t0_fractions_cnn]]))
     out = dict(network=kind, N=p.N, n_test=int(Xt.shape[0]), C=p.n_outputs, params=sum(q.numel() for q in
-               model.parameters()), steps=T, paths=args.paths, kernel_seconds=t_kernel, fractions=list(fractions),
+               model.parameters()), steps=T, paths=args.paths if kind == "MLP" else args.paths_cnn, kernel_seconds=t_kernel, fractions=list(fractions),
                configs=cfgs, edges={f"beta={k[0]},b={k[1]}": v for k, v in edges.items()})
     t = time.perf_counter()
     real = nn.run(p, cfgs, T, repeats=args.paths if kind == "MLP" else args.paths_cnn, log_steps=steps,
@@ -164,6 +164,9 @@ def edges_and_recommend(name, prev, args):
             out["late_t0"][str(t0)] = dict(train=stats, seconds=c.meta["wall_time"])
             log(f"{name} re-linearised at t0 = {t0}: {stats}")
     out["recommend"] = {}
+    if p.n_outputs > 1:  # the theory's loss (and so recommend) runs on one output per example
+        out["recommend"] = "not run: recommend takes one output per example (the theory's loss has no C-output form)"
+        return out
     for probe in (0, S):
         t = time.perf_counter()
         df = recommend(p, budget_steps=T, batch_sizes=list(BATCHES), momentum="nonnegative", probe_steps=probe)

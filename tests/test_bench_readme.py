@@ -156,6 +156,38 @@ text(VC, r"median train-loss gap ([\d.]+), test-accuracy gap (\d+) points", [
     (CM, ("results", "ce", "grid", "median_rel_gap_train"), f(".2f")),
     (CM, ("results", "ce", "grid", "median_abs_gap_accuracy"), pct(".0f"))])
 
+# validate_network_fidelity.py
+NF, VN = "network_fidelity.json", "validate_network_fidelity.py"
+text(VN, r"`recommend`, (\d+) s; the JSON's wall time, ([\d,]+) s", [(NF, ("results", "edges_seconds"), f(".0f")),
+                                                                    (NF, ("wall_seconds",), comma)])
+for key, label, n in (("diabetes", "diabetes", 30), ("breast_cancer", "breast cancer", 30), ("mnist_cnn", "MNIST CNN", 12)):
+    S_ = ("results", key)
+    rel = "relinearized_t0=50" if key == "mnist_cnn" else "relinearized_t0=100"
+    for pred, plabel in (("linear", "linear"), (rel, "re-linearised at 5%")):
+        spec = f(".1f") if key == "mnist_cnn" else f(".2f")
+        row(VN, rf"^\| {label} \| {plabel} \|", {
+            2: (NF, S_ + ("train", pred, "median_rel_gap"), spec), 3: (NF, S_ + ("train", pred, "spearman"), f(".2f")),
+            4: (NF, S_ + ("test", pred, "median_rel_gap"), sig(2)),
+            5: (NF, S_ + ("train", pred, "divergence_agreement"), times(n, ".0f"))})
+    C_ = S_ + ("edges_recommend", "classification")
+    row(VN, rf"^\| {label} \| \d+ \| \d+ \| \d+ \|$", {1: (NF, C_ + ("network_edge",), times(n, ".0f")),
+                                                   2: (NF, C_ + ("linear_edge",), times(n, ".0f")),
+                                                   3: (NF, C_ + ("relinearized",), times(n, ".0f"))})
+for key, label in (("diabetes", "diabetes"), ("breast_cancer", "breast cancer")):
+    R_ = ("results", key, "edges_recommend", "recommend")
+    for j, b in enumerate((10, 100)):
+        row(VN, rf"^\| {label} \| {b} \|", {2: (NF, R_ + ("no_probes", "rows", j, "regret"), f(".3f")),
+                                              3: (NF, R_ + ("probes", "rows", j, "regret"), f(".3f"))})
+text(VN, r"half of training the MLP gaps are still ([\d.]+) \(diabetes\) and ([\d.]+) \(breast", [
+    (NF, ("results", "diabetes", "edges_recommend", "late_t0", "1000", "train", "median_rel_gap"), f(".2f")),
+    (NF, ("results", "breast_cancer", "edges_recommend", "late_t0", "1000", "train", "median_rel_gap"), f(".2f"))])
+text(VN, r"The edge costs ([\d.]+) s \(diabetes\), ([\d.]+) s \(breast cancer\) and (\d+) s \(CNN\)", [
+    (NF, ("results", "diabetes", "edges_recommend", "edge_seconds"), f(".1f")),
+    (NF, ("results", "breast_cancer", "edges_recommend", "edge_seconds"), f(".1f")),
+    (NF, ("results", "mnist_cnn", "edges_recommend", "edge_seconds"), f(".0f"))])
+text(VN, r"against (\d+) s, (\d+) s and (\d+) s for the real grids", [
+    (NF, ("results", k, "nn_seconds"), f(".0f")) for k in ("diabetes", "breast_cancer", "mnist_cnn")])
+
 # bench_loss_at.py phases
 LP = "loss_at_phases.json"
 for case in ("signal beta<0", "signal beta>0", "signal edge", "noise beta<0", "noise beta>0", "noise edge",
@@ -388,7 +420,6 @@ text("bench_memory.py", r"comes close to N \(([\d,]+)\ncolumns at N = 2,000\)", 
 # benchmark scripts without checked numbers, and why
 NO_JSON = {
     "validate_subset_mnist.py": "issue 26's validation; its results and README section come with its run",
-    "validate_network_fidelity.py": "issue 24's validation; its results and README section come with its run",
     "bench_exact_edge_newton.py": "added with issue 24's Newton edge (commit 6281879) without a stored result or a "
                                   "README section; its --json FILE is there, the run and the section are its owner's",
 }
