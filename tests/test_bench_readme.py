@@ -188,6 +188,23 @@ text(VN, r"The edge costs ([\d.]+) s \(diabetes\), ([\d.]+) s \(breast cancer\) 
 text(VN, r"against (\d+) s, (\d+) s and (\d+) s for the real grids", [
     (NF, ("results", k, "nn_seconds"), f(".0f")) for k in ("diabetes", "breast_cancer", "mnist_cnn")])
 
+# validate_subset_mnist.py
+SM, VS = "subset_mnist.json", "validate_subset_mnist.py"
+for n in (1000, 2000, 5000):
+    S_ = ("results", "summary", str(n))
+    row(VS, rf"^\| {n} \|", {1: (SM, S_ + ("median_gap_vs_sd60k",), f(".3f")), 2: (SM, S_ + ("median_gap_vs_real",), f(".3f")),
+                              3: (SM, S_ + ("configs_covered",), f("d")), 4: (SM, S_ + ("seconds_median",), f(".1f")),
+                              5: (SM, S_ + ("speedup",), f(".1f"))})
+text(VS, r"the whole run\n?\s*([\d,]+) s", [(SM, ("wall_seconds",), comma)])
+text(VS, r"one forward pass, ([\d.]+) s;", [(SM, ("results", "energy_seconds"), f(".1f"))])
+text(VS, r"median\n?\s*gaps ([\d.]+), ([\d.]+) and ([\d.]+); the error", [
+    (SM, ("results", "summary_energy", str(n), "median_gap_vs_sd60k"), f(".3f")) for n in (1000, 2000, 5000)])
+text(VS, r"lies below it by a median ([\d.]+) \(max ([\d.]+)\)", [
+    (SM, ("results", "scaling", "median_gap"), f(".2f")), (SM, ("results", "scaling", "max_gap"), f(".2f"))])
+text(VS, r"The band holds (\d+) of the (\d+) points", [(SM, ("results", "scaling", "inside_band"), f("d")),
+                                                       (SM, ("results", "scaling", "points"), f("d"))])
+text(VS, r"The scaling part took (\d+) s", [(SM, ("results", "scaling", "seconds"), f(".0f"))])
+
 # bench_loss_at.py phases
 LP = "loss_at_phases.json"
 for case in ("signal beta<0", "signal beta>0", "signal edge", "noise beta<0", "noise beta>0", "noise edge",
@@ -419,7 +436,6 @@ text("bench_memory.py", r"comes close to N \(([\d,]+)\ncolumns at N = 2,000\)", 
 
 # benchmark scripts without checked numbers, and why
 NO_JSON = {
-    "validate_subset_mnist.py": "issue 26's validation; its results and README section come with its run",
     "bench_exact_edge_newton.py": "added with issue 24's Newton edge (commit 6281879) without a stored result or a "
                                   "README section; its --json FILE is there, the run and the section are its owner's",
 }

@@ -69,11 +69,12 @@ def _kappa_cumulative(c, k):
     return fits[0], (np.nanmin(fits), np.nanmax(fits))
 
 
-def _one(lam, c, n, N, k, lmax_raw, name, k_range, confidence, source_meta=None):
+def _one(lam, c, n, N, k, lmax_raw, name, k_range, confidence, source_meta=None, energy=None):
     s = N / n
     trace = float(lam.sum())  # normalised trace: invariant in N (module docstring)
-    energy = s * float(c.sum())
-    top_l, top_c = lam[:k], s * c[:k]
+    sc = s if energy is None else float(energy) / float(c.sum())  # the c scale: N / n, or the known |d0|^2
+    energy = sc * float(c.sum())
+    top_l, top_c = lam[:k], sc * c[:k]
     if k >= N:
         raise InputError(f"k_max must be below N={N}, got k_max={k}")
     tail = spectral_tail(top_l, top_c, N=N, trace=trace, energy=energy, moment=None, k_range=k_range,
@@ -97,7 +98,7 @@ def _one(lam, c, n, N, k, lmax_raw, name, k_range, confidence, source_meta=None)
 
 
 def extrapolate(problem, N: int, *, k_max: int | None = None, k_range=None, confidence: float = 0.95,
-                ensemble: bool = True) -> Extrapolation:
+                ensemble: bool = True, energy: float | None = None) -> Extrapolation:
     """The problem of N points from `problem`, a dense one on n < N points (module docstring).
 
     Args:
@@ -107,6 +108,9 @@ def extrapolate(problem, N: int, *, k_max: int | None = None, k_range=None, conf
         k_max: the top modes of the subset taken as the operator's (default n // 10, at least 8); the tail's power
             law is fitted on k in k_range (default (k_max // 10, k_max)).
         ensemble: also build the ensemble (the tail band and k_max halved and doubled).
+        energy: |d0|^2 over all N points, when known (one forward pass of the network over the N points, no
+            kernel: gfsgd.ntk.network_output); it replaces the subset's estimate (N / n) |d0,n|^2, removing the
+            sampling error of the loss per example, and every c_k is scaled by energy / |d0,n|^2.
     Returns Extrapolation(problem, ensemble, info); info holds n, N, k_max, nu, nu_ci, kappa, kappa_ci, the
     tail's constraints and warnings.
     """
@@ -128,12 +132,16 @@ def extrapolate(problem, N: int, *, k_max: int | None = None, k_range=None, conf
     name = f"{problem.name} -> N={N}"
     src = {key: v for key, v in (problem.meta or {}).items() if key not in ("spectrum", "lambda_max_raw",
                                                                              "lr_nn_per_alpha")}
-    p, tail = _one(lam, c, n, N, k, float(problem.lambda_max_raw), name, k_range, confidence, src)
+    if energy is not None and not (np.isfinite(energy) and energy > 0):
+        raise InputError(f"energy must be a finite number > 0 (|d0|^2 over the N points), got energy={energy!r}")
+    p, tail = _one(lam, c, n, N, k, float(problem.lambda_max_raw), name, k_range, confidence, src, energy)
     info = dict(n=n, N=N, k_max=k, nu=tail.nu, nu_ci=list(tail.fit.nu_ci), kappa=tail.kappa,
                 kappa_ci=list(tail.band["kappa"]), kappa_single_fit=float(tail.fit.kappa), constraints=tail.constraints, warnings=list(tail.warnings))
     # the sampling error of the subset's loss per example, |d0|^2 / n: a mean over n examples
     d2 = (problem.d0.detach().cpu().double().reshape(-1) ** 2) if problem.has_basis else None
     rel_se = float(d2.std() / d2.mean() / n ** 0.5) if d2 is not None and float(d2.mean()) > 0 else 0.0
+    if energy is not None:
+        rel_se = 0.0  # the energy is the N points' own
     info["loss0_relative_se"] = rel_se
     members = []
     if ensemble:
@@ -144,7 +152,7 @@ def extrapolate(problem, N: int, *, k_max: int | None = None, k_range=None, conf
                                    name=f"{name} [L0 x {f:.3f}]", meta=dict(p.meta, energy_factor=f)))
         for kk in sorted({max(8, k // 2), min(n - 1, 2 * k)} - {k}):
             q, _ = _one(lam, c, n, N, kk, float(problem.lambda_max_raw), f"{name} [k_max={kk}]", None, confidence,
-                        src)
+                        src, energy)
             members.append(q)
     return Extrapolation(p, members, info)
 
