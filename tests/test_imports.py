@@ -174,7 +174,7 @@ FLOORS = {
     "gfsgd.data": 1, "gfsgd.models": 1, "gfsgd.outputs": 1,
     "gfsgd.updates": 2, "gfsgd.spectrum": 2, "gfsgd.ntk": 2, "gfsgd.classdiag": 2,
     "gfsgd.regimes": 3, "gfsgd.theory": 3,
-    "gfsgd.plots": 4, "gfsgd.grid": 4, "gfsgd.results": 4, "gfsgd.builder": 4,
+    "gfsgd.plots": 4, "gfsgd.grid": 4, "gfsgd.results": 4, "gfsgd.builder": 4, "gfsgd.relinearize": 4,
     "gfsgd.recommend": 5,
     "gfsgd.cli": 6, "gfsgd.network_cli": 6, "gfsgd.theory.__main__": 6, "gfsgd.recommend.__main__": 6,
 }

@@ -39,7 +39,7 @@ import torch
 
 from ..errors import InputError
 from ..problem import Problem, check_int
-from .tail import _tail_law, band_problems, spectral_tail
+from .tail import tail_law, band_problems, spectral_tail
 
 __all__ = ["extrapolate", "Extrapolation"]
 
@@ -82,7 +82,7 @@ def _one(lam, c, n, N, k, lmax_raw, name, k_range, confidence, source_meta=None,
     kappa, (k_lo, k_hi) = _kappa_cumulative(c, k)
     c_tail = tail.c
     if np.isfinite(kappa) and kappa > 0:  # the tail's c from the cumulative fit (the single c_j are too noisy)
-        c_tail, _ = _tail_law(k, N, kappa + 1.0, tail.constraints["energy_tail"])
+        c_tail, _ = tail_law(k, N, kappa + 1.0, tail.constraints["energy_tail"])
         tail.kappa = float(kappa)
         tail.band["kappa"] = [float(max(k_lo, 1e-3)), float(k_hi)]
         tail.constraints["c_exponent"] = float(kappa + 1.0)

@@ -23,7 +23,7 @@ from .krylov import as_operator, top_eigenpairs
 from .powerlaw import fit_power_law
 from ..errors import InputError
 
-__all__ = ["spectral_tail", "SpectralTail", "problem_from_operator", "band_problems", "spectrum_summary"]
+__all__ = ["spectral_tail", "SpectralTail", "problem_from_operator", "band_problems", "spectrum_summary", "tail_law"]
 
 
 @dataclass
@@ -54,7 +54,7 @@ class SpectralTail:
                     constraints=self.constraints, warnings=list(self.warnings), band=self.band)
 
 
-def _tail_law(k, N, exponent, total):
+def tail_law(k, N, exponent, total):
     """x_j = a j^-exponent for j = k+1..N with sum x_j = total: (x, a)."""
     j = np.arange(k + 1, N + 1, dtype=float)
     shape = j ** (-float(exponent))
@@ -114,19 +114,19 @@ def spectral_tail(eigvals, c, *, N: int, trace: float, energy: float, moment: fl
                     f"to 0")
     t_tail, e_tail = max(t_tail, 0.0), max(e_tail, 0.0)
     nu = max(fit.nu, 1e-3)
-    lam_tail, a = _tail_law(k, N, nu, t_tail)
+    lam_tail, a = tail_law(k, N, nu, t_tail)
     c_exp, m_tail = fit.kappa + 1.0, None
     if moment is not None:
         if not math.isfinite(moment):
             raise InputError(f"moment must be finite (d0^T K d0), got moment={moment}")
         m_tail = float(moment) - float((lam * c).sum())
-        sol = _solve_exponent(lambda ex: float((lam_tail * _tail_law(k, N, ex, e_tail)[0]).sum()), m_tail)
+        sol = _solve_exponent(lambda ex: float((lam_tail * tail_law(k, N, ex, e_tail)[0]).sum()), m_tail)
         if sol is None:
             warn.append(f"no power law c_j ~ j^-s (s in [-20, 20]) carries the tail's exact moment "
                         f"sum lambda_j c_j = {m_tail:.4g}: the fitted exponent kappa + 1 = {c_exp:.3g} is used")
         else:
             c_exp = sol
-    c_tail, e = _tail_law(k, N, c_exp, e_tail)
+    c_tail, e = tail_law(k, N, c_exp, e_tail)
     jump = float(lam_tail[0] / lam[-1]) if lam[-1] > 0 and lam_tail.size else math.nan
     if math.isfinite(jump) and not (0.5 <= jump <= 2.0):
         warn.append(f"the trace-matched tail starts at {jump:.3g} x lambda_k: the power law fitted on the top k "
@@ -257,8 +257,8 @@ def band_problems(problem) -> tuple:
                                                                                  dtype=torch.float64)
     out = []
     for nu, kappa in zip(spec["tail"]["band"]["nu"], spec["tail"]["band"]["kappa"]):
-        lt, _ = _tail_law(k, N, nu, cons["trace_tail"])
-        ct, _ = _tail_law(k, N, kappa + 1.0, cons["energy_tail"])
+        lt, _ = tail_law(k, N, nu, cons["trace_tail"])
+        ct, _ = tail_law(k, N, kappa + 1.0, cons["energy_tail"])
         p = Problem(torch.cat([top[0], torch.as_tensor(lt)]), torch.cat([top[1], torch.as_tensor(np.sqrt(ct))]),
                     None, lambda_max_raw=problem.lambda_max_raw, name=f"{problem.name} [tail nu={nu:.3g}, "
                     f"kappa={kappa:.3g}]", meta=dict(problem.meta, band=dict(nu=nu, kappa=kappa)))
