@@ -112,9 +112,9 @@ def run(problem, configs, n_steps, *, t0: int, regime: str = "sd", log_steps=Non
     col = {int(s): j for j, s in enumerate(steps)}
     tail = [int(s) for s in steps if s >= t0]
     pred_seconds = 0.0
+    hc = {} if real is None else {int(s): j for j, s in enumerate(real.steps)}  # the network's logged columns
     for g, (alpha, beta, b) in enumerate(cfgs):
         if real is not None:
-            hc = {int(s): j for j, s in enumerate(real.steps)}
             for s in steps:
                 if s <= t0:
                     loss[g, col[int(s)]] = real.loss[g, hc[int(s)]]
