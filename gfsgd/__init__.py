@@ -2,7 +2,7 @@
 
 Velikanov, Kuznedelev, Yarotsky, "A view of mini-batch SGD via generating functions" (ICLR 2023).
 Public surface: Problem (built by Problem.synthetic, Problem.from_kernel, problem_from_network,
-problem_from_operator), Grid, Curves, Schedule, the regimes (gfsgd.regimes.*), the theory (gfsgd.theory) and
+problem_from_operator), Grid, Curves, Schedule, recommend, design_schedule, the regimes (gfsgd.regimes.*), the theory (gfsgd.theory) and
 the results table (gfsgd.results).
 """
 from .curves import Curves
@@ -10,8 +10,10 @@ from .grid import Grid, execute
 from .ntk import problem_from_network
 from .problem import Problem
 from .recommend import recommend
+from .recommend.design import ScheduleDesign, design_schedule
 from .schedules import Schedule
 from .spectrum import problem_from_operator
 from .version import __version__
-__all__ = ["Problem", "Grid", "Curves", "Schedule", "execute", "recommend", "problem_from_network",
+__all__ = ["Problem", "Grid", "Curves", "Schedule", "execute", "recommend", "design_schedule", "ScheduleDesign",
+           "problem_from_network",
            "problem_from_operator", "__version__"]

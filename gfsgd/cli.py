@@ -85,6 +85,9 @@ def add_run_args(p: argparse.ArgumentParser, regimes) -> None:
     g.add_argument("--low_factor", type=float, default=0.1, help="cyclic: lowest lr / lr")
     g.add_argument("--jacobi_a", type=float, default=0.0, help="jacobi: parameter a > -1")
     g.add_argument("--jacobi_b", type=float, default=0.0, help="jacobi: parameter b > -1")
+    g.add_argument("--sched_file", default=None, metavar="JSON",
+                   help="a schedule saved as JSON (gfsgd.Schedule.save, e.g. gfsgd.design_schedule's result; "
+                        "lr, momentum and batch size over time); replaces --sched")
     if "sd" in regimes:
         g.add_argument("--tau", type=float, nargs="+", default=[1.0],
                        help="SD parameter(s): 1 = mean field, -1 = Gaussian features")
@@ -155,6 +158,10 @@ def grid_from_args(args) -> Grid:
 
 
 def schedule_from_args(args):
+    if getattr(args, "sched_file", None):
+        if args.sched != "constant":
+            raise InputError(f"give --sched_file or --sched, not both (got --sched {args.sched})")
+        return _schedules.load(args.sched_file)
     return _schedules.from_name(args.sched, args.n_steps, step_size=args.sched_step_size,
                                 factor=args.sched_factor, warmup_steps=args.warmup_steps,
                                 final_factor=args.final_factor, period=args.period, low_factor=args.low_factor,

@@ -1,0 +1,534 @@
+"""Schedules designed by the theory: lr, momentum and batch size over time for a budget (docs/theory.md#design).
+
+    design = gfsgd.design_schedule(problem, budget_steps=10**4, batch_sizes=(10, 100))
+    design.table                       # one row per (batch size, family): tuned parameters, predicted losses
+    full.run(problem, [design.config], design.n_steps, schedule=design.schedule)   # reproduces design.curve
+
+Every candidate is scored on the expected loss of the SD dynamics (docs/theory.md#sd) with its time-dependent
+(alpha_t, beta_t, b_t), stepped for all candidates at once. Spectra with many modes are compressed first: the top
+`exact_modes` modes are kept and the rest merged into bins of eigenvalues within a factor `bin_ratio` (a bin's
+modes share one recursion when their eigenvalues are equal, so the merge is exact in that limit; tests measure
+its error). The families, each tuned over its peak lr (a fraction of the stability edge), momentum and shape:
+
+    constant, step (decay by `factor` every step_size), cosine (linear warm-up + cosine to 0), wsd (warm-up,
+    stable, linear decay over the last part), linear (warm-up + linear to 0), free (piecewise-constant lr and
+    momentum on segments log-spaced from both ends of the run, optimised by autograd through the recursion),
+    ramp (constant lr, a batch that grows geometrically at an equal number of samples: fewer optimizer steps).
+
+Stability along the way: every step's lr stays below `margin` x the edge at that step's momentum and batch size
+(the SD edge; for a problem with eigenvectors and N <= exact_max_n, the lower of the SD and the exact edge); the
+table's `edge_margin` is min_t edge(beta_t, b_t) / alpha_t. The designed schedule is the best row over all
+families, so it is never predicted worse than any family it contains. The winning rows are then re-run in a
+regime (SD on the uncompressed problem, or the exact `full` regime when the problem is small enough) and those
+curves are what `design.curves` holds.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import schedules as S
+from .. import theory as th
+from ..errors import InputError
+from ..progress import progress_bar
+
+__all__ = ["design_schedule", "ScheduleDesign", "FAMILIES", "compress_spectrum", "sd_final_loss",
+           "free_form", "segment_boundaries"]
+
+FAMILIES = ("constant", "step", "cosine", "wsd", "linear", "free", "ramp")
+MOMENTA = {"any": np.array([-0.5, -0.3, 0.0, 0.3, 0.5, 0.7, 0.8, 0.9]),
+           "nonnegative": np.array([0.0, 0.3, 0.5, 0.7, 0.8, 0.9]), "zero": np.array([0.0])}
+FRACTIONS = np.geomspace(0.05, 1.0, 10)
+
+
+# ---------------------------------------------------------------- the spectrum the search runs on
+def compress_spectrum(lam, c, *, exact_modes: int = 256, bin_ratio: float = 1.05):
+    """(lam_b, c_b, mult_b): the top `exact_modes` modes as they are, the others merged into bins of eigenvalues
+    within a factor bin_ratio (C = 1 only). A bin's second moment is the sum of its modes' (c summed), it decays
+    with the c-weighted mean eigenvalue, and it receives the noise of all its modes: mult_b = sum_k lam_k^2 /
+    lam_b^2 copies of the single-mode injection gamma (alpha lam_b)^2 sum_l A_l (exact when a bin's eigenvalues
+    are equal). Zero eigenvalues form one bin (no dynamics)."""
+    lam = np.asarray(lam, float)
+    c = np.asarray(c, float)
+    order = np.argsort(-lam)
+    lam, c = lam[order], c[order]
+    if lam.size <= exact_modes or bin_ratio <= 1:
+        return lam, c, np.ones_like(lam)
+    tl, tc = lam[exact_modes:], c[exact_modes:]
+    pos = tl > 0
+    out = [(lam[:exact_modes], c[:exact_modes], np.ones(exact_modes))]
+    if pos.any():
+        lp, cp = tl[pos], tc[pos]
+        key = np.floor(np.log(lp / lp.max()) / math.log(bin_ratio)).astype(np.int64)
+        _, inv = np.unique(key, return_inverse=True)
+        cs = np.bincount(inv, weights=cp)
+        mean = np.bincount(inv, weights=lp) / np.bincount(inv)
+        lam_b = np.where(cs > 0, np.bincount(inv, weights=lp * cp) / np.where(cs > 0, cs, 1), mean)
+        out.append((lam_b, cs, np.bincount(inv, weights=lp * lp) / lam_b ** 2))
+    if (~pos).any():
+        out.append((np.zeros(1), np.array([tc[~pos].sum()]), np.ones(1)))
+    return tuple(np.concatenate(x) for x in zip(*out))
+
+
+def sd_final_loss(lam, c, N, lr, beta, gamma, *, tau=1.0, F=None, mult=None, log_steps=None, bound=None):
+    """The SD recursion (docs/theory.md#sd) for G candidates with per-step hyperparameters, differentiable.
+
+    lam, c: [M] torch tensors; lr, beta, gamma: [T, G] tensors (step t's values); F: output profiles [M, C^2]
+    (C outputs) or None; mult: the modes' noise multiplicities [M] (compress_spectrum) or None. Returns the loss after T steps [G] (inf where it passed `bound` or is not finite) and,
+    with log_steps, the losses at those steps [G, len(log_steps)] (step 0 included if asked)."""
+    T, G = lr.shape
+    A = c.expand(G, -1)
+    B, D = A, A
+    two_n = 2.0 * N
+    logged = {}
+    log_set = set(int(s) for s in (log_steps if log_steps is not None else []))
+    if 0 in log_set:
+        logged[0] = A.sum(1) / two_n
+    for t in range(T):
+        u = lr[t][:, None] * lam
+        bt = beta[t][:, None]
+        m = 1.0 + bt - u
+        k3 = gamma[t][:, None] * u * u
+        s = A.sum(1, keepdim=True) if F is None else (A @ F) @ F.T
+        An = (m * m - tau * k3) * A - 2.0 * bt * m * B + bt * bt * D + (k3 if mult is None else k3 * mult) * s
+        B, D, A = m * A - bt * B, A, An
+        if t + 1 in log_set:
+            logged[t + 1] = A.sum(1) / two_n
+    final = A.sum(1) / two_n
+    bad = ~torch.isfinite(final) if bound is None else ~(final <= bound)
+    final = torch.where(bad, torch.full_like(final, math.inf), final)
+    if log_steps is None:
+        return final
+    curve = torch.stack([logged[int(s)] for s in log_steps], 1)
+    return final, curve
+
+
+# ---------------------------------------------------------------- the free-form schedule
+def segment_boundaries(T: int, pieces: int) -> list[int]:
+    """Segment starts for `pieces` pieces on [0, T): log-spaced from the start (warm-up) and from the end (decay),
+    so both ends of the run get short segments; one piece: [0]."""
+    if pieces <= 1:
+        return [0]
+    n_front = pieces // 2
+    n_back = pieces - n_front
+    front = [0] + [int(round(T * 10.0 ** (k - n_front))) for k in range(1, n_front)]  # 0, T/10^(n-1), ..., T/10
+    back = [int(round(T * (1 - 0.5 * 10.0 ** (-(k))))) for k in range(n_back)]  # T/2, 0.95 T, 0.995 T, ...
+    b = sorted({x for x in front + back if 0 <= x < T})
+    return b
+
+
+def _edge_interp(betas, edges):
+    """A differentiable piecewise-linear edge(beta) from values on a grid."""
+    bt = torch.as_tensor(betas, dtype=torch.float64)
+    et = torch.as_tensor(edges, dtype=torch.float64)
+
+    def f(beta):
+        i = torch.clamp(torch.searchsorted(bt, beta.detach()) - 1, 0, bt.numel() - 2)
+        w = (beta - bt[i]) / (bt[i + 1] - bt[i])
+        return et[i] + w * (et[i + 1] - et[i])
+    return f
+
+
+def free_form(lam, c, N, b, T, *, edge_betas, edge_values, pieces=8, tau=1.0, F=None, mult=None, margin=0.95,
+              momentum_range=(-0.5, 0.95), init=None, iterations=40, step=0.15, bound=None, seed=0):
+    """Piecewise-constant lr and momentum on `pieces` segments (segment_boundaries), optimised by Adam on the log
+    of the SD loss after T steps, autograd through the recursion. lr_j = margin * edge(beta_j) * sigmoid(theta_j)
+    keeps every segment below the edge at its momentum (edge(beta) interpolated from edge_values at edge_betas).
+
+    init: a list of starting points [(lr_j ...), (beta_j ...)] (several are optimised together); default one start
+    at half the edge and beta = 0. Returns (boundaries, lr per piece, beta per piece, loss) of the best point seen.
+    """
+    bounds = segment_boundaries(T, pieces)
+    P = len(bounds)
+    lo, hi = momentum_range
+    edge = _edge_interp(edge_betas, edge_values)
+    lam_t = torch.as_tensor(lam, dtype=torch.float64)
+    c_t = torch.as_tensor(c, dtype=torch.float64)
+    mult_t = None if mult is None else torch.as_tensor(mult, dtype=torch.float64)
+    if init is None:
+        init = [([0.5 * margin * float(np.interp(0.0, edge_betas, edge_values))] * P, [0.0] * P)]
+    th0, ph0 = [], []
+    for lrs, bets in init:
+        bets = np.clip(np.asarray(bets, float), lo + 1e-3, hi - 1e-3)
+        p = (bets - lo) / (hi - lo)
+        ph0.append(np.log(p / (1 - p)))
+        cap = margin * np.interp(bets, edge_betas, edge_values)
+        q = np.clip(np.asarray(lrs, float) / cap, 1e-4, 1 - 1e-4)
+        th0.append(np.log(q / (1 - q)))
+    theta = torch.tensor(np.array(th0), dtype=torch.float64, requires_grad=True)  # [R, P]
+    phi = torch.tensor(np.array(ph0), dtype=torch.float64, requires_grad=True)
+    seg = torch.as_tensor(np.searchsorted(np.asarray(bounds), np.arange(T), side="right") - 1)  # [T]
+    opt = torch.optim.Adam([theta, phi], lr=step)
+    best = (math.inf, None, None)
+
+    def values():
+        beta = lo + (hi - lo) * torch.sigmoid(phi)  # [R, P]
+        lr = margin * edge(beta.reshape(-1)).reshape(beta.shape) * torch.sigmoid(theta)
+        return lr, beta
+
+    gamma_b = torch.full((T, theta.shape[0]), float(_gamma(b, N)), dtype=torch.float64)
+    for _ in range(int(iterations)):
+        lr, beta = values()
+        loss = sd_final_loss(lam_t, c_t, N, lr[:, seg].T, beta[:, seg].T, gamma_b, tau=tau, F=F, mult=mult_t,
+                             bound=bound)
+        with torch.no_grad():
+            k = int(torch.argmin(loss))
+            if float(loss[k]) < best[0]:
+                best = (float(loss[k]), lr[k].detach().numpy().copy(), beta[k].detach().numpy().copy())
+        ok = torch.isfinite(loss)
+        if not ok.any():
+            break
+        obj = torch.log(loss[ok]).sum()
+        opt.zero_grad()
+        obj.backward()
+        for p in (theta, phi):  # a diverged start gets no gradient; a NaN gradient is dropped
+            p.grad = torch.nan_to_num(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
+        opt.step()
+    return bounds, best[1], best[2], best[0]
+
+
+def _gamma(b, N, replacement=False):
+    b = np.asarray(b, float)
+    if replacement:
+        return 1.0 / b
+    return np.where(N > 1, (N - b) / max(N - 1, 1) / b, 0.0)
+
+
+# ---------------------------------------------------------------- the result
+@dataclass
+class ScheduleDesign:
+    """design_schedule's answer: the best schedule found and every family's tuned row."""
+    schedule: S.Schedule
+    config: tuple  # (lr, momentum, batch_size): the base values the schedule scales
+    n_steps: int
+    table: pd.DataFrame
+    curves: dict = field(default_factory=dict)  # (batch_size, family) -> (steps, train loss[, test loss])
+    info: dict = field(default_factory=dict)
+
+    @property
+    def loss(self) -> float:
+        return float(self.info["loss"])
+
+    def schedules(self) -> dict:
+        """(batch_size, family) -> (Schedule, config, n_steps) of every tuned row."""
+        return {(int(r.batch_size), r.family): (S.schedule_from_dict(r.schedule), (r.lr, r.momentum,
+                int(r.batch_size)), int(r.n_steps)) for r in self.table.itertuples()}
+
+
+def _family_schedule(family, params, T, name=None):
+    """The Schedule of a family row (lr shape; momentum / batch size where the family sets them)."""
+    name = name or family
+    if family == "constant":
+        return S.Schedule(name=name)
+    if family == "step":
+        return S.Schedule(lr=S.step_decay(params["step_size"], params["factor"]), name=name)
+    if family == "cosine":
+        return S.Schedule(lr=S.cosine(T, 0.0, params["warmup_steps"]), name=name)
+    if family == "wsd":
+        return S.Schedule(lr=S.wsd(T, params["decay_steps"], params["warmup_steps"], 0.0), name=name)
+    if family == "linear":
+        return S.Schedule(lr=S.linear_decay(T, params["warmup_steps"], 0.0), name=name)
+    if family == "free":
+        return S.Schedule(lr=S.piecewise(params["boundaries"], params["lr_factors"]),
+                          momentum=S.piecewise(params["boundaries"], params["momenta"], scale="value"), name=name)
+    if family == "ramp":
+        return S.Schedule(batch_size=S.geometric(params["ramp_steps"], params["batch_factor"]), name=name)
+    raise InputError(f"families must be drawn from {', '.join(FAMILIES)}, got {family!r}")
+
+
+def _family_grid(family, T):
+    """The shape parameters tried for a family (peak lr and momentum are searched around them)."""
+    w = sorted({0, max(1, T // 50), max(1, T // 10)})
+    if family == "constant":
+        return [{}]
+    if family == "step":
+        return [dict(step_size=max(1, T // k), factor=f) for k in (2, 3, 4) for f in (0.1, 0.3)]
+    if family == "cosine":
+        return [dict(warmup_steps=x) for x in w if x < T]
+    if family == "linear":
+        return [dict(warmup_steps=x) for x in w if x < T]
+    if family == "wsd":
+        return [dict(warmup_steps=x, decay_steps=max(1, int(T * f))) for x in w[:2] for f in (0.1, 0.2, 0.4)
+                if x + max(1, int(T * f)) <= T]
+    return [{}]
+
+
+def design_schedule(problem, *, budget_steps=None, budget_samples=None, batch_sizes=(10, 100),
+                    families=FAMILIES, objective="train", momentum="any", tau=1.0, margin=0.95, exact="auto",
+                    exact_max_n=500, pieces=8, iterations=40, ramp_factors=(2, 4, 8, 16), exact_modes=256,
+                    bin_ratio=1.05, regime="auto", full_max_cost=2e10, progress=True) -> ScheduleDesign:
+    """The best schedule for a budget, and each family tuned on the prediction.
+
+    Args:
+        problem: a gfsgd.Problem (spectral-only problems too).
+        budget_steps / budget_samples: exactly one. With budget_samples every batch size gets
+            budget_samples // b steps. The batch ramp spends the samples of the constant-batch run (T b) in fewer
+            steps.
+        batch_sizes: the base batch sizes.
+        families: any of FAMILIES (constant, step, cosine, wsd, linear, free, ramp).
+        objective: "train" or "test" (the held-out loss of a dense problem, SD's diagonal approximation).
+        momentum: "any", "nonnegative" or "zero" (the momenta searched).
+        margin: every step's lr stays below margin x the edge at its (momentum, batch size).
+        exact: "auto" (the exact edge too for a problem with eigenvectors and N <= exact_max_n), True, False.
+        pieces: segments of the free-form schedule; iterations: its Adam steps.
+        ramp_factors: the batch growth factors tried by the ramp family (geometric over the run).
+        exact_modes, bin_ratio: the search's spectrum compression (compress_spectrum).
+        regime: the regime that re-runs each family's best row for design.curves and the table's loss columns:
+            "auto" (full when the problem has eigenvectors and N^3 x steps x rows <= full_max_cost, else sd),
+            "sd" or "full".
+
+    Returns a ScheduleDesign: .schedule, .config (lr, momentum, batch_size), .n_steps, .table (per batch size and
+    family: lr, momentum, the family's shape parameters, n_steps, samples, loss_search (the compressed search's
+    prediction), loss (the regime's), test_loss (with a held-out set), edge_margin, schedule (its JSON form)),
+    .curves, .info (the regime, the edges, B_noise along the best constant run, seconds).
+    """
+    from ..regimes import full, spectral_diagonal as sd
+    from . import _check_batches, _check_budget
+    t_start = time.perf_counter()
+    budget_name, budget = _check_budget(budget_steps, budget_samples)
+    if objective not in ("train", "test"):
+        raise InputError(f"objective must be 'train' or 'test', got objective={objective!r}")
+    if momentum not in MOMENTA:
+        raise InputError(f"momentum must be one of {list(MOMENTA)}, got momentum={momentum!r}")
+    fams = [families] if isinstance(families, str) else list(families)
+    bad = [f for f in fams if f not in FAMILIES]
+    if bad or not fams:
+        raise InputError(f"families must be a non-empty list drawn from {list(FAMILIES)}, got {families!r}")
+    if not (0 < float(margin) <= 1):
+        raise InputError(f"margin must be in (0, 1], got margin={margin}")
+    if regime not in ("auto", "sd", "full"):
+        raise InputError(f"regime must be 'auto', 'sd' or 'full', got regime={regime!r}")
+    if objective == "test":
+        problem.require_test("design_schedule(objective='test')")
+    N = problem.N
+    bs, skipped = _check_batches(batch_sizes, N)
+    C = getattr(problem, "n_outputs", 1)
+    has_basis = problem.eigvecs is not None
+    use_exact = (exact is True) or (exact == "auto" and has_basis and N <= exact_max_n)
+    if use_exact and not has_basis:
+        raise InputError("exact=True needs a problem with its eigenvectors")
+    if regime == "full" and not has_basis:
+        raise InputError("regime='full' needs a problem with its eigenvectors; this one is spectral only")
+    lam_all = problem.eigvals.detach().cpu().double().numpy()
+    c_all = problem.c.detach().cpu().double().numpy()
+    if C == 1 and objective == "train":
+        lam_s, c_s, mult_s = compress_spectrum(lam_all, c_all, exact_modes=exact_modes, bin_ratio=bin_ratio)
+        F = None
+    else:
+        lam_s, c_s, mult_s = lam_all, c_all, np.ones_like(lam_all)
+        F = None if C == 1 else problem.profiles.detach().cpu().double()
+    lam_t, c_t, mult_t = torch.as_tensor(lam_s), torch.as_tensor(c_s), torch.as_tensor(mult_s)
+    bound = 1e6 * problem.loss0
+    momenta = MOMENTA[momentum]
+    edge_betas = np.linspace(max(-0.9, momenta.min() - 0.1), min(0.99, max(momenta.max(), 0.0) + 0.05), 23)
+
+    def edges(beta, b):
+        e = np.asarray(th.critical_lr(problem, beta, b, tau=tau), float)
+        if use_exact:
+            ex = np.array([th.exact_critical_lr(problem, float(x), int(b), rtol=1e-3) for x in np.atleast_1d(beta)])
+            e = np.minimum(e, ex.reshape(e.shape))
+        return e
+
+    rows = []
+    n_fam = len(fams) * len(bs)
+    bar = progress_bar(n_fam, "design_schedule", unit="family", enabled=progress)
+    for b in bs:
+        T = budget if budget_name == "budget_steps" else max(1, budget // b)
+        eg = edges(edge_betas, b)
+        edge_at = dict(zip(np.round(edge_betas, 12), eg))
+        for beta in momenta:
+            edge_at.setdefault(round(float(beta), 12), float(edges(np.array([beta]), b)[0]))
+
+        def E(beta):
+            key = round(float(beta), 12)
+            if key not in edge_at:
+                edge_at[key] = float(edges(np.array([beta]), b)[0])
+            return edge_at[key]
+
+        def score(cands, steps=T, batch=None):
+            """cands: list of (family, params, lr, beta); lr/beta tables from the family's schedule."""
+            out = np.full(len(cands), math.inf)
+            chunk = max(1, int(4e5 // max(lam_t.numel(), 1)))
+            for s0 in range(0, len(cands), chunk):
+                part = cands[s0:s0 + chunk]
+                lr_tab, be_tab, ga_tab = [], [], []
+                for fam, prm, a, beta in part:
+                    sch = _family_schedule(fam, prm, steps)
+                    la, lb, lbs = sch.values(steps, a, beta, b if batch is None else batch, N)
+                    lr_tab.append(la)
+                    be_tab.append(lb)
+                    ga_tab.append(_gamma(lbs, N))
+                with torch.no_grad():
+                    f = sd_final_loss(lam_t, c_t, N, torch.as_tensor(np.array(lr_tab).T),
+                                      torch.as_tensor(np.array(be_tab).T), torch.as_tensor(np.array(ga_tab).T),
+                                      tau=tau, F=F, mult=mult_t, bound=bound)
+                out[s0:s0 + len(part)] = f.numpy()
+            return out
+
+        # 1. constant: the (f, beta) grid, then a local refinement
+        cands = [("constant", {}, f * margin * E(beta), float(beta)) for beta in momenta for f in FRACTIONS]
+        sc = score(cands)
+        k = int(np.argmin(sc))
+        best_const = (cands[k][2], cands[k][3], sc[k])
+        tuned = {}
+        for fam in fams:
+            if fam in ("free",):
+                continue
+            if fam == "ramp":
+                continue
+            grid = _family_grid(fam, T)
+            b0 = best_const[1]
+            near = momenta[np.argsort(np.abs(momenta - b0))[:3]]
+            cands = []
+            for beta in near:
+                cap = margin * E(beta)
+                for f in np.geomspace(0.1, 1.0, 8):
+                    for prm in grid:
+                        cands.append((fam, prm, f * cap, float(beta)))
+            sc = score(cands)
+            k = int(np.argmin(sc))
+            fam_best = cands[k], sc[k]
+            # local refinement: lr x/÷ 1.25 (capped at the edge), beta +- 0.05
+            fam0, prm0, a0, be0 = cands[k]
+            ref = []
+            for db in (-0.05, 0.0, 0.05):
+                be = float(np.clip(be0 + db, edge_betas[0], edge_betas[-1]))
+                if fam == "constant" or momenta.size == 1:
+                    be = be0 if momenta.size == 1 else be
+                cap = margin * E(be)
+                for fa in (0.8, 1.0, 1.25):
+                    ref.append((fam0, prm0, min(a0 * fa, cap), be))
+            sr = score(ref)
+            j = int(np.argmin(sr))
+            if sr[j] < fam_best[1]:
+                fam_best = ref[j], sr[j]
+            tuned[fam] = fam_best
+            if bar is not None:
+                bar.update(1)
+        if "constant" not in tuned:
+            tuned_const = (("constant", {}, best_const[0], best_const[1]), best_const[2])
+        else:
+            tuned_const = tuned["constant"]
+        if "free" in fams:
+            inits = []
+            for fam, ((_, prm, a, be), _) in tuned.items():  # each tuned family, projected on the pieces
+                sch = _family_schedule(fam, prm, T)
+                la, _, _ = sch.values(T, a, be, b, N)
+                bd = segment_boundaries(T, pieces) + [T]
+                inits.append(([float(la[s:e].mean()) for s, e in zip(bd[:-1], bd[1:])], [be] * (len(bd) - 1)))
+            if not inits:
+                _, _, a, be = tuned_const[0]
+                inits.append(([a] * len(segment_boundaries(T, pieces)), [be] * len(segment_boundaries(T, pieces))))
+            bounds, lrs, bets, lf = free_form(lam_s, c_s, N, b, T, edge_betas=edge_betas, edge_values=eg,
+                                              pieces=pieces, tau=tau, F=F, mult=mult_s, margin=margin,
+                                              momentum_range=(float(edge_betas[0]), float(edge_betas[-1])),
+                                              init=inits, iterations=iterations, bound=bound)
+            if lrs is not None:
+                peak = float(lrs.max())
+                prm = dict(boundaries=bounds, lr_factors=[float(x / peak) for x in lrs],
+                           momenta=[float(x) for x in bets])
+                tuned["free"] = (("free", prm, peak, float(bets[0])), lf)
+            if bar is not None:
+                bar.update(1)
+        if "ramp" in fams:
+            _, _, a0, be0 = tuned_const[0]
+            cands, steps_of = [], []
+            for r in ramp_factors:
+                # a geometric ramp b -> r b over the run at the same samples: sum_t b_t = budget
+                Tr = _ramp_steps(b, r, T * b)
+                for fa in (0.7, 1.0, 1.4):
+                    cands.append(("ramp", dict(ramp_steps=Tr, batch_factor=float(r)), min(a0 * fa, margin * E(be0)),
+                                  be0))
+                    steps_of.append(Tr)
+            best_r = (None, math.inf)
+            for cand, Tr in zip(cands, steps_of):
+                s_ = score([cand], steps=Tr)[0]
+                if s_ < best_r[1]:
+                    best_r = (cand, s_)
+            if best_r[0] is not None:
+                tuned["ramp"] = best_r
+            if bar is not None:
+                bar.update(1)
+        for fam in fams:
+            if fam not in tuned:
+                continue
+            (f_, prm, a, be), loss_s = tuned[fam]
+            Tf = prm.get("ramp_steps", T)
+            sch = _family_schedule(fam, prm, Tf, name=f"{fam} (designed)" if fam == "free" else fam)
+            la, lb, lbs = sch.values(Tf, a, be, b, N)
+            em = float(np.min(_edge_over_steps(lb, lbs, la, E, edges, b)))
+            rows.append(dict(batch_size=b, family=fam, lr=float(a), momentum=float(be), n_steps=int(Tf),
+                             samples=int(lbs.sum()), loss_search=float(loss_s), edge_margin=em,
+                             params={k: v for k, v in prm.items()}, schedule=sch.to_dict()))
+    if bar is not None:
+        bar.close()
+    if not rows or not np.isfinite([r["loss_search"] for r in rows]).any():
+        raise InputError(f"no schedule converges within the budget at batch sizes {bs}")
+    # re-run every tuned row in a regime for the curves and the table's losses
+    use_full = regime == "full" or (regime == "auto" and has_basis and
+                                    float(N * C) ** 3 * max(r["n_steps"] for r in rows) * len(rows) <= full_max_cost)
+    reg = full if use_full else sd
+    want_test = problem.has_test
+    curves = {}
+    for r in rows:
+        sch = S.schedule_from_dict(r["schedule"])
+        n = r["n_steps"]
+        log = np.unique(np.concatenate([[0], np.round(np.geomspace(1, n, min(n, 200))).astype(int)]))
+        kw = dict(progress=False, log_steps=log, schedule=sch)
+        if reg is sd:
+            kw["tau"] = tau
+        cv = reg.run(problem, [(r["lr"], r["momentum"], r["batch_size"])], n, **kw)
+        r["loss"] = float(cv.loss[0, -1]) if cv.status[0] == "ok" else math.inf
+        r["test_loss"] = float(cv.test_loss[0, -1]) if want_test and cv.test_loss is not None and \
+            cv.status[0] == "ok" else math.nan
+        curves[(r["batch_size"], r["family"])] = (cv.steps, cv.loss[0]) + \
+            ((cv.test_loss[0],) if cv.test_loss is not None else ())
+    table = pd.DataFrame(rows)
+    key = "test_loss" if objective == "test" else "loss"
+    vals = table[key].to_numpy(float)
+    vals = np.where(np.isfinite(vals), vals, np.inf)
+    k = int(np.argmin(vals))
+    best = table.iloc[k]
+    table["best"] = np.arange(len(table)) == k
+    info = dict(loss=float(best["loss"]), test_loss=float(best.get("test_loss", math.nan)), family=best["family"],
+                regime=reg.REGIME, objective=objective, budget={budget_name: budget}, skipped=skipped,
+                margin=float(margin), exact_edge=bool(use_exact), modes_searched=int(lam_t.numel()),
+                modes=int(lam_all.size), seconds=time.perf_counter() - t_start)
+    schedule = S.schedule_from_dict(best["schedule"])
+    return ScheduleDesign(schedule=schedule, config=(float(best["lr"]), float(best["momentum"]),
+                                                     int(best["batch_size"])),
+                          n_steps=int(best["n_steps"]), table=table, curves=curves, info=info)
+
+
+def _ramp_steps(b, r, samples):
+    """Steps T of a geometric ramp b -> r b over T steps (S.geometric) whose batch sizes sum to `samples`."""
+    lo, hi = 1, max(1, samples // max(b, 1))
+
+    def total(T):
+        t = np.arange(T)
+        return np.clip(np.round(b * r ** np.minimum(t / T, 1.0)), 1, None).sum()
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if total(mid) >= samples:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _edge_over_steps(lb, lbs, la, E, edges, b):
+    """edge(beta_t, b_t) / alpha_t at every step (one edge per distinct (beta, b) pair)."""
+    pairs = {}
+    out = np.empty(la.size)
+    for i, (x, y) in enumerate(zip(lb, lbs)):
+        key = (float(x), int(y))
+        if key not in pairs:
+            pairs[key] = E(x) if int(y) == b else float(edges(np.array([x]), int(y))[0])
+        out[i] = pairs[key]
+    with np.errstate(divide="ignore"):
+        return out / np.where(la > 0, la, np.nan)
