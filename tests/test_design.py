@@ -52,7 +52,7 @@ def test_compressed_spectrum_tracks_the_full_one():
 @pytest.fixture(scope="module")
 def design():
     p = Problem.synthetic(1500, nu=1.4, kappa=0.8, seed=2)
-    return p, gfsgd.design_schedule(p, budget_steps=600, batch_sizes=(8,), iterations=12, progress=False)
+    return p, gfsgd.design_schedule(p, budget_steps=600, batch_sizes=(8,), progress=False)
 
 
 def test_designed_schedule_is_never_predicted_worse_than_a_family(design):
@@ -94,23 +94,26 @@ def test_ramp_spends_the_same_samples_in_fewer_steps(design):
     assert abs(row["samples"] - const["n_steps"] * 8) <= 8 * row["params"]["batch_factor"]
 
 
-def test_free_form_with_one_piece_recovers_the_optimal_constant():
-    """One piece: the optimiser's (alpha, beta) against a dense grid of the SD regime."""
+@pytest.mark.parametrize("method, iterations", [("pattern", 30), ("adam", 100)])
+def test_free_form_with_one_piece_recovers_the_optimal_constant(method, iterations):
+    """One piece: each optimiser's (alpha, beta) against a dense grid of the SD regime."""
     p = Problem.synthetic(400, nu=1.5, kappa=0.5, seed=3)
-    T, b = 300, 4
+    T, b = 200, 4
     betas = np.linspace(-0.5, 0.95, 30)
     edges = th.critical_lr(p, betas, b)
     _, lrs, bets, loss = free_form(p.eigvals.double().numpy(), p.c.double().numpy(), p.N, b, T, edge_betas=betas,
-                                   edge_values=edges, pieces=1, margin=0.95, iterations=150, step=0.1,
+                                   edge_values=edges, pieces=1, margin=0.95, iterations=iterations, method=method,
                                    init=[([0.2], [0.0])])
-    gb = np.linspace(-0.5, 0.94, 49)
-    ga = np.linspace(0.02, 1.0, 60)
+    gb = np.linspace(-0.5, 0.94, 37)
+    ga = np.linspace(0.02, 1.0, 50)
     cfgs = [(f * 0.95 * float(np.interp(x, betas, edges)), x, b) for x in gb for f in ga]
     grid = sd.run(p, cfgs, T, progress=False, log_steps=[T]).loss[:, -1]
     k = int(np.nanargmin(grid))
     assert loss <= grid[k] * 1.01
     assert abs(bets[0] - cfgs[k][1]) < 0.08
     assert abs(lrs[0] / cfgs[k][0] - 1) < 0.15
+    # the one-piece loss is the SD regime's at the returned constant (alpha, beta)
+    assert sd.run(p, [(lrs[0], bets[0], b)], T, progress=False).loss[0, -1] == pytest.approx(loss, rel=1e-10)
 
 
 def test_full_regime_reproduces_the_designed_curve():
@@ -118,7 +121,7 @@ def test_full_regime_reproduces_the_designed_curve():
     schedule and config gives its curve."""
     p = Problem.synthetic(40, nu=1.2, kappa=0.6, seed=5, basis="random")
     d = gfsgd.design_schedule(p, budget_steps=150, batch_sizes=(4,), families=("constant", "cosine", "free"),
-                              iterations=5, progress=False)
+                              iterations=4, progress=False)
     assert d.info["regime"] == "full"
     steps, loss = d.curves[(4, d.info["family"])][:2]
     got = full.run(p, [d.config], d.n_steps, schedule=d.schedule, log_steps=steps, progress=False).loss[0]

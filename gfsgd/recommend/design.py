@@ -135,14 +135,21 @@ def _edge_interp(betas, edges):
 
 
 def free_form(lam, c, N, b, T, *, edge_betas, edge_values, pieces=8, tau=1.0, F=None, mult=None, margin=0.95,
-              momentum_range=(-0.5, 0.95), init=None, iterations=40, step=0.15, bound=None, seed=0):
-    """Piecewise-constant lr and momentum on `pieces` segments (segment_boundaries), optimised by Adam on the log
-    of the SD loss after T steps, autograd through the recursion. lr_j = margin * edge(beta_j) * sigmoid(theta_j)
-    keeps every segment below the edge at its momentum (edge(beta) interpolated from edge_values at edge_betas).
+              momentum_range=(-0.5, 0.95), init=None, iterations=12, method="pattern", step=None, bound=None):
+    """Piecewise-constant lr and momentum on `pieces` segments (segment_boundaries), optimised on the SD loss after
+    T steps. Parameters: lr_j = margin * edge(beta_j) * sigmoid(theta_j), beta_j = lo + (hi - lo) sigmoid(phi_j),
+    so every segment stays below the edge at its momentum (edge(beta) interpolated from edge_values at
+    edge_betas; momentum_range = (lo, hi)).
 
-    init: a list of starting points [(lr_j ...), (beta_j ...)] (several are optimised together); default one start
-    at half the edge and beta = 0. Returns (boundaries, lr per piece, beta per piece, loss) of the best point seen.
+    method "pattern": a coordinate pattern search, each round scoring every move theta_j +- s, phi_j +- s (and the
+        combination of the improving ones) in one vectorised pass; s (default 1) halves when no move improves.
+    method "adam": Adam (learning rate `step`, default 0.15) on the log loss, autograd through the recursion
+        (about 3 passes' cost per iteration, one start per row of init optimised together).
+    init: starting points [(lr_j ...), (beta_j ...)]; default one at half the edge and beta = 0.
+    Returns (boundaries, lr per piece, beta per piece, loss) of the best point scored.
     """
+    if method not in ("pattern", "adam"):
+        raise InputError(f"method must be 'pattern' or 'adam', got method={method!r}")
     bounds = segment_boundaries(T, pieces)
     P = len(bounds)
     lo, hi = momentum_range
@@ -160,35 +167,79 @@ def free_form(lam, c, N, b, T, *, edge_betas, edge_values, pieces=8, tau=1.0, F=
         cap = margin * np.interp(bets, edge_betas, edge_values)
         q = np.clip(np.asarray(lrs, float) / cap, 1e-4, 1 - 1e-4)
         th0.append(np.log(q / (1 - q)))
-    theta = torch.tensor(np.array(th0), dtype=torch.float64, requires_grad=True)  # [R, P]
-    phi = torch.tensor(np.array(ph0), dtype=torch.float64, requires_grad=True)
     seg = torch.as_tensor(np.searchsorted(np.asarray(bounds), np.arange(T), side="right") - 1)  # [T]
-    opt = torch.optim.Adam([theta, phi], lr=step)
-    best = (math.inf, None, None)
+    g_b = float(_gamma(b, N))
 
-    def values():
+    def values(theta, phi):
         beta = lo + (hi - lo) * torch.sigmoid(phi)  # [R, P]
         lr = margin * edge(beta.reshape(-1)).reshape(beta.shape) * torch.sigmoid(theta)
         return lr, beta
 
-    gamma_b = torch.full((T, theta.shape[0]), float(_gamma(b, N)), dtype=torch.float64)
-    for _ in range(int(iterations)):
-        lr, beta = values()
-        loss = sd_final_loss(lam_t, c_t, N, lr[:, seg].T, beta[:, seg].T, gamma_b, tau=tau, F=F, mult=mult_t,
-                             bound=bound)
-        with torch.no_grad():
-            k = int(torch.argmin(loss))
-            if float(loss[k]) < best[0]:
-                best = (float(loss[k]), lr[k].detach().numpy().copy(), beta[k].detach().numpy().copy())
-        ok = torch.isfinite(loss)
-        if not ok.any():
-            break
-        obj = torch.log(loss[ok]).sum()
-        opt.zero_grad()
-        obj.backward()
-        for p in (theta, phi):  # a diverged start gets no gradient; a NaN gradient is dropped
-            p.grad = torch.nan_to_num(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
-        opt.step()
+    def evaluate(theta, phi):
+        lr, beta = values(theta, phi)
+        gam = torch.full((T, theta.shape[0]), g_b, dtype=torch.float64)
+        return sd_final_loss(lam_t, c_t, N, lr[:, seg].T, beta[:, seg].T, gam, tau=tau, F=F, mult=mult_t,
+                             bound=bound), lr, beta
+
+    best = [math.inf, None, None]
+
+    def keep(loss, lr, beta):
+        k = int(torch.argmin(loss))
+        if float(loss[k]) < best[0]:
+            best[:] = [float(loss[k]), lr[k].detach().numpy().copy(), beta[k].detach().numpy().copy()]
+        return k
+
+    if method == "adam":
+        theta = torch.tensor(np.array(th0), dtype=torch.float64, requires_grad=True)  # [R, P]
+        phi = torch.tensor(np.array(ph0), dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.Adam([theta, phi], lr=0.15 if step is None else step)
+        for _ in range(int(iterations)):
+            loss, lr, beta = evaluate(theta, phi)
+            with torch.no_grad():
+                keep(loss, lr, beta)
+            ok = torch.isfinite(loss)
+            if not ok.any():
+                break
+            opt.zero_grad()
+            torch.log(loss[ok]).sum().backward()
+            for q in (theta, phi):  # a diverged start gets no gradient
+                q.grad = torch.nan_to_num(q.grad, nan=0.0, posinf=0.0, neginf=0.0)
+            opt.step()
+        return bounds, best[1], best[2], best[0]
+    with torch.no_grad():
+        theta = torch.tensor(np.array(th0), dtype=torch.float64)
+        phi = torch.tensor(np.array(ph0), dtype=torch.float64)
+        loss, lr, beta = evaluate(theta, phi)
+        k = keep(loss, lr, beta)
+        x = torch.cat([theta[k], phi[k]])  # the best start
+        fx = float(loss[k])
+        s = 1.0 if step is None else float(step)
+        n = 2 * P
+        free_dims = [j for j in range(n) if j < P or hi > lo]
+        combo = None
+        for _ in range(int(iterations)):
+            moves = [x.clone() for _ in range(2 * len(free_dims))]
+            for i, j in enumerate(free_dims):
+                moves[2 * i][j] += s
+                moves[2 * i + 1][j] -= s
+            cands = torch.stack(moves + ([combo] if combo is not None else []))
+            loss, lr, beta = evaluate(cands[:, :P], cands[:, P:])
+            keep(loss, lr, beta)
+            f = loss.numpy()
+            k = int(np.argmin(f))
+            better = [i for i in range(2 * len(free_dims)) if f[i] < fx]
+            if f[k] < fx:
+                # next round also tries every improving move at once
+                combo = x.clone()
+                for i in better:
+                    j = free_dims[i // 2]
+                    combo[j] = moves[i][j] if f[i] <= f[i ^ 1] or (i ^ 1) not in better else combo[j]
+                x, fx = cands[k].clone(), float(f[k])
+            else:
+                combo = None
+                s /= 2
+                if s < 1e-3:
+                    break
     return bounds, best[1], best[2], best[0]
 
 
@@ -260,8 +311,9 @@ def _family_grid(family, T):
 
 def design_schedule(problem, *, budget_steps=None, budget_samples=None, batch_sizes=(10, 100),
                     families=FAMILIES, objective="train", momentum="any", tau=1.0, margin=0.95, exact="auto",
-                    exact_max_n=500, pieces=8, iterations=40, ramp_factors=(2, 4, 8, 16), exact_modes=256,
-                    bin_ratio=1.05, regime="auto", full_max_cost=2e10, progress=True) -> ScheduleDesign:
+                    exact_max_n=500, pieces=8, iterations=12, method="pattern", ramp_factors=(2, 4, 8, 16),
+                    exact_modes=256, bin_ratio=1.05, regime="auto", full_max_cost=2e10, rerun="auto",
+                    rerun_max_cost=5e9, progress=True) -> ScheduleDesign:
     """The best schedule for a budget, and each family tuned on the prediction.
 
     Args:
@@ -275,12 +327,15 @@ def design_schedule(problem, *, budget_steps=None, budget_samples=None, batch_si
         momentum: "any", "nonnegative" or "zero" (the momenta searched).
         margin: every step's lr stays below margin x the edge at its (momentum, batch size).
         exact: "auto" (the exact edge too for a problem with eigenvectors and N <= exact_max_n), True, False.
-        pieces: segments of the free-form schedule; iterations: its Adam steps.
+        pieces, iterations, method: the free-form schedule's segments, rounds and optimiser (free_form).
         ramp_factors: the batch growth factors tried by the ramp family (geometric over the run).
         exact_modes, bin_ratio: the search's spectrum compression (compress_spectrum).
         regime: the regime that re-runs each family's best row for design.curves and the table's loss columns:
             "auto" (full when the problem has eigenvectors and N^3 x steps x rows <= full_max_cost, else sd),
             "sd" or "full".
+        rerun: "auto" (every row, unless modes x steps summed over rows exceeds rerun_max_cost: then the search's
+            best row per batch size), "all" or "best". The design is the best row by the regime's loss when every
+            row was re-run, else by the search's (info["chosen_by"]).
 
     Returns a ScheduleDesign: .schedule, .config (lr, momentum, batch_size), .n_steps, .table (per batch size and
     family: lr, momentum, the family's shape parameters, n_steps, samples, loss_search (the compressed search's
@@ -301,6 +356,8 @@ def design_schedule(problem, *, budget_steps=None, budget_samples=None, batch_si
         raise InputError(f"families must be a non-empty list drawn from {list(FAMILIES)}, got {families!r}")
     if not (0 < float(margin) <= 1):
         raise InputError(f"margin must be in (0, 1], got margin={margin}")
+    if rerun not in ("auto", "all", "best"):
+        raise InputError(f"rerun must be 'auto', 'all' or 'best', got rerun={rerun!r}")
     if regime not in ("auto", "sd", "full"):
         raise InputError(f"regime must be 'auto', 'sd' or 'full', got regime={regime!r}")
     if objective == "test":
@@ -350,115 +407,94 @@ def design_schedule(problem, *, budget_steps=None, budget_samples=None, batch_si
                 edge_at[key] = float(edges(np.array([beta]), b)[0])
             return edge_at[key]
 
-        def score(cands, steps=T, batch=None):
-            """cands: list of (family, params, lr, beta); lr/beta tables from the family's schedule."""
+        def score(cands):
+            """cands: (family, params, lr, beta, steps) -> the search's loss after `steps` steps, all candidates in
+            one pass per chunk (a shorter run is padded with lr = beta = gamma = 0, which freezes its moments)."""
             out = np.full(len(cands), math.inf)
             chunk = max(1, int(4e5 // max(lam_t.numel(), 1)))
             for s0 in range(0, len(cands), chunk):
                 part = cands[s0:s0 + chunk]
-                lr_tab, be_tab, ga_tab = [], [], []
-                for fam, prm, a, beta in part:
-                    sch = _family_schedule(fam, prm, steps)
-                    la, lb, lbs = sch.values(steps, a, beta, b if batch is None else batch, N)
-                    lr_tab.append(la)
-                    be_tab.append(lb)
-                    ga_tab.append(_gamma(lbs, N))
+                Tm = max(c_[4] for c_ in part)
+                lr_tab, be_tab, ga_tab = (np.zeros((Tm, len(part))) for _ in range(3))
+                for g, (fam, prm, a, beta, steps) in enumerate(part):
+                    la, lb, lbs = _family_schedule(fam, prm, steps).values(steps, a, beta, b, N)
+                    lr_tab[:steps, g], be_tab[:steps, g], ga_tab[:steps, g] = la, lb, _gamma(lbs, N)
                 with torch.no_grad():
-                    f = sd_final_loss(lam_t, c_t, N, torch.as_tensor(np.array(lr_tab).T),
-                                      torch.as_tensor(np.array(be_tab).T), torch.as_tensor(np.array(ga_tab).T),
-                                      tau=tau, F=F, mult=mult_t, bound=bound)
+                    f = sd_final_loss(lam_t, c_t, N, torch.as_tensor(lr_tab), torch.as_tensor(be_tab),
+                                      torch.as_tensor(ga_tab), tau=tau, F=F, mult=mult_t, bound=bound)
                 out[s0:s0 + len(part)] = f.numpy()
             return out
 
-        # 1. constant: the (f, beta) grid, then a local refinement
-        cands = [("constant", {}, f * margin * E(beta), float(beta)) for beta in momenta for f in FRACTIONS]
+        # 1. constant on the (fraction of the edge, momentum) grid
+        cands = [("constant", {}, f * margin * E(beta), float(beta), T) for beta in momenta for f in FRACTIONS]
         sc = score(cands)
         k = int(np.argmin(sc))
-        best_const = (cands[k][2], cands[k][3], sc[k])
-        tuned = {}
+        b0, a_c = cands[k][3], cands[k][2]
+        tuned = {"constant": (cands[k], sc[k])}
+        # 2. every family's shapes at the 3 momenta nearest the constant's, peak lr on a grid up to the edge; the
+        # batch ramps (b -> r b at the constant run's samples, fewer steps) around the constant's lr
+        near = momenta[np.argsort(np.abs(momenta - b0))[:3]]
+        cands = []
         for fam in fams:
-            if fam in ("free",):
+            if fam in ("free", "ramp", "constant"):
                 continue
-            if fam == "ramp":
-                continue
-            grid = _family_grid(fam, T)
-            b0 = best_const[1]
-            near = momenta[np.argsort(np.abs(momenta - b0))[:3]]
-            cands = []
-            for beta in near:
-                cap = margin * E(beta)
-                for f in np.geomspace(0.1, 1.0, 8):
-                    for prm in grid:
-                        cands.append((fam, prm, f * cap, float(beta)))
-            sc = score(cands)
-            k = int(np.argmin(sc))
-            fam_best = cands[k], sc[k]
-            # local refinement: lr x/÷ 1.25 (capped at the edge), beta +- 0.05
-            fam0, prm0, a0, be0 = cands[k]
-            ref = []
-            for db in (-0.05, 0.0, 0.05):
+            cands += [(fam, prm, f * margin * E(beta), float(beta), T) for beta in near
+                      for f in np.geomspace(0.1, 1.0, 8) for prm in _family_grid(fam, T)]
+        if "ramp" in fams:
+            for r in ramp_factors:
+                Tr = _ramp_steps(b, r, T * b)
+                cands += [("ramp", dict(ramp_steps=Tr, batch_factor=float(r)), min(a_c * fa, margin * E(b0)), b0, Tr)
+                          for fa in (0.5, 0.7, 1.0, 1.4, 2.0)]
+        sc = score(cands) if cands else np.array([])
+        for fam in fams:
+            idx = [i for i, c_ in enumerate(cands) if c_[0] == fam]
+            if idx:
+                k = idx[int(np.argmin(sc[idx]))]
+                tuned[fam] = (cands[k], sc[k])
+        # 3. local refinement of each: lr x 0.8, 1, 1.25 (capped at margin x the edge), momentum -+ 0.05
+        ref = []
+        for fam, ((f0, prm0, a0, be0, T0), _) in tuned.items():
+            dbs = (0.0,) if momenta.size == 1 or fam == "ramp" else (-0.05, 0.0, 0.05)
+            for db in dbs:
                 be = float(np.clip(be0 + db, edge_betas[0], edge_betas[-1]))
-                if fam == "constant" or momenta.size == 1:
-                    be = be0 if momenta.size == 1 else be
-                cap = margin * E(be)
-                for fa in (0.8, 1.0, 1.25):
-                    ref.append((fam0, prm0, min(a0 * fa, cap), be))
-            sr = score(ref)
-            j = int(np.argmin(sr))
-            if sr[j] < fam_best[1]:
-                fam_best = ref[j], sr[j]
-            tuned[fam] = fam_best
-            if bar is not None:
-                bar.update(1)
-        if "constant" not in tuned:
-            tuned_const = (("constant", {}, best_const[0], best_const[1]), best_const[2])
+                ref += [(f0, prm0, min(a0 * fa, margin * E(be)), be, T0) for fa in (0.8, 1.0, 1.25)]
+        sr = score(ref)
+        for fam in list(tuned):
+            idx = [i for i, c_ in enumerate(ref) if c_[0] == fam]
+            k = idx[int(np.argmin(sr[idx]))]
+            if sr[k] < tuned[fam][1]:
+                tuned[fam] = (ref[k], sr[k])
+        if "constant" not in fams:
+            const = tuned.pop("constant")
         else:
-            tuned_const = tuned["constant"]
+            const = tuned["constant"]
+        if bar is not None:
+            bar.update(len([f for f in fams if f != "free"]))
+        # 4. the free form, started from every tuned family projected on its segments
         if "free" in fams:
+            bd = segment_boundaries(T, pieces) + [T]
             inits = []
-            for fam, ((_, prm, a, be), _) in tuned.items():  # each tuned family, projected on the pieces
-                sch = _family_schedule(fam, prm, T)
-                la, _, _ = sch.values(T, a, be, b, N)
-                bd = segment_boundaries(T, pieces) + [T]
-                inits.append(([float(la[s:e].mean()) for s, e in zip(bd[:-1], bd[1:])], [be] * (len(bd) - 1)))
-            if not inits:
-                _, _, a, be = tuned_const[0]
-                inits.append(([a] * len(segment_boundaries(T, pieces)), [be] * len(segment_boundaries(T, pieces))))
+            for fam, ((_, prm, a, be, T0), _) in list(tuned.items()) + [("constant", const)]:
+                if fam == "ramp":
+                    continue
+                la, lb, _ = _family_schedule(fam, prm, T).values(T, a, be, b, N)
+                inits.append(([float(la[s_:e_].mean()) for s_, e_ in zip(bd[:-1], bd[1:])],
+                              [float(lb[s_:e_].mean()) for s_, e_ in zip(bd[:-1], bd[1:])]))
             bounds, lrs, bets, lf = free_form(lam_s, c_s, N, b, T, edge_betas=edge_betas, edge_values=eg,
                                               pieces=pieces, tau=tau, F=F, mult=mult_s, margin=margin,
                                               momentum_range=(float(edge_betas[0]), float(edge_betas[-1])),
-                                              init=inits, iterations=iterations, bound=bound)
+                                              init=inits, iterations=iterations, method=method, bound=bound)
             if lrs is not None:
                 peak = float(lrs.max())
                 prm = dict(boundaries=bounds, lr_factors=[float(x / peak) for x in lrs],
                            momenta=[float(x) for x in bets])
-                tuned["free"] = (("free", prm, peak, float(bets[0])), lf)
-            if bar is not None:
-                bar.update(1)
-        if "ramp" in fams:
-            _, _, a0, be0 = tuned_const[0]
-            cands, steps_of = [], []
-            for r in ramp_factors:
-                # a geometric ramp b -> r b over the run at the same samples: sum_t b_t = budget
-                Tr = _ramp_steps(b, r, T * b)
-                for fa in (0.7, 1.0, 1.4):
-                    cands.append(("ramp", dict(ramp_steps=Tr, batch_factor=float(r)), min(a0 * fa, margin * E(be0)),
-                                  be0))
-                    steps_of.append(Tr)
-            best_r = (None, math.inf)
-            for cand, Tr in zip(cands, steps_of):
-                s_ = score([cand], steps=Tr)[0]
-                if s_ < best_r[1]:
-                    best_r = (cand, s_)
-            if best_r[0] is not None:
-                tuned["ramp"] = best_r
+                tuned["free"] = (("free", prm, peak, float(bets[0]), T), lf)
             if bar is not None:
                 bar.update(1)
         for fam in fams:
             if fam not in tuned:
                 continue
-            (f_, prm, a, be), loss_s = tuned[fam]
-            Tf = prm.get("ramp_steps", T)
+            (_, prm, a, be, Tf), loss_s = tuned[fam]
             sch = _family_schedule(fam, prm, Tf, name=f"{fam} (designed)" if fam == "free" else fam)
             la, lb, lbs = sch.values(Tf, a, be, b, N)
             em = float(np.min(_edge_over_steps(lb, lbs, la, E, edges, b)))
@@ -469,27 +505,36 @@ def design_schedule(problem, *, budget_steps=None, budget_samples=None, batch_si
         bar.close()
     if not rows or not np.isfinite([r["loss_search"] for r in rows]).any():
         raise InputError(f"no schedule converges within the budget at batch sizes {bs}")
-    # re-run every tuned row in a regime for the curves and the table's losses
+    # re-run the tuned rows in a regime for the curves and the table's losses: every row, or where that costs too
+    # much (many modes), the search's best row per batch size
     use_full = regime == "full" or (regime == "auto" and has_basis and
                                     float(N * C) ** 3 * max(r["n_steps"] for r in rows) * len(rows) <= full_max_cost)
     reg = full if use_full else sd
-    want_test = problem.has_test
+    every = rerun == "all" or (rerun == "auto" and (use_full or lam_all.size * sum(r["n_steps"] for r in rows)
+                                                    <= rerun_max_cost))
+    top = {}
+    for i, r in enumerate(rows):
+        if r["batch_size"] not in top or r["loss_search"] < rows[top[r["batch_size"]]]["loss_search"]:
+            top[r["batch_size"]] = i
     curves = {}
-    for r in rows:
-        sch = S.schedule_from_dict(r["schedule"])
+    for i, r in enumerate(rows):
+        r["loss"], r["test_loss"] = math.nan, math.nan
+        if not every and i not in top.values():
+            continue
         n = r["n_steps"]
         log = np.unique(np.concatenate([[0], np.round(np.geomspace(1, n, min(n, 200))).astype(int)]))
-        kw = dict(progress=False, log_steps=log, schedule=sch)
+        kw = dict(progress=False, log_steps=log, schedule=S.schedule_from_dict(r["schedule"]))
         if reg is sd:
             kw["tau"] = tau
         cv = reg.run(problem, [(r["lr"], r["momentum"], r["batch_size"])], n, **kw)
-        r["loss"] = float(cv.loss[0, -1]) if cv.status[0] == "ok" else math.inf
-        r["test_loss"] = float(cv.test_loss[0, -1]) if want_test and cv.test_loss is not None and \
-            cv.status[0] == "ok" else math.nan
+        ok = cv.status[0] == "ok"
+        r["loss"] = float(cv.loss[0, -1]) if ok else math.inf
+        if cv.test_loss is not None:
+            r["test_loss"] = float(cv.test_loss[0, -1]) if ok else math.inf
         curves[(r["batch_size"], r["family"])] = (cv.steps, cv.loss[0]) + \
             ((cv.test_loss[0],) if cv.test_loss is not None else ())
     table = pd.DataFrame(rows)
-    key = "test_loss" if objective == "test" else "loss"
+    key = ("test_loss" if objective == "test" else "loss") if every else "loss_search"
     vals = table[key].to_numpy(float)
     vals = np.where(np.isfinite(vals), vals, np.inf)
     k = int(np.argmin(vals))
@@ -498,6 +543,7 @@ def design_schedule(problem, *, budget_steps=None, budget_samples=None, batch_si
     info = dict(loss=float(best["loss"]), test_loss=float(best.get("test_loss", math.nan)), family=best["family"],
                 regime=reg.REGIME, objective=objective, budget={budget_name: budget}, skipped=skipped,
                 margin=float(margin), exact_edge=bool(use_exact), modes_searched=int(lam_t.numel()),
+                rerun="all" if every else "best per batch size", chosen_by=key,
                 modes=int(lam_all.size), seconds=time.perf_counter() - t_start)
     schedule = S.schedule_from_dict(best["schedule"])
     return ScheduleDesign(schedule=schedule, config=(float(best["lr"]), float(best["momentum"]),
