@@ -146,3 +146,16 @@ def test_design_refusals(kw, msg):
     p = Problem.synthetic(64, nu=1.2, kappa=0.6, seed=0, basis="none")
     with pytest.raises(ValueError, match=msg):
         gfsgd.design_schedule(p, budget_steps=50, batch_sizes=(4,), progress=False, **kw)
+
+
+def test_recommend_returns_designed_schedules():
+    """recommend(schedules=True): per batch size a schedule no worse than the constant (alpha, beta) recommended
+    beside it, both checked in the SD regime."""
+    p = Problem.synthetic(800, nu=1.4, kappa=0.8, seed=6, basis="none")
+    df = gfsgd.recommend(p, budget_steps=400, batch_sizes=(4, 32), schedules=True)
+    for r in df.itertuples():
+        const = sd.run(p, [(r.lr, r.momentum, r.batch_size)], 400, progress=False).loss[0, -1]
+        sched = sd.run(p, [(r.schedule_lr, r.schedule_momentum, r.batch_size)], r.schedule_steps,
+                       schedule=r.schedule, progress=False).loss[0, -1]
+        assert sched == pytest.approx(r.loss_schedule, rel=1e-9)
+        assert sched <= const * 1.001

@@ -139,7 +139,7 @@ def _mccandlish(problem, a, beta, b, t, tau):
 def recommend(problem, *, budget_steps=None, budget_samples=None, batch_sizes=(1, 10, 100, 1000),
               objective="train", momentum="any", tau=1.0, target=None, exact="auto", exact_max_n=1000,
               margin=0.9, lsr_factors=(2, 4, 8, 16, 32, 64, 128), probe_steps=0, probe_top=4,
-              probe_seed=0) -> pd.DataFrame:
+              probe_seed=0, schedules=False) -> pd.DataFrame:
     """The (alpha, beta) to run at each batch size for a budget, and the margins around it.
 
     Args:
@@ -163,6 +163,9 @@ def recommend(problem, *, budget_steps=None, budget_samples=None, batch_sizes=(1
             and its loss at the budget predicted from there. The best of these is recommended (steps_to_target,
             b_noise, the critical batch size and the linear-scaling check stay those of the prediction from the
             kernel at initialisation).
+        schedules: also design a schedule per batch size for the same budget (gfsgd.design_schedule, every family;
+            docs/theory.md#design): columns schedule (a gfsgd.Schedule, the best found), schedule_family,
+            schedule_lr, schedule_momentum (its base values), schedule_steps and loss_schedule (its predicted loss).
 
     Returns a DataFrame, one row per batch size: batch_size, lr (alpha*), momentum (beta*), loss (predicted at
     the budget), horizon (steps), lr_crit_sd (SD edge at beta*), lr_crit_exact (exact edge at beta*, NaN when not
@@ -246,6 +249,18 @@ def recommend(problem, *, budget_steps=None, budget_samples=None, batch_sizes=(1
                 row["lr_margin"] = pa / row["lr_crit_sd"]
         rows.append(row)
     df = pd.DataFrame(rows)
+    if schedules:
+        from .design import design_schedule
+        des = [design_schedule(problem, **{budget_name: budget}, batch_sizes=[b], objective=objective,
+                               momentum=momentum, tau=tau, progress=False) for b in bs]
+        df["schedule"] = [d.schedule for d in des]
+        df["schedule_family"] = [d.info["family"] for d in des]
+        df["schedule_lr"] = [d.config[0] for d in des]
+        df["schedule_momentum"] = [d.config[1] for d in des]
+        df["schedule_steps"] = [d.n_steps for d in des]
+        df["loss_schedule"] = [d.info["test_loss" if objective == "test" else "loss"] if d.info["chosen_by"] !=
+                               "loss_search" else float(d.table.loc[d.table["best"], "loss_search"].iloc[0])
+                               for d in des]
     ok = np.isfinite(df["loss"].to_numpy())
     if not ok.any():
         largest = {int(b): float(th.critical_lr(problem, 0.0, b, tau=tau)) for b in bs}
