@@ -7,13 +7,14 @@ import torch
 import gfsgd
 from gfsgd import Problem, Schedule, theory as th
 from gfsgd import schedules as S
-from gfsgd.recommend.design import FAMILIES, compress_spectrum, free_form, sd_final_loss, segment_boundaries, _gamma
+from gfsgd.recommend.design import FAMILIES
+from gfsgd.theory import compress_spectrum, free_form, noise_gamma, sd_final_loss, segment_boundaries
 from gfsgd.regimes import full, spectral_diagonal as sd
 
 
 def _tables(sched, T, a, beta, b, N):
     la, lb, lbs = sched.values(T, a, beta, b, N)
-    return (torch.tensor(la)[:, None], torch.tensor(lb)[:, None], torch.tensor(_gamma(lbs, N))[:, None])
+    return (torch.tensor(la)[:, None], torch.tensor(lb)[:, None], torch.tensor(noise_gamma(lbs, N))[:, None])
 
 
 def test_search_recursion_is_the_sd_regime():

@@ -21,6 +21,7 @@ import pandas as pd
 
 from .. import theory as th
 from ..errors import InputError
+from .inputs import check_batches, check_budget
 
 __all__ = ["recommend", "predicted_loss", "MOMENTA"]
 
@@ -28,34 +29,6 @@ MOMENTA = {"any": np.round(np.concatenate([np.linspace(-0.8, 0.9, 18), [0.95]]),
            "nonnegative": np.round(np.concatenate([np.linspace(0.0, 0.9, 10), [0.95]]), 12),
            "zero": np.array([0.0])}
 FRACTIONS = np.geomspace(0.02, 0.98, 14)
-
-
-def _check_budget(budget_steps, budget_samples):
-    if (budget_steps is None) == (budget_samples is None):
-        raise InputError("give exactly one of budget_steps (steps of SGD) and budget_samples (steps x batch size); "
-                         f"got budget_steps={budget_steps!r}, budget_samples={budget_samples!r}")
-    name, value = ("budget_steps", budget_steps) if budget_steps is not None else ("budget_samples", budget_samples)
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(float(value)) or float(value) < 1 or not float(value).is_integer():
-        raise InputError(f"{name} must be an integer >= 1, got {name}={value!r}")
-    return name, int(value)
-
-
-def _check_batches(batch_sizes, N):
-    try:
-        bs = [b for b in np.atleast_1d(np.asarray(batch_sizes, dtype=float)).tolist()]
-    except (TypeError, ValueError):
-        raise InputError(f"batch_sizes must be a list of integers, got {batch_sizes!r}") from None
-    if not bs:
-        raise InputError("batch_sizes must hold at least one batch size, got an empty list")
-    bad = [b for b in bs if not (math.isfinite(b) and b.is_integer() and b >= 1)]
-    if bad:
-        raise InputError(f"batch_sizes must be integers >= 1, got {bad}")
-    keep = sorted({int(b) for b in bs if b <= N})
-    skipped = sorted({int(b) for b in bs if b > N})
-    if not keep:
-        raise InputError(f"every batch size in {sorted({int(b) for b in bs})} exceeds N={N}")
-    return keep, skipped
 
 
 def predicted_loss(problem, horizon, tau, objective):
@@ -186,9 +159,9 @@ def recommend(problem, *, budget_steps=None, budget_samples=None, batch_sizes=(1
         raise InputError(f"exact must be 'auto', True or False, got exact={exact!r}")
     if not (0 < float(margin) < 1):
         raise InputError(f"margin must be in (0, 1), got margin={margin}")
-    budget_name, budget = _check_budget(budget_steps, budget_samples)
+    budget_name, budget = check_budget(budget_steps, budget_samples)
     N = problem.N
-    bs, skipped = _check_batches(batch_sizes, N)
+    bs, skipped = check_batches(batch_sizes, N)
     if objective == "test":
         problem.require_test("recommend(objective='test')")
     has_basis = getattr(problem, "eigvecs", None) is not None

@@ -36,6 +36,9 @@ def _parser():
                    help="train the network on the best candidates for this many steps and choose from its "
                         "re-linearised predictions (network problems; 0: the prediction alone)")
     r.add_argument("--probe_top", type=int, default=4, help="candidates probed per batch size")
+    r.add_argument("--schedules", action="store_true",
+                   help="also design a schedule per batch size (gfsgd.design_schedule) and save each as JSON in --out "
+                        "(schedule_b<b>.json: run it with --sched_file)")
     r.add_argument("--out", default=None, help="folder for the PNGs; None: runs/recommend-<time>")
     return p
 
@@ -63,12 +66,13 @@ def main(argv=None):
         sizes = args.batch_size or [10 ** j for j in range(len(str(problem.N))) if 10 ** j <= problem.N]
         df = recommend(problem, budget_steps=args.budget_steps, budget_samples=args.budget_samples,
                        batch_sizes=sizes, objective=args.objective, momentum=args.momentum, tau=args.tau,
-                       probe_steps=args.probe_steps, probe_top=args.probe_top)
+                       probe_steps=args.probe_steps, probe_top=args.probe_top, schedules=args.schedules)
     except (InputError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from None
     cols = ["batch_size", "lr", "momentum", "loss", "horizon", "lr_crit_sd", "lr_crit_exact", "lr_margin",
             "steps_to_target", "samples_to_target", "lr_nn", "b_noise", "extrapolating", "kernel_change",
-            "lr_unprobed", "momentum_unprobed", "loss_unprobed"]
+            "lr_unprobed", "momentum_unprobed", "loss_unprobed", "schedule_family", "schedule_lr",
+            "schedule_momentum", "schedule_steps", "loss_schedule"]
     print(f"{problem.name}: N = {problem.N}, L0 = {problem.loss0:.4g}, objective {args.objective}, "
           f"budget {df.attrs['budget']}, target loss {df.attrs['target']:.4g}")
     print(df[[c for c in cols if c in df and df[c].notna().any()]].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
@@ -89,9 +93,15 @@ def main(argv=None):
         print(f"skipped (larger than N): {df.attrs['skipped']}")
     for w in df.attrs.get("warnings", []):
         print(f"warning: {w}")
+    written = ""
+    if "schedule" in df:
+        for r in df.itertuples():
+            r.schedule.save(out / f"schedule_b{int(r.batch_size)}.json")
+        written = ", schedule_b<b>.json (the base lr and momentum are the schedule_lr, schedule_momentum columns)"
+        df = df.drop(columns=["schedule"])
     df.to_csv(out / "recommendation.csv", index=False)
     _plots(problem, df, out, args.tau)
-    print(f"\nwritten: {out}/recommendation.csv, loss_vs_batch.png, stability_map.png")
+    print(f"\nwritten: {out}/recommendation.csv, loss_vs_batch.png, stability_map.png{written}")
     return df
 
 

@@ -29,6 +29,7 @@ from .renewal import loss_curve, mode_second_moments, propagators, solve_renewal
 from .inversion import loss_at
 from .sde import sde_loss
 from .scaling import data_scaling
+from .scheduled import compress_spectrum, free_form, sd_final_loss, segment_boundaries
 from .optimal import (BudgetCurves, NegativeMomentumCondition, OptimalHyperparameters, budget_curves,
                       critical_batch_size, negative_momentum_condition, optimal_hyperparameters)
 from .outputs import critical_lr_loss, critical_lr_outputs, gauss_newton_problem, noise_radius
@@ -36,7 +37,7 @@ from .stability import (asymptotes, critical_lr, exact_critical_lr, exact_stabil
                         mode_stable, per_mode_lr_limit)
 
 __all__ = [
-    "Spectrum", "as_spectrum", "noise_gamma",
+    "Spectrum", "as_spectrum", "noise_gamma", "compress_spectrum", "free_form", "sd_final_loss", "segment_boundaries",
     "S_k", "U_k", "V_k", "U", "V", "L", "U1", "V1", "total_loss", "propagators", "solve_renewal", "loss_curve",
     "split_configs", "mode_second_moments", "loss_at", "sde_loss", "exact_critical_lr", "exact_stability",
     "critical_lr_outputs", "noise_radius", "gauss_newton_problem", "critical_lr_loss", "mode_stable", "per_mode_lr_limit", "is_convergent", "critical_lr", "lambda_crit", "asymptotes",
