@@ -86,6 +86,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=10000)
     ap.add_argument("--batch_sizes", type=int, nargs="+", default=[10, 100])
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--nn_dtype", default="float32", help="the real network's dtype")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -102,7 +103,7 @@ def main(argv=None):
         steps = np.unique(np.concatenate([[0], np.round(np.geomspace(1, n, 40)).astype(int)]))
         t = time.perf_counter()
         cv = nn.run(problem, [cfg], n, network=net, schedule=sched, repeats=args.seeds, log_steps=steps,
-                    progress=False)
+                    progress=False, dtype=args.nn_dtype)
         secs = time.perf_counter() - t
         ps, pl = d.curves[(int(r.batch_size), r.family)][:2]
         row = dict(batch_size=int(r.batch_size), family=r.family, lr=float(r.lr), momentum=float(r.momentum),

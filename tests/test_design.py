@@ -127,8 +127,15 @@ def test_full_regime_reproduces_the_designed_curve():
     steps, loss = d.curves[(4, d.info["family"])][:2]
     got = full.run(p, [d.config], d.n_steps, schedule=d.schedule, log_steps=steps, progress=False).loss[0]
     np.testing.assert_allclose(got, loss, rtol=1e-12)
-    # and the exact edge bounded it (N <= exact_max_n)
+    # and the exact edge bounded it (N <= exact_max_n): the best row checked against it at every step
     assert d.info["exact_edge"]
+    best = d.table[d.table["best"]].iloc[0]
+    assert best["edge_margin_exact"] >= 1.0
+    a, beta, b = d.config
+    la, lb, lbs = d.schedule.values(d.n_steps, a, beta, b, p.N)
+    k = int(np.argmax(la))
+    edge = th.exact_critical_lr(p, float(lb[k]), int(lbs[k]), rtol=1e-6)
+    assert la[k] < edge * 1.001
 
 
 def test_segments_are_log_spaced_from_both_ends():

@@ -136,7 +136,9 @@ def design_schedule(problem, *, budget_steps=None, budget_samples=None, batch_si
 
     Returns a ScheduleDesign: .schedule, .config (lr, momentum, batch_size), .n_steps, .table (per batch size and
     family: lr, momentum, the family's shape parameters, n_steps, samples, loss_search (the compressed search's
-    prediction), loss (the regime's), test_loss (with a held-out set), edge_margin, schedule (its JSON form)),
+    prediction), loss (the regime's), test_loss (with a held-out set), edge_margin (with the exact edge: interpolated
+    from 7 momenta), edge_margin_exact (the exact edge at every step, for the best row per batch size when the exact
+    edge is used), schedule (its JSON form)),
     .curves, .info (the regime, the edges, B_noise along the best constant run, seconds).
     """
     from ..regimes import full, spectral_diagonal as sd
@@ -180,11 +182,21 @@ def design_schedule(problem, *, budget_steps=None, budget_samples=None, batch_si
     momenta = MOMENTA[momentum]
     edge_betas = np.linspace(max(-0.9, momenta.min() - 0.1), min(0.99, max(momenta.max(), 0.0) + 0.05), 23)
 
+    ratio_grid = np.linspace(edge_betas[0], edge_betas[-1], 7)
+    ratios = {}  # b -> min(1, exact / SD edge) at ratio_grid (the exact edge costs O(N^3) per bisection step)
+
+    def exact_edge(beta, b):
+        return np.array([th.exact_critical_lr(problem, float(x), int(b), rtol=1e-3) for x in np.atleast_1d(beta)])
+
     def edges(beta, b):
+        """The SD edge, and with the exact edge: the SD edge times min(1, exact / SD) interpolated from 7 momenta."""
         e = np.asarray(th.critical_lr(problem, beta, b, tau=tau), float)
-        if use_exact:
-            ex = np.array([th.exact_critical_lr(problem, float(x), int(b), rtol=1e-3) for x in np.atleast_1d(beta)])
-            e = np.minimum(e, ex.reshape(e.shape))
+        if use_exact:  # ratios at the base batch sizes (a ramp's b_t takes the nearest one's)
+            bb = min(bs, key=lambda x: abs(math.log(x / b)))
+            if bb not in ratios:
+                ratios[bb] = np.minimum(1.0, exact_edge(ratio_grid, bb) /
+                                        th.critical_lr(problem, ratio_grid, bb, tau=tau))
+            e = e * np.interp(beta, ratio_grid, ratios[bb])
         return e
 
     rows = []
@@ -293,7 +305,7 @@ def design_schedule(problem, *, budget_steps=None, budget_samples=None, batch_si
             (_, prm, a, be, Tf), loss_s = tuned[fam]
             sch = _family_schedule(fam, prm, Tf, name=f"{fam} (designed)" if fam == "free" else fam)
             la, lb, lbs = sch.values(Tf, a, be, b, N)
-            em = float(np.min(_edge_over_steps(lb, lbs, la, E, edges, b)))
+            em = float(np.nanmin(_edge_over_steps(lb, lbs, la, E, edges, b)))
             rows.append(dict(batch_size=b, family=fam, lr=float(a), momentum=float(be), n_steps=int(Tf),
                              samples=int(lbs.sum()), loss_search=float(loss_s), edge_margin=em,
                              params={k: v for k, v in prm.items()}, schedule=sch.to_dict()))
@@ -337,6 +349,25 @@ def design_schedule(problem, *, budget_steps=None, budget_samples=None, batch_si
     k = int(np.argmin(vals))
     best = table.iloc[k]
     table["best"] = np.arange(len(table)) == k
+    table["edge_margin_exact"] = math.nan
+    if use_exact:  # the best row per batch size checked against the exact edge itself at every step
+        for b in bs:
+            j = table.index[table["batch_size"] == b][int(np.argmin(vals[table["batch_size"].to_numpy() == b]))]
+            r = table.loc[j]
+            la, lb, lbs = S.schedule_from_dict(r["schedule"]).values(int(r["n_steps"]), r["lr"], r["momentum"], b, N)
+            cache = {}
+
+            def true_edge(x, y, cache=cache):
+                if (x, y) not in cache:
+                    cache[(x, y)] = min(float(th.critical_lr(problem, x, y, tau=tau)), float(exact_edge([x], y)[0]))
+                return cache[(x, y)]
+            # the 20 (beta, b) pairs closest to the interpolated edge (a ramp has one pair per batch size)
+            pairs = {}
+            for x, y, z in zip(lb.tolist(), lbs.astype(int).tolist(), la.tolist()):
+                if z > 0:
+                    pairs[(x, y)] = max(pairs.get((x, y), 0.0), z)
+            close = sorted(pairs, key=lambda q: float(edges(np.array([q[0]]), q[1])[0]) / pairs[q])[:20]
+            table.loc[j, "edge_margin_exact"] = float(min(true_edge(x, y) / pairs[(x, y)] for x, y in close))
     info = dict(loss=float(best["loss"]), test_loss=float(best.get("test_loss", math.nan)), family=best["family"],
                 regime=reg.REGIME, objective=objective, budget={budget_name: budget}, skipped=skipped,
                 margin=float(margin), exact_edge=bool(use_exact), modes_searched=int(lam_t.numel()),
