@@ -167,3 +167,24 @@ def test_recommend_returns_designed_schedules():
                        schedule=r.schedule, progress=False).loss[0, -1]
         assert sched == pytest.approx(r.loss_schedule, rel=1e-9)
         assert sched <= const * 1.001
+
+
+def test_design_with_c_outputs():
+    """A problem with C = 3 outputs per example (batches sample examples, docs/theory.md#outputs): the search steps
+    the C-output SD recursion (no compression, checked against the SD regime), the rows are re-run in the exact full
+    regime and the design is the best of them there: full.run with its schedule reproduces it."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(30 * 3, 60, generator=g, dtype=torch.float64) * (torch.arange(1, 61) ** -0.7)
+    d0 = torch.randn(30, 3, generator=g, dtype=torch.float64)  # [N, C]: the problem has C = 3 outputs
+    p = Problem.from_kernel(X @ X.T, d0)
+    d = gfsgd.design_schedule(p, budget_steps=120, batch_sizes=(4,), families=("constant", "cosine", "wsd"),
+                              regime="full", progress=False)
+    assert p.n_outputs == 3 and d.info["modes_searched"] == 90 and d.info["regime"] == "full"
+    for (b, fam), (sched, cfg, n) in d.schedules().items():
+        row = d.table[d.table.family == fam].iloc[0]
+        ref = sd.run(p, [cfg], n, schedule=sched, progress=False).loss[0, -1]
+        assert row.loss_search == pytest.approx(ref, rel=1e-9) or (np.isinf(row.loss_search) and np.isnan(ref))
+    finite = d.table.loss[np.isfinite(d.table.loss)]
+    assert np.isfinite(d.loss) and d.loss <= finite.min()
+    again = full.run(p, [d.config], d.n_steps, schedule=d.schedule, progress=False).loss[0, -1]
+    assert again == pytest.approx(d.loss, rel=1e-12)

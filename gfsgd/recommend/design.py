@@ -164,7 +164,7 @@ def design_schedule(problem, *, budget_steps=None, budget_samples=None, batch_si
     bs, skipped = check_batches(batch_sizes, N)
     C = getattr(problem, "n_outputs", 1)
     has_basis = problem.eigvecs is not None
-    use_exact = (exact is True) or (exact == "auto" and has_basis and N <= exact_max_n)
+    use_exact = (exact is True) or (exact == "auto" and has_basis and N <= exact_max_n and C == 1)
     if use_exact and not has_basis:
         raise InputError("exact=True needs a problem with its eigenvectors")
     if regime == "full" and not has_basis:

@@ -74,7 +74,8 @@ def sd_final_loss(lam, c, N, lr, beta, gamma, *, tau=1.0, F=None, mult=None, log
         if t + 1 in log_set:
             logged[t + 1] = A.sum(1) / two_n
     final = A.sum(1) / two_n
-    bad = ~torch.isfinite(final) if bound is None else ~(final <= bound)
+    # a second moment never goes negative: a negative loss is a recursion oscillating out of control (diverged)
+    bad = ~((final >= 0) & torch.isfinite(final)) if bound is None else ~((final >= 0) & (final <= bound))
     final = torch.where(bad, torch.full_like(final, math.inf), final)
     if log_steps is None:
         return final
