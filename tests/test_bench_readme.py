@@ -205,6 +205,21 @@ text(VS, r"The band holds (\d+) of the (\d+) points", [(SM, ("results", "scaling
                                                        (SM, ("results", "scaling", "points"), f("d"))])
 text(VS, r"The scaling part took (\d+) s", [(SM, ("results", "scaling", "seconds"), f(".0f"))])
 
+# validate_schedules_mnist.py
+SC, VSC = "schedules_mnist_N10000.json", "validate_schedules_mnist.py"
+text(VSC, r"--N 10000` \(([\d,]+) s on this", [(SC, ("wall_seconds",), comma)])
+text(VSC, r"the dense problem \((\d+) s\)", [(SC, ("results", "problem_seconds"), f(".0f"))])
+text(VSC, r"\((\d+) s with every row re-run", [(SC, ("results", "design_seconds"), f(".0f"))])
+for b, nd in (("10", 4), ("100", 3)):
+    P_ = ("results", "per_batch", b)
+    row(VSC, rf"^\| {b} \|", {1: (SC, P_ + ("best_family_real",), sig(nd)), 2: (SC, P_ + ("designed_real",), sig(nd)),
+                                 3: (SC, P_ + ("gain",), pct(".1f")), 4: (SC, P_ + ("gain_test",), pct(".1f"))})
+text(VSC, r"\| 10 \|.*\| ([\d,]+) / ([\d,]+) of", [
+    (SC, ("results", "per_batch", "10", "ramp_steps_to_const_pred"), comma),
+    (SC, ("results", "per_batch", "10", "ramp_steps_to_const_real"), comma)])
+text(VSC, r"over the 14 schedules ([\d.]+) \(test loss ([\d.]+)\)", [
+    (SC, ("results", "median_gap"), f(".3f")), (SC, ("results", "median_gap_test"), f(".3f"))])
+
 # bench_loss_at.py phases
 LP = "loss_at_phases.json"
 for case in ("signal beta<0", "signal beta>0", "signal edge", "noise beta<0", "noise beta>0", "noise edge",
