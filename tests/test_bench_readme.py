@@ -205,6 +205,18 @@ text(VS, r"The band holds (\d+) of the (\d+) points", [(SM, ("results", "scaling
                                                        (SM, ("results", "scaling", "points"), f("d"))])
 text(VS, r"The scaling part took (\d+) s", [(SM, ("results", "scaling", "seconds"), f(".0f"))])
 
+# bench_design_schedule.py
+DS, BDS = "design_schedule.json", "bench_design_schedule.py"
+text(BDS, r"every family: ([\d.]+) s \(issue", [(DS, ("results", "design_seconds"), f(".1f"))])
+text(BDS, r"searching (\d+) modes of ([\d,]+);", [(DS, ("results", "modes_searched"), f("d")),
+                                                  (DS, ("results", "modes"), comma)])
+text(BDS, r"only\) took ([\d.]+) s in the same run \(ratio ([\d.]+)\)", [
+    (DS, ("results", "recommend_seconds"), f(".1f")), (DS, ("results", "ratio_design_to_recommend"), f(".2f"))])
+text(BDS, r"within ([\d.e+-]+) of it \(median ([\d.e+-]+)\)", [(DS, ("results", "max_rel_diff"), f(".2e")),
+                                                                (DS, ("results", "median_rel_diff"), f(".2e"))])
+text(BDS, r"ends at ([\d.]+) \(b = 10\) and\n?\s*([\d.]+) \(b = 100\)", [
+    (DS, ("results", "best_over_constant", "10"), f(".3f")), (DS, ("results", "best_over_constant", "100"), f(".3f"))])
+
 # validate_schedules_mnist.py
 SC, VSC = "schedules_mnist_N10000.json", "validate_schedules_mnist.py"
 text(VSC, r"--N 10000` \(([\d,]+) s on this", [(SC, ("wall_seconds",), comma)])
