@@ -48,15 +48,21 @@ def test_a_kernel_file_with_nan_eigenvectors(tmp_path):
 
 def test_ctrl_c_says_the_finished_configs_are_saved(tmp_path):
     save = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "train_full.py", "--N", "256", "--n_steps", "200000", "--lr", "0.1",
-                             "0.2", "--save_dir", str(save), "--no_plots"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (save / "config.json").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    time.sleep(2.0)  # inside the run
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=300)  # a loaded 2-core machine can take long to unwind
+    # the child's output goes to files, not pipes: a progress bar filling an unread pipe would block the child
+    with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
+        proc = subprocess.Popen([sys.executable, "train_full.py", "--N", "256", "--n_steps", "200000", "--lr", "0.1",
+                                 "0.2", "--save_dir", str(save), "--no_plots"], cwd=ROOT, stdout=out, stderr=err,
+                                text=True)
+        deadline = time.time() + 120
+        while not (save / "config.json").exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        time.sleep(2.0)  # inside the run
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=300)  # a loaded 2-core machine can take long to unwind
+        finally:
+            proc.kill()
+    err = (tmp_path / "err.txt").read_text()
     assert proc.returncode != 0
     assert "Traceback" not in err, err[-2000:]
     assert "interrupted: the finished configs are saved" in err and "rerun the same command" in err
