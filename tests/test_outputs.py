@@ -351,3 +351,49 @@ def test_batchnorm_in_training_mode_is_refused_by_name_and_eval_mode_works():
     m.eval()
     K = empirical_ntk(m, X, device="cpu")
     assert K.shape == (12, 12) and torch.equal(K, K.T)
+
+
+def _brute_force_rho(p, a, beta, b):
+    """Spectral radius of E_B[A_B (x) A_B] over every batch B of b examples (drawn without replacement): the exact
+    second-moment map of the linearised heavy ball d' = (1 + beta) d - a K S_B d - beta d_prev, S_B = (N / b)
+    diag(1_B) (x) I_C, written out by enumeration (no eigenbasis, no renewal theory)."""
+    import itertools
+    N, C = p.N, p.n_outputs
+    M = N * C
+    K = p.K.double().numpy()
+    I, Z = np.eye(M), np.zeros((M, M))
+    subsets = list(itertools.combinations(range(N), b))
+    E = 0.0
+    for B in subsets:
+        s = np.zeros(N)
+        s[list(B)] = N / b
+        A = np.block([[(1 + beta) * I - a * K @ np.kron(np.diag(s), np.eye(C)), -beta * I], [I, Z]])
+        E = E + np.kron(A, A)
+    return float(np.max(np.abs(np.linalg.eigvals(E / len(subsets)))))
+
+
+@pytest.mark.parametrize("beta, b", [(0.6, 2), (-0.3, 1)])
+def test_the_exact_edge_with_c_outputs_is_the_brute_force_second_moment_edge(beta, b):
+    """exact_critical_lr on a C-output problem (Newton on the blockdiag noise operator) and its bisection route,
+    against bisection on the enumerated second-moment map (to 1e-7)."""
+    import gfsgd.theory as th
+    p = random_problem(N=4, C=2, seed=3)
+    newton = th.exact_critical_lr(p, beta, b)
+    assert newton == pytest.approx(th.exact_critical_lr(p, beta, b, method="bisection", rtol=1e-9), rel=1e-7)
+    lo, hi = 0.0, 2 * (1 + beta) * 1.01
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _brute_force_rho(p, mid, beta, b) < 1 else (lo, mid)
+    assert newton == pytest.approx(lo, rel=1e-7)
+    assert newton < 0.999 * float(th.critical_lr(p, beta, b))  # a generic kernel: below the SD edge
+
+
+def test_the_full_regime_with_c_outputs_diverges_just_past_the_exact_edge():
+    import gfsgd.theory as th
+    p = random_problem(N=16, C=3, seed=4)
+    for beta, b in ((0.8, 2), (0.0, 4)):
+        edge = th.exact_critical_lr(p, beta, b)
+        run = full.run(p, [(0.97 * edge, beta, b), (1.03 * edge, beta, b)], 6000, log_steps=[0, 3000, 6000],
+                       progress=False)
+        assert run.status[0] == "ok" and run.loss[0, -1] <= run.loss[0, 1], (beta, b, run.loss[0])
+        assert run.status[1] == "diverged" or run.loss[1, -1] > run.loss[1, 1], (beta, b, run.loss[1])

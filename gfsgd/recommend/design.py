@@ -16,7 +16,7 @@ its error). The families, each tuned over its peak lr (a fraction of the stabili
     ramp (constant lr, a batch that grows geometrically at an equal number of samples: fewer optimizer steps).
 
 Stability along the way: every step's lr stays below `margin` x the edge at that step's momentum and batch size
-(the SD edge; for a problem with eigenvectors and N <= exact_max_n, the lower of the SD and the exact edge); the
+(the SD edge; for a problem with eigenvectors and N C <= exact_max_n rows, the lower of the SD and the exact edge); the
 table's `edge_margin` is min_t edge(beta_t, b_t) / alpha_t. The designed schedule is the best row over all
 families, so it is never predicted worse than any family it contains. The winning rows are then re-run in a
 regime (SD on the uncompressed problem, or the exact `full` regime when the problem is small enough) and those
@@ -123,7 +123,7 @@ def design_schedule(problem, *, budget_steps=None, budget_samples=None, batch_si
         objective: "train" or "test" (the held-out loss of a dense problem, SD's diagonal approximation).
         momentum: "any", "nonnegative" or "zero" (the momenta searched).
         margin: every step's lr stays below margin x the edge at its (momentum, batch size).
-        exact: "auto" (the exact edge too for a problem with eigenvectors and N <= exact_max_n), True, False.
+        exact: "auto" (the exact edge too for a problem with eigenvectors and N C <= exact_max_n rows, C outputs included), True, False.
         pieces, iterations, method: the free-form schedule's segments, rounds and optimiser (free_form).
         ramp_factors: the batch growth factors tried by the ramp family (geometric over the run).
         exact_modes, bin_ratio: the search's spectrum compression (compress_spectrum).
@@ -164,7 +164,7 @@ def design_schedule(problem, *, budget_steps=None, budget_samples=None, batch_si
     bs, skipped = check_batches(batch_sizes, N)
     C = getattr(problem, "n_outputs", 1)
     has_basis = problem.eigvecs is not None
-    use_exact = (exact is True) or (exact == "auto" and has_basis and N <= exact_max_n and C == 1)
+    use_exact = (exact is True) or (exact == "auto" and has_basis and N * C <= exact_max_n)
     if use_exact and not has_basis:
         raise InputError("exact=True needs a problem with its eigenvectors")
     if regime == "full" and not has_basis:

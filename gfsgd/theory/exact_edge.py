@@ -64,13 +64,23 @@ def _gain_and_slope(lam, a, beta, gamma, N):
     return H, dH
 
 
-def _apply(U, Ut, W, c):
-    """c -> diag(U (W o (U^T diag(c) U)) U^T) for W symmetric [N, N]."""
-    X = (Ut * c) @ U
-    return np.einsum("ik,ik->i", U @ (W * X), U)
+def _apply(U, Ut, W, c, n_outputs=1):
+    """c -> diag(U (W o (U^T diag(c) U)) U^T) for W symmetric [M, M]. With C = n_outputs > 1 the noise lives on the
+    examples' C x C blocks (docs/theory.md#outputs): c is [N C C] (the blocks c_i, flattened) and the map is
+    c -> blockdiag(U (W o (U^T blockdiag(c) U)) U^T)."""
+    if n_outputs == 1:
+        X = (Ut * c) @ U
+        return np.einsum("ik,ik->i", U @ (W * X), U)
+    Co = n_outputs
+    M = U.shape[1]
+    Ub = U.reshape(-1, Co, M)  # [N, C, M]: the rows of each example
+    cb = c.reshape(-1, Co, Co)
+    X = np.einsum("iak,iac,icl->kl", Ub, cb, Ub)  # U^T blockdiag(c) U
+    Y = (W * X) @ Ut  # [M, N C]
+    return np.einsum("iak,kic->iac", Ub, Y.reshape(M, -1, Co)).reshape(-1)
 
 
-def _perron(U, Ut, H, v0, m=LANCZOS):
+def _perron(U, Ut, H, v0, m=LANCZOS, n_outputs=1):
     """(rho, v): the largest eigenvalue of the symmetric operator and its unit vector, by Lanczos from v0."""
     N = v0.size
     m = min(m, N)
@@ -80,7 +90,7 @@ def _perron(U, Ut, H, v0, m=LANCZOS):
     k = 0
     for k in range(m):
         Q[k] = q
-        w = _apply(U, Ut, H, q)
+        w = _apply(U, Ut, H, q, n_outputs)
         alpha[k] = q @ w
         w -= Q[:k + 1].T @ (Q[:k + 1] @ w)  # full reorthogonalisation (twice)
         w -= Q[:k + 1].T @ (Q[:k + 1] @ w)
@@ -101,27 +111,29 @@ def fast_exact_critical_lr(problem, momentum, batch_size, *, replacement=False, 
     if problem.eigvecs is None:
         raise InputError("the exact stability edge needs the kernel's eigenvectors, but this problem is spectral "
                          f"only ({problem.name}); use exact=False (the SD edge)")
-    if getattr(problem, "n_outputs", 1) > 1:
-        raise InputError("the exact stability edge is for one output per example (C > 1: use exact=False, the SD "
-                         "edge of docs/theory.md#outputs)")
+    Co = int(getattr(problem, "n_outputs", 1))
     U = problem.eigvecs.detach().cpu().double().numpy()
     Ut = np.ascontiguousarray(U.T)
     lam = problem.eigvals.detach().cpu().double().numpy()
-    N = lam.size
+    M = lam.size  # modes (N C)
+    N = M // Co  # examples: the batch samples examples, all C outputs together
     beta = float(momentum)
     gamma = float(noise_gamma(np.asarray(float(batch_size)), N, replacement))
     lam_max = float(lam.max())
     limit = 2 * (1 + beta) / lam_max  # the top mode's own limit
-    top = np.argsort(-lam)[:min(N, TOP_PAIRS)]
+    # modes with lambda = 0 (to rounding) are neither learnt nor reached by the noise (q_kl = 0): their entries
+    # keep an eigenvalue 1 at every alpha (the residual stays put), which is neutral, not unstable; skip them
+    live = np.flatnonzero(lam > 1e-12 * lam_max)
+    dead = np.flatnonzero(~(lam > 1e-12 * lam_max))
+    top = live[np.argsort(-lam[live])][:min(live.size, TOP_PAIRS)]
     tk, tl = np.triu_indices(top.size)
     tk, tl = top[tk], top[tl]
-    diag = np.arange(N)
-    k_all, l_all = np.concatenate([tk, diag]), np.concatenate([tl, diag])
+    k_all, l_all = np.concatenate([tk, live]), np.concatenate([tl, live])
 
     def entries_ok(a, full=False):
         if full:
-            ka, la = np.triu_indices(N)
-            return _entries_stable(lam, a, beta, gamma, ka, la)
+            ka, la = np.triu_indices(live.size)
+            return _entries_stable(lam, a, beta, gamma, live[ka], live[la])
         return _entries_stable(lam, a, beta, gamma, k_all, l_all)
 
     # the largest alpha with stable entries (on the top pairs and the diagonal), by bisection on a cheap check
@@ -135,16 +147,19 @@ def fast_exact_critical_lr(problem, momentum, batch_size, *, replacement=False, 
         a_entry = hi
     if gamma == 0:
         return _verified(a_entry, entries_ok)
-    v = np.full(N, 1.0 / math.sqrt(N))  # A(1) is nonnegative: the Perron vector is positive
+    # A(1) maps PSD (block-)diagonals to PSD ones: its top eigenvector is one (Perron / Krein-Rutman); start there
+    v = np.tile(np.eye(Co).reshape(-1), N) / math.sqrt(N * Co)
 
     calls = [0]
 
     def rho_and_slope(a):
         nonlocal v
         H, dH = _gain_and_slope(lam, a, beta, gamma, N)
-        r, v = _perron(U, Ut, H, v, m=3 * LANCZOS // 2 if calls[0] == 0 else LANCZOS)  # the first one starts cold
+        H[dead], H[:, dead], dH[dead], dH[:, dead] = 0.0, 0.0, 0.0, 0.0  # 0/0 there; their gain is O(lambda) ~ 0
+        r, v = _perron(U, Ut, H, v, m=3 * LANCZOS // 2 if calls[0] == 0 else LANCZOS,  # the first one starts cold
+                       n_outputs=Co)
         calls[0] += 1
-        return r, float(v @ _apply(U, Ut, dH, v))
+        return r, float(v @ _apply(U, Ut, dH, v, Co))
 
     # the noise edge: root of rho(a) = 1 in (0, a_entry], by Newton steps kept inside a bracket [lo, hi] with
     # rho(lo) < 1 <= rho(hi); started from the right end (rho grows with alpha; where it is convex, Newton then

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .exact_edge import entry_matrices, fast_exact_critical_lr
+from .exact_edge import _apply, entry_matrices, fast_exact_critical_lr
 from .outputs import critical_lr_outputs
 from ._inputs import (as_spectrum, check_batch_size, check_eigvals, check_finite, check_lr, check_momentum,
                       check_tau, noise_gamma)
@@ -207,7 +207,8 @@ def exact_stability(problem, lr, momentum, batch_size, *, replacement=False, tol
     noise injection q_kl (U^T diag(c) U)_kl, c the data-basis diagonal of C. Stable iff every R_kl has spectral
     radius < 1 and the operator c -> A(1) c = diag(U (H o (U^T diag(c) U)) U^T) has spectral radius < 1.
     A(1) is symmetric; its largest |eigenvalue| is found by Lanczos (scipy eigsh) on matrix-free products that
-    cost two N x N x N matmuls each.
+    cost two N x N x N matmuls each. With C outputs per example the noise acts on the examples' C x C blocks
+    (blockdiag in place of diag, docs/theory.md#outputs); the entry maps are unchanged.
     """
     from scipy.sparse.linalg import LinearOperator, eigsh
 
@@ -217,22 +218,28 @@ def exact_stability(problem, lr, momentum, batch_size, *, replacement=False, tol
                          f"only ({problem.name}); use exact=False (the SD edge)")
     U = U.detach().cpu().double().numpy()
     lam = problem.eigvals.detach().cpu().double().numpy()
-    N = lam.size
+    Co = int(getattr(problem, "n_outputs", 1))
+    M = lam.size
+    N = M // Co  # examples (C outputs: the noise acts on the examples' C x C blocks, docs/theory.md#outputs)
     a, beta = float(lr), float(momentum)
     gamma = float(noise_gamma(np.asarray(float(batch_size)), N, replacement))
-    R = entry_matrices(lam, a, beta, gamma, *np.triu_indices(N))
+    live = np.flatnonzero(lam > 1e-12 * lam.max())  # zero modes: neutral entries (eigenvalue 1), see exact_edge
+    ka, la = np.triu_indices(live.size)
+    R = entry_matrices(lam, a, beta, gamma, live[ka], live[la])
     if np.max(np.abs(np.linalg.eigvals(R))) >= 1:
         return False, np.inf, v0
     if gamma == 0:
         return True, 0.0, v0
     H = _noise_gain(lam, a, beta, gamma, N)
+    dead = np.flatnonzero(~(lam > 1e-12 * lam.max()))
+    H[dead], H[:, dead] = 0.0, 0.0  # 0/0 there; their gain is O(lambda) ~ 0
+    Ut = np.ascontiguousarray(U.T)
+    size = N * Co * Co
 
     def matvec(c):
-        c = np.asarray(c).reshape(-1)
-        X = (U.T * c) @ U  # U^T diag(c) U
-        return np.einsum("ik,ik->i", U @ (H * X), U)
+        return _apply(U, Ut, H, np.asarray(c).reshape(-1), Co)
 
-    op = LinearOperator((N, N), matvec=matvec, dtype=float)
+    op = LinearOperator((size, size), matvec=matvec, dtype=float)
     vals, vecs = eigsh(op, k=1, which="LM", tol=tol, v0=v0, maxiter=5000)
     rho = float(abs(vals[0]))
     return rho < 1, rho, vecs[:, 0]
