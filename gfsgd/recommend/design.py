@@ -123,7 +123,8 @@ def design_schedule(problem, *, budget_steps=None, budget_samples=None, batch_si
         objective: "train" or "test" (the held-out loss of a dense problem, SD's diagonal approximation).
         momentum: "any", "nonnegative" or "zero" (the momenta searched).
         margin: every step's lr stays below margin x the edge at its (momentum, batch size).
-        exact: "auto" (the exact edge too for a problem with eigenvectors and N C <= exact_max_n rows, C outputs included), True, False.
+        exact: "auto" (the exact edge too for a problem with eigenvectors and N C <= exact_max_n rows, C outputs
+            included), True, False.
         pieces, iterations, method: the free-form schedule's segments, rounds and optimiser (free_form).
         ramp_factors: the batch growth factors tried by the ramp family (geometric over the run).
         exact_modes, bin_ratio: the search's spectrum compression (compress_spectrum).
