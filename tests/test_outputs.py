@@ -397,3 +397,21 @@ def test_the_full_regime_with_c_outputs_diverges_just_past_the_exact_edge():
                        progress=False)
         assert run.status[0] == "ok" and run.loss[0, -1] <= run.loss[0, 1], (beta, b, run.loss[0])
         assert run.status[1] == "diverged" or run.loss[1, -1] > run.loss[1, 1], (beta, b, run.loss[1])
+
+
+def test_the_c_output_sd_edge_catches_an_oscillating_mode():
+    """A low-rank kernel with decaying directions (profiles far from delocalised): at b = 1 the per-mode coefficient
+    m^2 - tau gamma (alpha lambda)^2 turns negative below the rho(U(1)) = 1 edge and the SD recursion oscillates
+    off; the edge (checked by the recursion's own spectral radius) is where the SD regime starts to diverge."""
+    import gfsgd.theory as th
+    from gfsgd.theory.outputs import noise_radius
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(30 * 3, 60, generator=g, dtype=torch.float64) * (torch.arange(1, 61) ** -0.7)
+    p = Problem.from_kernel(X @ X.T, torch.randn(30, 3, generator=g, dtype=torch.float64))
+    for beta, b in ((0.0, 1), (0.8, 4)):
+        edge = float(th.critical_lr(p, beta, b))
+        assert noise_radius(p, 1.1 * edge, beta, b) < 1  # rho(U(1)) alone would allow more
+        run = sd.run(p, [(0.97 * edge, beta, b), (1.03 * edge, beta, b)], 8000, log_steps=[0, 4000, 8000],
+                     progress=False)
+        assert run.status[0] == "ok" and run.loss[0, -1] <= run.loss[0, 1] * (1 + 1e-6), (beta, b, run.loss[0])
+        assert run.status[1] == "diverged" or run.loss[1, -1] > run.loss[1, 1], (beta, b, run.loss[1])

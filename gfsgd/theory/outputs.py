@@ -22,7 +22,7 @@ import torch
 from ..errors import InputError
 from ._inputs import check_batch_size, check_momentum, check_tau, noise_gamma
 
-__all__ = ["critical_lr_outputs", "noise_radius", "gauss_newton_problem", "critical_lr_loss"]
+__all__ = ["critical_lr_outputs", "noise_radius", "sd_radius", "gauss_newton_problem", "critical_lr_loss"]
 
 
 def _profiles(problem):
@@ -48,8 +48,45 @@ def noise_radius(problem, lr, momentum, batch_size, *, tau=1.0, replacement=Fals
     return float(np.linalg.eigvalsh((Fp * u[:, None]).T @ Fp)[-1])
 
 
+def sd_radius(problem, lr, momentum, batch_size, *, tau=1.0, replacement=False) -> float:
+    """The spectral radius of the SD recursion's own one-step map at one config (docs/theory.md#outputs): per mode
+    the state (A_k, B_k, D_k) moves by A' = k1 A + k2 B + beta^2 D + k3 (W A)_k, B' = m A - beta B, D' = A with
+    W = F F^T (rank C^2), so a product costs O(N C . C^2); its largest |eigenvalue| comes from Arnoldi (scipy eigs).
+    Modes with lambda = 0 (to rounding) receive no noise and stay put; they are left out (neutral, not unstable)."""
+    from scipy.sparse.linalg import LinearOperator, eigs
+    lam, F = _profiles(problem)
+    live = lam > 1e-12 * lam.max()
+    lam, F = lam[live], F[live]
+    M = lam.size
+    a, beta = float(lr), float(momentum)
+    gamma = float(noise_gamma(batch_size, problem.N, replacement))
+    u = a * lam
+    m = 1 + beta - u
+    k3 = gamma * u * u
+    k1, k2 = m * m - tau * k3, -2 * beta * m
+
+    def matvec(x):
+        x = np.asarray(x).reshape(-1)
+        A, B, D = x[:M], x[M:2 * M], x[2 * M:]
+        return np.concatenate([k1 * A + k2 * B + beta * beta * D + k3 * (F @ (F.T @ A)), m * A - beta * B, A])
+
+    op = LinearOperator((3 * M, 3 * M), matvec=matvec, dtype=np.float64)
+    v0 = np.concatenate([np.ones(M), np.ones(M), np.ones(M)])
+    if 3 * M <= 600:  # small: dense
+        T = np.stack([matvec(e) for e in np.eye(3 * M)], axis=1)
+        return float(np.max(np.abs(np.linalg.eigvals(T))))
+    val = eigs(op, k=1, which="LM", v0=v0, tol=1e-10, maxiter=20000, return_eigenvectors=False)
+    return float(np.max(np.abs(val)))
+
+
 def critical_lr_outputs(problem, momentum, batch_size, *, tau=1.0, replacement=False, iterations=60) -> np.ndarray:
-    """alpha_crit(beta, b) of the SD dynamics of a C-output problem (module docstring); arrays broadcast."""
+    """alpha_crit(beta, b) of the SD dynamics of a C-output problem (module docstring); arrays broadcast.
+
+    rho(U(1)) < 1 is necessary; it is also sufficient while every per-mode transfer U_k(z) has nonnegative
+    coefficients, which fails where a mode's own coefficient m^2 - tau gamma (alpha lambda)^2 turns negative
+    (the mode oscillates; with C = 1 its self-coupling W_kk = 1 keeps it stable, with C > 1 W_kk < 1 need not).
+    So the bisection on rho(U(1)) gives an upper bound, checked by the spectral radius of the recursion itself
+    (sd_radius) and, where that is >= 1, lowered by a bisection on sd_radius < 1."""
     if not hasattr(problem, "profiles"):
         raise InputError(f"critical_lr_outputs needs a Problem (its output profiles), got {type(problem).__name__}")
     tau = check_tau(tau)
@@ -60,15 +97,25 @@ def critical_lr_outputs(problem, momentum, batch_size, *, tau=1.0, replacement=F
     out = np.empty(beta.shape)
     for j, (m, bb) in enumerate(zip(beta.reshape(-1), b.reshape(-1))):
         lo, hi = 0.0, 2 * (1 + m) / lam_max  # the top mode's own limit
-        if noise_radius(problem, hi * (1 - 1e-12), m, bb, tau=tau, replacement=replacement) < 1:
-            out.reshape(-1)[j] = hi
-            continue
-        for _ in range(iterations):
+        whole = noise_radius(problem, hi * (1 - 1e-12), m, bb, tau=tau, replacement=replacement) < 1
+        if whole:
+            lo = hi
+        for _ in range(0 if whole else iterations):
             mid = 0.5 * (lo + hi)
             if noise_radius(problem, mid, m, bb, tau=tau, replacement=replacement) < 1:
                 lo = mid
             else:
                 hi = mid
+        if sd_radius(problem, lo * (1 - 1e-9), m, bb, tau=tau, replacement=replacement) >= 1:  # oscillating mode
+            hi, lo = lo, 0.0
+            for _ in range(iterations):
+                mid = 0.5 * (lo + hi)
+                if sd_radius(problem, mid, m, bb, tau=tau, replacement=replacement) < 1:
+                    lo = mid
+                else:
+                    hi = mid
+                if hi - lo <= 1e-10 * hi:
+                    break
         out.reshape(-1)[j] = lo
     return out
 
