@@ -6,7 +6,7 @@ import pytest
 
 from gfsgd import Problem
 from gfsgd import theory as th
-from gfsgd.theory.exact_edge import _apply, _gain_and_slope, _perron
+from gfsgd.theory.exact_edge import _gain_and_slope, _perron, apply_noise_operator
 
 
 @pytest.mark.parametrize("beta, b", [(0.0, 1), (0.5, 4), (-0.4, 2), (0.85, 1), (0.2, 64)])
@@ -33,7 +33,7 @@ def test_the_hellmann_feynman_slope_is_the_derivative_of_rho():
 
     r, v = rho(a)
     _, dH = _gain_and_slope(lam, a, beta, gamma, N)
-    slope = float(v @ _apply(U, U.T.copy(), dH, v))
+    slope = float(v @ apply_noise_operator(U, U.T.copy(), dH, v))
     h = 1e-6 * a
     fd = (rho(a + h)[0] - rho(a - h)[0]) / (2 * h)
     assert slope == pytest.approx(fd, rel=1e-6)

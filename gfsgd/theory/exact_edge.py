@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import InputError
 from ._inputs import noise_gamma
 
-__all__ = ["fast_exact_critical_lr", "entry_matrices"]
+__all__ = ["fast_exact_critical_lr", "entry_matrices", "apply_noise_operator"]
 
 LANCZOS = 6  # Krylov vectors per Perron solve (warm-started: the Ritz value's error goes like the residual^2)
 TOP_PAIRS = 64  # modes whose entry maps are checked while searching (all pairs are checked at the end)
@@ -64,7 +64,7 @@ def _gain_and_slope(lam, a, beta, gamma, N):
     return H, dH
 
 
-def _apply(U, Ut, W, c, n_outputs=1):
+def apply_noise_operator(U, Ut, W, c, n_outputs=1):
     """c -> diag(U (W o (U^T diag(c) U)) U^T) for W symmetric [M, M]. With C = n_outputs > 1 the noise lives on the
     examples' C x C blocks (docs/theory.md#outputs): c is [N C C] (the blocks c_i, flattened) and the map is
     c -> blockdiag(U (W o (U^T blockdiag(c) U)) U^T)."""
@@ -90,7 +90,7 @@ def _perron(U, Ut, H, v0, m=LANCZOS, n_outputs=1):
     k = 0
     for k in range(m):
         Q[k] = q
-        w = _apply(U, Ut, H, q, n_outputs)
+        w = apply_noise_operator(U, Ut, H, q, n_outputs)
         alpha[k] = q @ w
         w -= Q[:k + 1].T @ (Q[:k + 1] @ w)  # full reorthogonalisation (twice)
         w -= Q[:k + 1].T @ (Q[:k + 1] @ w)
@@ -159,7 +159,7 @@ def fast_exact_critical_lr(problem, momentum, batch_size, *, replacement=False, 
         r, v = _perron(U, Ut, H, v, m=3 * LANCZOS // 2 if calls[0] == 0 else LANCZOS,  # the first one starts cold
                        n_outputs=Co)
         calls[0] += 1
-        return r, float(v @ _apply(U, Ut, dH, v, Co))
+        return r, float(v @ apply_noise_operator(U, Ut, dH, v, Co))
 
     # the noise edge: root of rho(a) = 1 in (0, a_entry], by Newton steps kept inside a bracket [lo, hi] with
     # rho(lo) < 1 <= rho(hi); started from the right end (rho grows with alpha; where it is convex, Newton then

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .exact_edge import _apply, entry_matrices, fast_exact_critical_lr
+from .exact_edge import apply_noise_operator, entry_matrices, fast_exact_critical_lr
 from .outputs import critical_lr_outputs
 from ._inputs import (as_spectrum, check_batch_size, check_eigvals, check_finite, check_lr, check_momentum,
                       check_tau, noise_gamma)
@@ -237,7 +237,7 @@ def exact_stability(problem, lr, momentum, batch_size, *, replacement=False, tol
     size = N * Co * Co
 
     def matvec(c):
-        return _apply(U, Ut, H, np.asarray(c).reshape(-1), Co)
+        return apply_noise_operator(U, Ut, H, np.asarray(c).reshape(-1), Co)
 
     op = LinearOperator((size, size), matvec=matvec, dtype=float)
     vals, vecs = eigsh(op, k=1, which="LM", tol=tol, v0=v0, maxiter=5000)
