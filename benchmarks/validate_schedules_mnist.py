@@ -21,6 +21,7 @@ Writes benchmarks/results/schedules_mnist_N{N}.json and results/schedules_mnist_
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -98,6 +99,8 @@ def main(argv=None):
     cols = ["batch_size", "family", "lr", "momentum", "n_steps", "loss_search", "loss", "test_loss", "edge_margin"]
     print(d.table[cols].to_string())
     rows = []
+    path = args.json or OUT / f"schedules_mnist_N{problem.N}.json"
+    partial = Path(str(path) + ".partial")  # the finished rows, rewritten after each one: a cut run keeps them
     for r in d.table.itertuples():
         sched, cfg, n = d.schedules()[(int(r.batch_size), r.family)]
         steps = np.unique(np.concatenate([[0], np.round(np.geomspace(1, n, 40)).astype(int)]))
@@ -120,6 +123,7 @@ def main(argv=None):
         if np.isfinite(row["pred_test"]) and np.isfinite(row["real_test"]):
             row["gap_test"] = abs(row["pred_test"] / row["real_test"] - 1)
         rows.append(row)
+        partial.write_text(json.dumps(dict(N=problem.N, steps=args.steps, seeds=args.seeds, rows=rows), default=float))
         log(f"b={row['batch_size']:>4} {row['family']:>8}: pred {row['pred']:.4g} real {row['real']:.4g} "
             f"+- {row['real_se']:.2g} (gap {row['gap']:.3f}) test pred {row['pred_test']:.4g} real "
             f"{row['real_test']:.4g} [{secs:.0f} s]")
@@ -160,8 +164,8 @@ def main(argv=None):
         per_b[str(b)] = out
         log(f"b={b}: {out}")
     res["per_batch"] = per_b
-    path = args.json or OUT / f"schedules_mnist_N{problem.N}.json"
     write_json(path, "validate_schedules_mnist", res, started=t0)
+    partial.unlink(missing_ok=True)
     figure(res, Path(path).with_suffix(".png"))
 
 
