@@ -16,8 +16,8 @@ its error). The families, each tuned over its peak lr (a fraction of the stabili
     ramp (constant lr, a batch that grows geometrically at an equal number of samples: fewer optimizer steps).
 
 Stability along the way: every step's lr stays below `margin` x the edge at that step's momentum and batch size
-(the SD edge; for a problem with eigenvectors and N C <= exact_max_n rows, the lower of the SD and the exact edge); the
-table's `edge_margin` is min_t edge(beta_t, b_t) / alpha_t. The designed schedule is the best row over all
+(the SD edge; for a problem with eigenvectors and N C <= exact_max_n rows, the lower of the SD and the exact
+edge); the table's `edge_margin` is min_t edge(beta_t, b_t) / alpha_t. The designed schedule is the best row over all
 families, so it is never predicted worse than any family it contains. The winning rows are then re-run in a
 regime (SD on the uncompressed problem, or the exact `full` regime when the problem is small enough) and those
 curves are what `design.curves` holds.

@@ -21,10 +21,17 @@ import numpy as np
 from ..errors import InputError
 from ._inputs import noise_gamma
 
-__all__ = ["fast_exact_critical_lr", "entry_matrices", "apply_noise_operator"]
+__all__ = ["fast_exact_critical_lr", "entry_matrices", "apply_noise_operator", "live_modes"]
 
 LANCZOS = 6  # Krylov vectors per Perron solve (warm-started: the Ritz value's error goes like the residual^2)
 TOP_PAIRS = 64  # modes whose entry maps are checked while searching (all pairs are checked at the end)
+
+
+def live_modes(lam) -> np.ndarray:
+    """The modes with lambda > 0 beyond rounding (a boolean mask). A mode with lambda = 0 is neither learnt nor
+    reached by the noise (q_kl = 0): its entries keep an eigenvalue 1 at every alpha (the residual stays put), which
+    is neutral, not unstable, so the stability checks leave it out."""
+    return lam > 1e-12 * lam.max()
 
 
 def entry_matrices(lam, a, beta, gamma, k, l):
@@ -121,10 +128,8 @@ def fast_exact_critical_lr(problem, momentum, batch_size, *, replacement=False, 
     gamma = float(noise_gamma(np.asarray(float(batch_size)), N, replacement))
     lam_max = float(lam.max())
     limit = 2 * (1 + beta) / lam_max  # the top mode's own limit
-    # modes with lambda = 0 (to rounding) are neither learnt nor reached by the noise (q_kl = 0): their entries
-    # keep an eigenvalue 1 at every alpha (the residual stays put), which is neutral, not unstable; skip them
-    live = np.flatnonzero(lam > 1e-12 * lam_max)
-    dead = np.flatnonzero(~(lam > 1e-12 * lam_max))
+    alive = live_modes(lam)  # zero modes are neutral: left out of the checks
+    live, dead = np.flatnonzero(alive), np.flatnonzero(~alive)
     top = live[np.argsort(-lam[live])][:min(live.size, TOP_PAIRS)]
     tk, tl = np.triu_indices(top.size)
     tk, tl = top[tk], top[tl]

@@ -5,14 +5,16 @@ With C outputs the SD noise couples mode k to mode l through <M^k, M^l> = F_k . 
 
     l(z) = v(z) + U(z) l(z),      U(z) = sum_k U_k(z) F_k F_k^T,
 
-with U_k(z) the scalar per-mode transfer of section 4 (C = 1: F = 1 and U(z) is the scalar U(z)). Its
-coefficients are positive semi-definite, so for |z| <= 1 and a unit x, |x^H U(z) x| <= x^T U(1) x; I - U(z) is then
-invertible on the closed disc iff rho(U(1)) < 1 (and every mode is stable). Per mode (section 5)
+with U_k(z) the scalar per-mode transfer of section 4 (C = 1: F = 1 and U(z) is the scalar U(z)). While its
+coefficients are positive semi-definite, |x^H U(z) x| <= x^T U(1) x for |z| <= 1 and a unit x, and I - U(z) is
+invertible on the closed disc iff rho(U(1)) < 1 (and every mode is stable); where a mode's own coefficient turns
+negative they are not, and the recursion's own spectral radius decides (sd_radius, critical_lr_outputs). Per mode
+(section 5)
 
     U_k(1) = gamma alpha lambda_k (1 + beta) / [(1 - beta)(2 (1 + beta) - alpha lambda_k) + gamma tau alpha lambda_k (1 + beta)],
 
 so the edge alpha_crit(beta, b) is the smallest alpha where a mode or rho(sum_k U_k(1) F_k F_k^T) = 1 fails,
-found by bisection (rho grows with alpha on the stable interval).
+found by bisection (rho grows with alpha on the stable interval), then checked by sd_radius.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import torch
 
 from ..errors import InputError
 from ._inputs import check_batch_size, check_momentum, check_tau, noise_gamma
+from .exact_edge import live_modes
 
 __all__ = ["critical_lr_outputs", "noise_radius", "sd_radius", "gauss_newton_problem", "critical_lr_loss"]
 
@@ -55,7 +58,7 @@ def sd_radius(problem, lr, momentum, batch_size, *, tau=1.0, replacement=False) 
     Modes with lambda = 0 (to rounding) receive no noise and stay put; they are left out (neutral, not unstable)."""
     from scipy.sparse.linalg import LinearOperator, eigs
     lam, F = _profiles(problem)
-    live = lam > 1e-12 * lam.max()
+    live = live_modes(lam)
     lam, F = lam[live], F[live]
     M = lam.size
     a, beta = float(lr), float(momentum)
@@ -71,7 +74,7 @@ def sd_radius(problem, lr, momentum, batch_size, *, tau=1.0, replacement=False) 
         return np.concatenate([k1 * A + k2 * B + beta * beta * D + k3 * (F @ (F.T @ A)), m * A - beta * B, A])
 
     op = LinearOperator((3 * M, 3 * M), matvec=matvec, dtype=np.float64)
-    v0 = np.concatenate([np.ones(M), np.ones(M), np.ones(M)])
+    v0 = np.ones(3 * M)
     if 3 * M <= 600:  # small: dense
         T = np.stack([matvec(e) for e in np.eye(3 * M)], axis=1)
         return float(np.max(np.abs(np.linalg.eigvals(T))))

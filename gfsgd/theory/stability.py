@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .exact_edge import apply_noise_operator, entry_matrices, fast_exact_critical_lr
+from .exact_edge import apply_noise_operator, entry_matrices, fast_exact_critical_lr, live_modes
 from .outputs import critical_lr_outputs
 from ._inputs import (as_spectrum, check_batch_size, check_eigvals, check_finite, check_lr, check_momentum,
                       check_tau, noise_gamma)
@@ -223,7 +223,8 @@ def exact_stability(problem, lr, momentum, batch_size, *, replacement=False, tol
     N = M // Co  # examples (C outputs: the noise acts on the examples' C x C blocks, docs/theory.md#outputs)
     a, beta = float(lr), float(momentum)
     gamma = float(noise_gamma(np.asarray(float(batch_size)), N, replacement))
-    live = np.flatnonzero(lam > 1e-12 * lam.max())  # zero modes: neutral entries (eigenvalue 1), see exact_edge
+    alive = live_modes(lam)  # zero modes: neutral entries (eigenvalue 1), see exact_edge
+    live = np.flatnonzero(alive)
     ka, la = np.triu_indices(live.size)
     R = entry_matrices(lam, a, beta, gamma, live[ka], live[la])
     if np.max(np.abs(np.linalg.eigvals(R))) >= 1:
@@ -231,7 +232,7 @@ def exact_stability(problem, lr, momentum, batch_size, *, replacement=False, tol
     if gamma == 0:
         return True, 0.0, v0
     H = _noise_gain(lam, a, beta, gamma, N)
-    dead = np.flatnonzero(~(lam > 1e-12 * lam.max()))
+    dead = np.flatnonzero(~alive)
     H[dead], H[:, dead] = 0.0, 0.0  # 0/0 there; their gain is O(lambda) ~ 0
     Ut = np.ascontiguousarray(U.T)
     size = N * Co * Co
