@@ -60,6 +60,11 @@ def first_below(steps, curve, target):
     return float(steps[j - 1] + w * (steps[j] - steps[j - 1]))
 
 
+def _se(se):
+    """The final standard error over the seeds; NaN with one seed (the nn regime gives none for one path)."""
+    return float(se[0, -1]) if se is not None else float("nan")
+
+
 def build(args):
     ds = load_dataset("mnist", min(args.N, 60000 - args.n_test) if args.N < 60000 else args.N, seed=0,
                       root=args.data_root, n_test=args.n_test if args.N < 60000 else 0)
@@ -113,9 +118,9 @@ def main(argv=None):
                    lr_nn=float(r.lr * problem.N / problem.lambda_max_raw), n_steps=int(n), samples=int(r.samples),
                    params=r.params, edge_margin=float(r.edge_margin), pred=float(r.loss),
                    pred_search=float(r.loss_search), pred_test=float(r.test_loss),
-                   real=float(cv.loss[0, -1]), real_se=float(cv.loss_se[0, -1]), status=cv.status[0],
+                   real=float(cv.loss[0, -1]), real_se=_se(cv.loss_se), status=cv.status[0],
                    real_test=float(cv.test_loss[0, -1]) if cv.test_loss is not None else float("nan"),
-                   real_test_se=float(cv.test_loss_se[0, -1]) if cv.test_loss_se is not None else float("nan"),
+                   real_test_se=_se(cv.test_loss_se),
                    steps=[int(s) for s in cv.steps], real_curve=[float(x) for x in cv.loss[0]],
                    pred_steps=[int(s) for s in ps], pred_curve=[float(x) for x in pl], seconds=secs,
                    designed=bool(r.best))

@@ -11,10 +11,13 @@ steps >= 100 of benchmarks/results/full_mnist_curves.npz:
   - against the SD prediction of the 60,000-point problem itself (rank 1,000 + tail, `pred_i`),
   - against the real network trained on all 60,000 (`meas_i`, mean of its seeds);
   median relative gap per config, then the median over configs; once with the subset alone and once with |d0|^2
-  of all 60,000 points (one forward pass of the network, `extrapolate(..., energy=)`). The band: per config and step the min and max
-  over the n-point subsets' central predictions and their ensembles; a config is covered when the real curve lies
-  inside the band at >= 90% of its steps >= 100. Time: the subset's kernel, eigendecomposition, extrapolation and
-  SD, against the 445 s of the rank-1000 computation on all 60,000 points (bench_spectrum.py mnist60k).
+  of all 60,000 points (one forward pass of the network, `extrapolate(..., energy=)`). The band of one subset:
+  Extrapolation.band, per config and step the min and max over the central prediction, its ensemble and the
+  central prediction scaled by each split-half check's error (docs/theory.md#subset); a config is covered when the
+  real curve lies inside the band at >= 90% of its steps >= 100. Reported for each subset alone (what a user with
+  one subset gets) and for the union of the subsets' bands. Time: the subset's kernel, eigendecomposition,
+  extrapolation and SD,
+  against the 445 s of the rank-1000 computation on all 60,000 points (bench_spectrum.py mnist60k).
 Writes benchmarks/results/subset_mnist.json and results/subset_mnist.png.
 """
 from __future__ import annotations
@@ -65,6 +68,21 @@ def curves(problem, rows):
     return out
 
 
+def flat(cs):
+    return np.concatenate(cs)
+
+
+def split(a, rows):
+    """A flat prediction back into one array per stored config."""
+    return np.split(np.asarray(a), np.cumsum([len(r["steps"]) for r in rows])[:-1])
+
+
+def covered_fraction(meas, steps, lo, hi):
+    sel = (steps >= 100) & np.isfinite(meas)
+    inside = (meas[sel] >= lo[sel] * (1 - 1e-9)) & (meas[sel] <= hi[sel] * (1 + 1e-9))
+    return float(inside.mean())
+
+
 def gap(a, b, steps):
     sel = (steps >= 100) & np.isfinite(a) & np.isfinite(b)
     return float(np.median(np.abs(a[sel] / b[sel] - 1))) if sel.any() else float("nan")
@@ -83,6 +101,8 @@ def main(argv=None):
     ap.add_argument("--scaling_Ns", type=int, nargs="+", default=[2000, 5000, 10000, 20000, 60000])
     ap.add_argument("--scaling_steps", type=int, default=10000)
     ap.add_argument("--scaling_seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--scaling_real_from", default=None,
+                    help="take the real-network losses of the scaling part from this earlier JSON (same setting)")
     args = ap.parse_args(argv)
     started = time.perf_counter()
     if args.scaling:
@@ -117,17 +137,21 @@ def main(argv=None):
             ex = extrapolate(p, args.N)
             central = curves(ex.problem, rows)
             t_pred = time.perf_counter() - t
-            members = [curves(q, rows) for q in ex.ensemble]
+            bd = ex.band(lambda q: flat(curves(q, rows)))
+            t_band = time.perf_counter() - t
+            band = (split(bd["low"], rows), split(bd["high"], rows))
+            ratio = [float(np.median(np.abs(np.log(r[np.isfinite(r)])))) for r in bd["check_ratio"]]
             g_sd = [gap(c, r["pred"], r["steps"]) for c, r in zip(central, rows)]
             g_real = [gap(c, r["meas"], r["steps"]) for c, r in zip(central, rows)]
             exe = extrapolate(p, args.N, energy=energy)
-            central_e = curves(exe.problem, rows)
-            members_e = [curves(q, rows) for q in exe.ensemble]
+            bde = exe.band(lambda q: flat(curves(q, rows)))
+            central_e = split(bde["central"], rows)
             key = f"n={n},seed={s}"
-            keep_e[key] = (central_e, members_e)
+            keep_e[key] = (central_e, (split(bde["low"], rows), split(bde["high"], rows)))
             ge_sd = [gap(c, r["pred"], r["steps"]) for c, r in zip(central_e, rows)]
             ge_real = [gap(c, r["meas"], r["steps"]) for c, r in zip(central_e, rows)]
             res["subsets"][key] = dict(n=n, seed=s, kernel_seconds=t_kernel, prediction_seconds=t_pred,
+                                       band_seconds=t_band, check_log_ratio_median=ratio,
                                        nu=ex.info["nu"], nu_ci=ex.info["nu_ci"], kappa=ex.info["kappa"],
                                        kappa_ci=ex.info["kappa_ci"], k_max=ex.info["k_max"],
                                        lambda_max_raw_ratio=ex.problem.lambda_max_raw / info["lambda_max_raw"],
@@ -135,7 +159,7 @@ def main(argv=None):
                                        energy_gap_vs_sd60k=ge_sd, energy_gap_vs_real=ge_real,
                                        loss0_relative_se=ex.info["loss0_relative_se"],
                                        loss0_ratio=ex.problem.loss0 / exe.problem.loss0)
-            keep[key] = (central, members)
+            keep[key] = (central, band)
             log(f"{key}: {t_pred:.1f} s (kernel {t_kernel:.1f} s); nu {ex.info['nu']:.3f}, kappa {ex.info['kappa']:.3f}; "
                 f"gap vs SD(60k) {np.round(g_sd, 3).tolist()}, vs real {np.round(g_real, 3).tolist()}; with the "
                 f"N points' |d0|^2: {np.round(ge_sd, 3).tolist()}, {np.round(ge_real, 3).tolist()}")
@@ -152,18 +176,26 @@ def summarise(res, rows, keep, args, prefix):
         keys = [f"n={n},seed={s}" for s in args.seeds]
         per_cfg_sd = np.median([res["subsets"][k][prefix + "gap_vs_sd60k"] for k in keys], axis=0)
         per_cfg_real = np.median([res["subsets"][k][prefix + "gap_vs_real"] for k in keys], axis=0)
-        covered = []
+        covered, one, width = [], [], []
         for j, r in enumerate(rows):
-            allc = [keep[k][0][j] for k in keys] + [m[j] for k in keys for m in keep[k][1]]
-            lo, hi = np.min(allc, axis=0), np.max(allc, axis=0)
-            sel = (r["steps"] >= 100) & np.isfinite(r["meas"])
-            inside = (r["meas"][sel] >= lo[sel] * (1 - 1e-9)) & (r["meas"][sel] <= hi[sel] * (1 + 1e-9))
-            covered.append(float(inside.mean()))
+            lo = np.min([keep[k][1][0][j] for k in keys], axis=0)
+            hi = np.max([keep[k][1][1][j] for k in keys], axis=0)
+            covered.append(covered_fraction(r["meas"], r["steps"], lo, hi))
+            # what one user with one subset gets: that subset's own band
+            one.append([covered_fraction(r["meas"], r["steps"], keep[k][1][0][j], keep[k][1][1][j]) for k in keys])
+            sel = r["steps"] >= 100
+            width.append([float(np.median((keep[k][1][1][j] / keep[k][1][0][j])[sel] - 1)) for k in keys])
+        one = np.asarray(one)
         secs = [res["subsets"][k]["prediction_seconds"] for k in keys]
+        secs_band = [res["subsets"][k]["band_seconds"] for k in keys]
         summary[str(n)] = dict(median_gap_vs_sd60k=float(np.median(per_cfg_sd)),
                                median_gap_vs_real=float(np.median(per_cfg_real)),
                                per_config_gap_vs_sd60k=per_cfg_sd.tolist(), per_config_gap_vs_real=per_cfg_real.tolist(),
                                band_inside_fraction=covered, configs_covered=int(sum(c >= 0.9 for c in covered)),
+                               single_subset_inside_fraction=one.tolist(),
+                               single_subset_configs_covered=[int((one[:, i] >= 0.9).sum()) for i in range(len(keys))],
+                               single_subset_band_width_median=float(np.median(width)),
+                               band_seconds_median=float(np.median(secs_band)),
                                seconds_median=float(np.median(secs)), speedup=FULL_SECONDS / float(np.median(secs)))
         log(f"n={n} {prefix}: {summary[str(n)]}")
     return summary
@@ -184,7 +216,14 @@ def scaling_part(args):
     T = args.scaling_steps
     pred = theory.data_scaling(p, args.scaling_Ns, T, cfgs)
     real, real_se, secs = [], [], []
-    for N in args.scaling_Ns:
+    if args.scaling_real_from:  # the real runs of an earlier run of this part (same Ns, configs, steps, seeds)
+        old = json.loads(Path(args.scaling_real_from).read_text())["results"]["scaling"]
+        same = all(old[k] == v for k, v in dict(n=args.scaling_n, Ns=args.scaling_Ns, steps=T,
+                                               seeds=args.scaling_seeds).items())
+        if not same or [tuple(c) for c in old["configs"]] != cfgs:
+            raise SystemExit(f"--scaling_real_from {args.scaling_real_from} holds another setting")
+        real, real_se, secs = old["real"], old["real_se"], old["nn_seconds"]
+    for N in ([] if args.scaling_real_from else args.scaling_Ns):
         t = time.perf_counter()
         dsN = load_dataset("mnist", N, seed=0, root=args.data_root)
         mN = MLP(dsN.X.shape[1], width=args.width, seed=0)
@@ -205,6 +244,7 @@ def scaling_part(args):
                 predicted=pred["loss"].tolist(), low=pred["low"].tolist(), high=pred["high"].tolist(),
                 real=real.tolist(), real_se=real_se, gap=gap.tolist(), median_gap=float(np.median(gap)),
                 max_gap=float(gap.max()), inside_band=int(inside.sum()), points=int(inside.size), nn_seconds=secs,
+                real_from=args.scaling_real_from,
                 seconds=time.perf_counter() - started)
 
 
@@ -221,8 +261,8 @@ def figure(rows, keep, args):
         ax.plot(st[sel], r["pred"][sel], "C0--", lw=1.3, label="SD, the 60,000-point problem")
         for n in args.ns:
             keys = [f"n={n},seed={s}" for s in args.seeds]
-            allc = [keep[k][0][j] for k in keys] + [m[j] for k in keys for m in keep[k][1]]
-            lo, hi = np.min(allc, axis=0), np.max(allc, axis=0)
+            lo = np.min([keep[k][1][0][j] for k in keys], axis=0)
+            hi = np.max([keep[k][1][1][j] for k in keys], axis=0)
             ax.fill_between(st[sel], lo[sel], hi[sel], color=colors[n], alpha=0.18, lw=0)
             ax.plot(st[sel], np.median([keep[k][0][j] for k in keys], axis=0)[sel], color=colors[n], lw=1.0,
                     label=f"from n = {n:,} (median of {len(keys)} subsets; band)")

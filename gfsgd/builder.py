@@ -146,6 +146,12 @@ def network_problem(args, *, progress: bool = True) -> Problem:
 
 def _subset(args, progress):
     """--subset n: the problem of n points (the dataset's, or the --kernel file's), extrapolated to --N."""
+    return extrapolation_from_args(args, progress=progress, ensemble=False).problem
+
+
+def extrapolation_from_args(args, *, progress: bool = True, ensemble: bool = True):
+    """--subset n: gfsgd.spectrum.extrapolate of the n-point problem to --N (with its ensemble and split-half
+    checks when ensemble=True: a band for every prediction, Extrapolation.band)."""
     import copy
 
     from .spectrum import extrapolate
@@ -164,7 +170,7 @@ def _subset(args, progress):
         small = problem_from_args(sub, progress=progress)
     if small.N >= N:
         raise InputError(f"--subset: the subset has {small.N} points, not fewer than --N {N}")
-    return extrapolate(small, N, ensemble=False).problem
+    return extrapolate(small, N, ensemble=ensemble)
 
 
 def problem_from_args(args, *, progress: bool = True) -> Problem:

@@ -116,7 +116,9 @@ def recommend(problem, *, budget_steps=None, budget_samples=None, batch_sizes=(1
     """The (alpha, beta) to run at each batch size for a budget, and the margins around it.
 
     Args:
-        problem: a gfsgd.Problem (spectral-only problems work, without the exact edge and the test objective).
+        problem: a gfsgd.Problem (spectral-only problems work, without the exact edge and the test objective), or
+            the Extrapolation of a subset (gfsgd.spectrum.extrapolate): the recommendation is made on its central
+            problem and each row's predicted loss gets a band (columns loss_low, loss_high; Extrapolation.band).
         budget_steps / budget_samples: exactly one: SGD steps, or samples processed (steps x b).
         batch_sizes: candidate batch sizes (those above N are skipped and listed in attrs["skipped"]).
         objective: "train" (predicted training loss at the budget) or "test" (predicted test loss; needs a
@@ -151,6 +153,10 @@ def recommend(problem, *, budget_steps=None, budget_samples=None, batch_sizes=(1
     mccandlish (B_noise, B_simple and their finite-data batch sizes at the start and at the smallest batch's
     budget), lsr (the linear-scaling check), skipped, objective, budget.
     """
+    from ..spectrum.extrapolate import Extrapolation
+    ex = None
+    if isinstance(problem, Extrapolation):  # a subset's extrapolation: recommend on its central problem, add a band
+        ex, problem = problem, problem.problem
     if objective not in ("train", "test"):
         raise InputError(f"objective must be 'train' or 'test', got objective={objective!r}")
     if momentum not in MOMENTA:
@@ -234,6 +240,12 @@ def recommend(problem, *, budget_steps=None, budget_samples=None, batch_sizes=(1
         df["loss_schedule"] = [d.info["test_loss" if objective == "test" else "loss"] if d.info["chosen_by"] !=
                                "loss_search" else float(d.table.loc[d.table["best"], "loss_search"].iloc[0])
                                for d in des]
+    if ex is not None:  # the band of each row's predicted loss (Extrapolation.band)
+        bands = [ex.band(lambda q, r=r: predicted_loss(q, r.horizon, tau, objective)(np.array([r.lr]), r.momentum,
+                                                                                     r.batch_size))
+                 if np.isfinite(r.loss) else dict(low=[math.nan], high=[math.nan]) for r in df.itertuples()]
+        df["loss_low"] = [float(np.asarray(bd["low"]).reshape(-1)[0]) for bd in bands]
+        df["loss_high"] = [float(np.asarray(bd["high"]).reshape(-1)[0]) for bd in bands]
     ok = np.isfinite(df["loss"].to_numpy())
     if not ok.any():
         largest = {int(b): float(th.critical_lr(problem, 0.0, b, tau=tau)) for b in bs}

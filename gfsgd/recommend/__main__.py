@@ -7,7 +7,8 @@ import sys
 import numpy as np
 
 from .. import theory as th
-from ..builder import add_model_args, add_problem_args, problem_from_args
+from ..spectrum.extrapolate import Extrapolation
+from ..builder import add_model_args, add_problem_args, extrapolation_from_args, problem_from_args
 from . import MOMENTA, predicted_loss, recommend
 from ..errors import InputError
 
@@ -44,7 +45,10 @@ def _parser():
 
 
 def _problem_from_args(args):
-    """The problem of the options (gfsgd.builder, the one problem builder)."""
+    """The problem of the options (gfsgd.builder, the one problem builder); with --subset the Extrapolation (its
+    central problem, and the band that the table's loss_low / loss_high columns show)."""
+    if getattr(args, "subset", None):
+        return extrapolation_from_args(args, progress=False)
     return problem_from_args(args, progress=False)
 
 
@@ -62,14 +66,15 @@ def main(argv=None):
     except OSError as exc:
         raise SystemExit(f"error: --out {out} cannot be created: {exc.strerror}") from None
     try:
-        problem = _problem_from_args(args)
+        given = _problem_from_args(args)
+        problem = given.problem if isinstance(given, Extrapolation) else given  # its central problem
         sizes = args.batch_size or [10 ** j for j in range(len(str(problem.N))) if 10 ** j <= problem.N]
-        df = recommend(problem, budget_steps=args.budget_steps, budget_samples=args.budget_samples,
+        df = recommend(given, budget_steps=args.budget_steps, budget_samples=args.budget_samples,
                        batch_sizes=sizes, objective=args.objective, momentum=args.momentum, tau=args.tau,
                        probe_steps=args.probe_steps, probe_top=args.probe_top, schedules=args.schedules)
     except (InputError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from None
-    cols = ["batch_size", "lr", "momentum", "loss", "horizon", "lr_crit_sd", "lr_crit_exact", "lr_margin",
+    cols = ["batch_size", "lr", "momentum", "loss", "loss_low", "loss_high", "horizon", "lr_crit_sd", "lr_crit_exact", "lr_margin",
             "steps_to_target", "samples_to_target", "lr_nn", "b_noise", "extrapolating", "kernel_change",
             "lr_unprobed", "momentum_unprobed", "loss_unprobed", "schedule_family", "schedule_lr",
             "schedule_momentum", "schedule_steps", "loss_schedule"]
@@ -113,6 +118,9 @@ def _plots(problem, df, out, tau):
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     d = df[np.isfinite(df["loss"])]
     ax.plot(d["batch_size"], d["loss"], "o-", color="C0", label=f"predicted {df.attrs['objective']} loss at the budget")
+    if "loss_low" in d:  # a subset's extrapolation: its band
+        ax.fill_between(d["batch_size"], d["loss_low"], d["loss_high"], color="C0", alpha=0.2, lw=0,
+                        label="band (extrapolated from the subset)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("batch size b")
@@ -123,7 +131,7 @@ def _plots(problem, df, out, tau):
     budget = ", ".join(f"{k.replace('budget_', '')} = {v:,}" for k, v in df.attrs["budget"].items())
     ax.set_title(f"{problem.name}\nbudget: {budget}", fontsize=8)
     ax.set_xlim(d["batch_size"].min() / 1.6, d["batch_size"].max() * 3.0)
-    lo, hi = d["loss"].min(), d["loss"].max()
+    lo, hi = d.get("loss_low", d["loss"]).min(), d.get("loss_high", d["loss"]).max()
     ax.set_ylim(lo / 1.4, hi * 1.4)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()

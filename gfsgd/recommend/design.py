@@ -114,7 +114,9 @@ def design_schedule(problem, *, budget_steps=None, budget_samples=None, batch_si
     """The best schedule for a budget, and each family tuned on the prediction.
 
     Args:
-        problem: a gfsgd.Problem (spectral-only problems too).
+        problem: a gfsgd.Problem (spectral-only problems too), or the Extrapolation of a subset
+            (gfsgd.spectrum.extrapolate): the design is made on its central problem and the best row per batch size
+            gets the band of its final training loss (columns loss_low, loss_high; Extrapolation.band).
         budget_steps / budget_samples: exactly one. With budget_samples every batch size gets
             budget_samples // b steps. The batch ramp spends the samples of the constant-batch run (T b) in fewer
             steps.
@@ -143,7 +145,11 @@ def design_schedule(problem, *, budget_steps=None, budget_samples=None, batch_si
     .curves, .info (the regime, the edges, B_noise along the best constant run, seconds).
     """
     from ..regimes import full, spectral_diagonal as sd
+    from ..spectrum.extrapolate import Extrapolation
     t_start = time.perf_counter()
+    ex = None
+    if isinstance(problem, Extrapolation):  # a subset's extrapolation: design on its central problem, add a band
+        ex, problem = problem, problem.problem
     budget_name, budget = check_budget(budget_steps, budget_samples)
     if objective not in ("train", "test"):
         raise InputError(f"objective must be 'train' or 'test', got objective={objective!r}")
@@ -369,6 +375,8 @@ def design_schedule(problem, *, budget_steps=None, budget_samples=None, batch_si
                     pairs[(x, y)] = max(pairs.get((x, y), 0.0), z)
             close = sorted(pairs, key=lambda q: float(edges(np.array([q[0]]), q[1])[0]) / pairs[q])[:20]
             table.loc[j, "edge_margin_exact"] = float(min(true_edge(x, y) / pairs[(x, y)] for x, y in close))
+    if ex is not None:
+        _band_columns(table, ex, bs, vals, tau)
     info = dict(loss=float(best["loss"]), test_loss=float(best.get("test_loss", math.nan)), family=best["family"],
                 regime=reg.REGIME, objective=objective, budget={budget_name: budget}, skipped=skipped,
                 margin=float(margin), exact_edge=bool(use_exact), modes_searched=int(lam_t.numel()),
@@ -378,6 +386,24 @@ def design_schedule(problem, *, budget_steps=None, budget_samples=None, batch_si
     return ScheduleDesign(schedule=schedule, config=(float(best["lr"]), float(best["momentum"]),
                                                      int(best["batch_size"])),
                           n_steps=int(best["n_steps"]), table=table, curves=curves, info=info)
+
+
+def _band_columns(table, ex, bs, vals, tau):
+    """loss_low, loss_high: the band (Extrapolation.band) of the best row per batch size's final training loss,
+    each member re-run in SD with the row's schedule; NaN on the other rows."""
+    from ..regimes import spectral_diagonal as sd
+    table["loss_low"], table["loss_high"] = math.nan, math.nan
+    for b in bs:
+        j = table.index[table["batch_size"] == b][int(np.argmin(vals[table["batch_size"].to_numpy() == b]))]
+        r = table.loc[j]
+        sched, n = S.schedule_from_dict(r["schedule"]), int(r["n_steps"])
+
+        def final(q, r=r, sched=sched, n=n):
+            cv = sd.run(q, [(r["lr"], r["momentum"], int(r["batch_size"]))], n, schedule=sched, log_steps=[0, n],
+                        tau=tau, progress=False)
+            return np.array([cv.loss[0, -1] if cv.status[0] == "ok" else math.inf])
+        out = ex.band(final)
+        table.loc[j, "loss_low"], table.loc[j, "loss_high"] = float(out["low"][0]), float(out["high"][0])
 
 
 def _ramp_steps(b, r, samples):

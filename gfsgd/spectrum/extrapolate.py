@@ -29,6 +29,8 @@ Assumed: the n points are a uniform random subset of the N (the same distributio
 K_n are the operator's; the tail beyond is a power law. The ensemble: the tail at the ends of the intervals of
 nu and kappa (band_problems; kappa's from the fits on [k_max/4, k_max/2] and [k_max/2, k_max]), the extrapolation
 with k_max halved and doubled, and the whole energy at +- 2 standard errors of the subset's mean loss per example.
+The split-half checks (ex.checks): the method run on each half of the subset and extrapolated to n, beside the
+n-point problem itself; ex.band(predict) widens any prediction by the error they show (docs/theory.md#subset).
 """
 from __future__ import annotations
 
@@ -46,10 +48,35 @@ __all__ = ["extrapolate", "Extrapolation"]
 
 @dataclass
 class Extrapolation:
-    """What extrapolate returns: the central problem, the ensemble spanning its uncertainty, and the facts."""
+    """What extrapolate returns: the central problem, the ensemble spanning its uncertainty, the split-half checks
+    and the facts. `band(predict)` puts a band on any prediction."""
     problem: Problem
     ensemble: list = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    checks: list = field(default_factory=list)
+
+    def band(self, predict) -> dict:
+        """A prediction with its band: `predict` maps a Problem to an array (a loss curve, losses per config...).
+
+        Returns dict(central, low, high, check_ratio): central = predict(self.problem); low and high the
+        elementwise min and max over the central value, every ensemble member's, and central x predict(truth) /
+        predict(extrapolated) of each split-half check (the method's own error where the answer is known, one
+        halving of the data below this one; docs/theory.md#subset). A member whose prediction is NaN is skipped; a
+        prediction the subset cannot make (a batch larger than its n) skips the checks (check_ratio is then []).
+        """
+        central = np.asarray(predict(self.problem), dtype=float)
+        vals = [central] + [np.asarray(predict(q), dtype=float) for q in self.ensemble]
+        ratios = []
+        try:
+            for chk in self.checks:
+                ratios.append(np.asarray(predict(chk["truth"]), dtype=float)
+                              / np.asarray(predict(chk["extrapolated"]), dtype=float))
+        except InputError:
+            ratios = []
+        with np.errstate(invalid="ignore"):
+            vals += [central * r for r in ratios]
+            low, high = np.fmin.reduce(vals), np.fmax.reduce(vals)
+        return dict(central=central, low=low, high=high, check_ratio=ratios)
 
 
 def _kappa_cumulative(c, k):
@@ -97,8 +124,32 @@ def _one(lam, c, n, N, k, lmax_raw, name, k_range, confidence, source_meta=None,
     return p, tail
 
 
+def _split_checks(problem, k, k_max, seed):
+    """The method checked where the answer is known: the n points split at random into two halves, each half's
+    problem (its block of the kernel, raw units) extrapolated to n with the same rules, against the n-point problem
+    itself. Each check: dict(extrapolated=Problem of n modes, truth=problem, n_half)."""
+    n = problem.N
+    h = n // 2
+    kh = max(8, h // 10) if k_max is None else max(8, k // 2)
+    if h < 16 or kh >= h:
+        return []
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    K = problem.K.detach().cpu().double() * float(problem.lambda_max_raw)
+    d0 = problem.d0.detach().cpu().double().reshape(-1)
+    # each half gets the n points' own |d0|^2: the check measures the spectrum's extrapolation, not the half's
+    # sampling error of the loss per example (the ensemble's energy members hold that one)
+    e_n = float((d0 ** 2).sum())
+    out = []
+    for idx in (perm[:h], perm[h:2 * h]):
+        half = Problem.from_kernel(K[idx][:, idx], d0[idx], name=f"{problem.name} [half]", sym_tol=1e-6)
+        ex = extrapolate(half, n, k_max=kh, ensemble=False, energy=e_n)
+        out.append(dict(extrapolated=ex.problem, truth=problem, n_half=h))
+    return out
+
+
 def extrapolate(problem, N: int, *, k_max: int | None = None, k_range=None, confidence: float = 0.95,
-                ensemble: bool = True, energy: float | None = None) -> Extrapolation:
+                ensemble: bool = True, energy: float | None = None, check: bool = True,
+                seed: int = 0) -> Extrapolation:
     """The problem of N points from `problem`, a dense one on n < N points (module docstring).
 
     Args:
@@ -108,6 +159,10 @@ def extrapolate(problem, N: int, *, k_max: int | None = None, k_range=None, conf
         k_max: the top modes of the subset taken as the operator's (default n // 10, at least 8); the tail's power
             law is fitted on k in k_range (default (k_max // 10, k_max)).
         ensemble: also build the ensemble (the tail band and k_max halved and doubled).
+        check: with the ensemble, also the split-half checks (needs the subset's eigenvectors): the n points split
+            at random (seed) into two halves, each extrapolated to n and kept beside the n-point problem, so that
+            Extrapolation.band scales the central prediction by the method's own error one halving below
+            (docs/theory.md#subset). Two eigendecompositions of n/2 points.
         energy: |d0|^2 over all N points, when known (one forward pass of the network over the N points, no
             kernel: gfsgd.ntk.network_output); it replaces the subset's estimate (N / n) |d0,n|^2, removing the
             sampling error of the loss per example, and every c_k is scaled by energy / |d0,n|^2.
@@ -154,5 +209,7 @@ def extrapolate(problem, N: int, *, k_max: int | None = None, k_range=None, conf
             q, _ = _one(lam, c, n, N, kk, float(problem.lambda_max_raw), f"{name} [k_max={kk}]", None, confidence,
                         src, energy)
             members.append(q)
-    return Extrapolation(p, members, info)
+    checks = _split_checks(problem, k, k_max, seed) if (ensemble and check and problem.has_basis) else []
+    info["checks"] = len(checks)
+    return Extrapolation(p, members, info, checks)
 

@@ -23,8 +23,8 @@ __all__ = ["data_scaling"]
 def data_scaling(problem_n, Ns, budget: int, configs, *, tau: float = 1.0, band: bool = True) -> dict:
     """The predicted loss after `budget` steps at each dataset size in Ns, for each (alpha, beta, b) config.
 
-    Returns dict(N [S], configs, loss [S, G], low [S, G], high [S, G] (the ensemble's min and max; equal to loss
-    when band=False), nu, kappa (the tail's fit at the largest N)). N below the subset's n is refused.
+    Returns dict(N [S], configs, loss [S, G], low [S, G], high [S, G] (Extrapolation.band: the ensemble's min and
+    max and the split-half checks; equal to loss when band=False), nu, kappa (the tail's fit at the largest N)). N below the subset's n is refused.
     """
     Ns = [int(N) for N in np.atleast_1d(Ns)]
     if not Ns or min(Ns) < problem_n.N:
@@ -42,9 +42,8 @@ def data_scaling(problem_n, Ns, budget: int, configs, *, tau: float = 1.0, band:
     info = {}
     for i, N in enumerate(Ns):
         ex = extrapolate(problem_n, N, ensemble=band)
-        loss[i] = loss_at(ex.problem, a, m, b, int(budget), tau=tau)
-        members = [loss_at(q, a, m, b, int(budget), tau=tau) for q in ex.ensemble] + [loss[i]]
-        low[i], high[i] = np.min(members, axis=0), np.max(members, axis=0)
+        out = ex.band(lambda q: loss_at(q, a, m, b, int(budget), tau=tau))
+        loss[i], low[i], high[i] = out["central"], out["low"], out["high"]
         info = ex.info
     return dict(N=Ns, configs=cfgs, budget=int(budget), loss=loss, low=low, high=high, nu=info.get("nu"),
                 kappa=info.get("kappa"))
