@@ -2,7 +2,8 @@
 """Schedules designed by the theory, run on the real network (issue 25; docs/theory.md#design).
 
     python benchmarks/validate_schedules_mnist.py --data_root ../shared/data --N 10000 [--seeds 3]
-    python benchmarks/validate_schedules_mnist.py --data_root ../shared/data --N 60000 --problem FILE
+    python benchmarks/validate_schedules_mnist.py --data_root ../shared/data --N 60000 --problem FILE \
+        --loss_probe 10000 --log_points 20
 
 MNIST, the paper's one-hidden-layer MLP (width 1000, seed 0), budget --steps SGD steps (10^4), b in {10, 100}.
 N = 10,000: the dense problem (NTK + eigh) with --n_test held-out images (the test loss); N = 60,000: the rank-1000
@@ -16,6 +17,9 @@ batch-sampler seeds (mean +- s.e.):
         network (its real loss), the gain with its seed spread;
   (iii) the batch ramp at the constant-batch run's samples: steps to reach the constant-batch final loss,
         predicted (SD curves) and real.
+At N = 60,000 a pass over all points at every logged step costs more than the training: --loss_probe 10000 logs
+the real loss on a fixed random 10,000 of them (nn.run(loss_probe=)), and each row checks path 0's final network on
+all 60,000 against its probe (path0_full, path0_probe, probe_se).
 Writes benchmarks/results/schedules_mnist_N{N}.json and results/schedules_mnist_N{N}.png.
 """
 from __future__ import annotations
@@ -60,6 +64,26 @@ def first_below(steps, curve, target):
     return float(steps[j - 1] + w * (steps[j] - steps[j - 1]))
 
 
+def probe_check(net, cv, args):
+    """With --loss_probe: path 0's final network on all N points (one pass), against its loss on the probe: the
+    probe's error and its standard error (a mean over the probe's examples)."""
+    import torch
+    st = cv.meta["final_state"][0]
+    if st is None:
+        return dict(path0_full=float("nan"), path0_probe=float("nan"), probe_se=float("nan"))
+    p = {k: v for k, v in st["params"].items()}
+    per = []
+    with torch.no_grad():
+        for s in range(0, net.N, 8192):
+            xb = net.X[s:s + 8192].to(next(iter(p.values())).dtype)
+            out = torch.func.functional_call(net.model, p, (xb,)).reshape(-1).double()
+            per.append(0.5 * (out - net.y[s:s + 8192].double().reshape(-1)) ** 2)
+    per = torch.cat(per)
+    idx = cv.meta["loss_probe_index"]
+    return dict(path0_full=float(per.mean()), path0_probe=float(per[idx].mean()),
+                probe_se=float(per[idx].std() / len(idx) ** 0.5))
+
+
 def _se(se):
     """The final standard error over the seeds; NaN with one seed (the nn regime gives none for one path)."""
     return float(se[0, -1]) if se is not None else float("nan")
@@ -94,6 +118,10 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--nn_dtype", default="float32", help="the real network's dtype")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--loss_probe", type=int, default=0,
+                    help="log the real network's training loss on this many fixed training points (0: all N); each "
+                         "row then also checks path 0's final loss on all N points against its probe")
+    ap.add_argument("--log_points", type=int, default=40, help="logged steps per real run (log-spaced)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     problem, net, t_problem = build(args)
@@ -108,11 +136,13 @@ def main(argv=None):
     partial = Path(str(path) + ".partial")  # the finished rows, rewritten after each one: a cut run keeps them
     for r in d.table.itertuples():
         sched, cfg, n = d.schedules()[(int(r.batch_size), r.family)]
-        steps = np.unique(np.concatenate([[0], np.round(np.geomspace(1, n, 40)).astype(int)]))
+        steps = np.unique(np.concatenate([[0], np.round(np.geomspace(1, n, args.log_points)).astype(int)]))
         t = time.perf_counter()
         cv = nn.run(problem, [cfg], n, network=net, schedule=sched, repeats=args.seeds, log_steps=steps,
-                    progress=False, dtype=args.nn_dtype)
+                    progress=False, dtype=args.nn_dtype, loss_probe=args.loss_probe,
+                    keep_state=bool(args.loss_probe))
         secs = time.perf_counter() - t
+        probe = probe_check(net, cv, args) if args.loss_probe else {}
         ps, pl = d.curves[(int(r.batch_size), r.family)][:2]
         row = dict(batch_size=int(r.batch_size), family=r.family, lr=float(r.lr), momentum=float(r.momentum),
                    lr_nn=float(r.lr * problem.N / problem.lambda_max_raw), n_steps=int(n), samples=int(r.samples),
@@ -123,7 +153,7 @@ def main(argv=None):
                    real_test_se=_se(cv.test_loss_se),
                    steps=[int(s) for s in cv.steps], real_curve=[float(x) for x in cv.loss[0]],
                    pred_steps=[int(s) for s in ps], pred_curve=[float(x) for x in pl], seconds=secs,
-                   designed=bool(r.best))
+                   designed=bool(r.best), **probe)
         row["gap"] = abs(row["pred"] / row["real"] - 1)
         if np.isfinite(row["pred_test"]) and np.isfinite(row["real_test"]):
             row["gap_test"] = abs(row["pred_test"] / row["real_test"] - 1)
@@ -133,6 +163,7 @@ def main(argv=None):
             f"+- {row['real_se']:.2g} (gap {row['gap']:.3f}) test pred {row['pred_test']:.4g} real "
             f"{row['real_test']:.4g} [{secs:.0f} s]")
     res = dict(N=problem.N, width=args.width, steps=args.steps, seeds=args.seeds, n_test=args.n_test,
+               loss_probe=args.loss_probe,
                problem_seconds=t_problem, design_seconds=t_design, design_info=d.info, rows=rows)
     gaps = [r["gap"] for r in rows if np.isfinite(r["gap"])]
     res["median_gap"] = float(np.median(gaps))

@@ -104,6 +104,32 @@ def test_equals_torch_sgd_for_constant_lr():
     np.testing.assert_allclose(c.loss[0], losses, rtol=1e-10)
 
 
+def test_the_loss_probe_logs_the_same_training_on_a_fixed_subset():
+    """loss_probe=n: the training is unchanged (torch.optim.SGD along the recorded batches) and each logged loss is
+    the mean over the n probe points (meta["loss_probe_index"], distinct), L_0 included."""
+    X, y = load_dataset("digits", 40, seed=0)
+    model = MLP(64, width=32, depth=3, activation="tanh", sigma_b=0.2, seed=1)
+    cfg = (0.7, 0.5, 5)
+    c = nn.run(NetworkProblem(model, X, y), [cfg], 20, record_batches=True, progress=False, device="cpu",
+               loss_probe=15)
+    idx = c.meta["loss_probe_index"]
+    assert c.meta["loss_probe"] == 15 and idx.unique().numel() == 15 and int(idx.max()) < 40
+    ref = MLP(64, width=32, depth=3, activation="tanh", sigma_b=0.2, seed=1).double()
+    opt = torch.optim.SGD(ref.parameters(), lr=cfg[0] * c.meta["lr_scale"], momentum=cfg[1])
+    losses = [0.5 * ((ref(X[idx]) - y[idx]) ** 2).mean().item()]
+    for t in range(20):
+        b = c.meta["batches"][0][t, :cfg[2]]
+        opt.zero_grad()
+        (0.5 * ((ref(X[b]) - y[b]) ** 2).mean()).backward()
+        opt.step()
+        losses.append(0.5 * ((ref(X[idx]) - y[idx]) ** 2).mean().item())
+    np.testing.assert_allclose(c.loss[0], losses, rtol=1e-10)
+    whole = nn.run(NetworkProblem(model, X, y), [cfg], 20, progress=False, device="cpu", loss_probe=40)
+    assert "loss_probe_index" not in whole.meta and whole.meta["loss_probe"] == 40  # n >= N: all the points
+    with pytest.raises(Exception, match="loss_probe must be"):
+        nn.run(NetworkProblem(model, X, y), [cfg], 2, progress=False, device="cpu", loss_probe=-1)
+
+
 def test_divergence_and_order_and_test_loss():
     ds = load_dataset("digits", 60, seed=0, n_test=20)
     model = MLP(64, width=64, depth=2, seed=0)

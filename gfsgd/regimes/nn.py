@@ -73,7 +73,8 @@ def as_network(problem, network=None) -> NetworkProblem:
 def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str = "shared", schedule=None,
         log_steps=None, seed: int = 0, device="auto", dtype="float64", replacement: bool = False,
         chunk_size: int | None = None, memory_budget: float = 2e9, record_batches: bool = False,
-        progress: bool = True, update=None, loss="mse", drift_probe: int = 0, keep_state: bool = False) -> Curves:
+        progress: bool = True, update=None, loss="mse", drift_probe: int = 0, keep_state: bool = False,
+        loss_probe: int = 0) -> Curves:
     """Train the real network with mini-batch SGD + momentum for G configs (lr, momentum, batch_size).
 
     Args:
@@ -98,6 +99,11 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
             training examples (0: off): meta["kernel_drift"] then holds, at about 16 log-spaced logged steps, the
             relative change |K_t - K_0|_F / |K_0|_F and lambda_max(K_t) / lambda_max(K_0) of the probe block per
             config (mean over paths; NaN after a divergence).
+        loss_probe: evaluate the logged training loss on a fixed uniform random subset of this many training
+            points (0 or >= N: all N), drawn once from seed; the logged loss, L_0 included, is then the mean over
+            that subset, an unbiased estimate of the full one at a fraction of the cost of a pass over N points
+            (meta["loss_probe"] holds its size, meta["loss_probe_index"] the points; the standard error of a mean over the probe's examples is not in
+            loss_se, which is the spread over paths).
         keep_state: keep, per config, path 0's parameters and velocity after the last step in
             meta["final_state"] (a list of {"params": {name: tensor}, "velocity": {name: tensor}}, None where the
             config diverged); gfsgd.relinearize continues the prediction from them.
@@ -152,6 +158,13 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
         drift_at = set(drift_steps(steps))
     X = net.X.to(device, dtype)  # [N, ...]
     y = net.y.to(device, dtype)  # [N]
+    if isinstance(loss_probe, bool) or not float(loss_probe).is_integer() or loss_probe < 0:
+        raise InputError(f"loss_probe must be an integer >= 0 (training points to evaluate the loss on), "
+                         f"got loss_probe={loss_probe!r}")
+    Xe, ye = X, y  # the points the logged training loss is evaluated on
+    if 0 < int(loss_probe) < N:
+        pick = torch.randperm(N, generator=torch.Generator().manual_seed(int(seed) + 7919))[:int(loss_probe)]
+        Xe, ye = X[pick.to(X.device)], y[pick.to(y.device)]
     Xt = None if net.X_test is None else net.X_test.to(device, dtype)
     yt = None if net.y_test is None else net.y_test.to(device, dtype)
     item = torch.finfo(dtype).bits // 8
@@ -205,8 +218,9 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
         groups.setdefault(key, []).append(i)
 
     # L_0 of this loss at the initial parameters (the problem's own for the squared loss)
-    loss0 = None if loss_fn.problem_loss else float(mse({k: torch.stack([inits[r][k] for r in range(R)]) for k in names},
-                                                       X, y, R).mean())
+    probing = Xe is not X
+    loss0 = None if (loss_fn.problem_loss and not probing) else float(
+        mse({k: torch.stack([inits[r][k] for r in range(R)]) for k in names}, Xe, ye, R).mean())
     results, drift_rows = [], []
     final_state = {}
     for b_key, members in groups.items():
@@ -239,7 +253,7 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
                 p[k].add_(v[k])
             done, part = divmod(h.t + 1, rule.steps_per_sgd_step)  # SGD steps done (SVAG: l rule steps each)
             if part == 0 and done in logged:
-                loss, se = path_mean(mse(p, X, y, R * g), g)
+                loss, se = path_mean(mse(p, Xe, ye, R * g), g)
                 if Xt is not None:
                     tl, acc = mse(p, Xt, yt, R * g, accuracy=True)
                     st["val"].append((done, *path_mean(tl, g), *path_mean(acc, g)))
@@ -348,10 +362,13 @@ def run(problem, configs, n_steps, *, network=None, repeats: int = 1, init: str 
             batches[i] = bts[j] if record_batches else None
     meta = dict(results[0][1].meta)
     meta.update(seed=seed, repeats=R, init=init, wall_time=time.perf_counter() - t_start,
-                lambda_max_raw=net.lambda_max(), lr_scale=scale, n_params=P, batch_groups=len(groups))
+                lambda_max_raw=net.lambda_max(), lr_scale=scale, n_params=P, batch_groups=len(groups),
+                loss_probe=int(Xe.shape[0]))
+    if probing:
+        meta["loss_probe_index"] = pick
     if init == "independent":  # L_0 differs between paths: the mean initial loss over paths
         loss[:, steps == 0] = mse({k: torch.stack([inits[r][k] for r in range(R)]) for k in names},
-                                  X, y, R).mean().item()
+                                  Xe, ye, R).mean().item()
     classify = Xt is not None and is_classification(yt)
     if held is not None:
         meta.update(n_test=int(Xt.shape[0]))
