@@ -186,6 +186,37 @@ def edges_and_recommend(name, prev, args):
     return out
 
 
+def forecast_check(name, prev, args):
+    """The drift forecast (relinearize.drift_forecast's rule, docs/theory.md#drift) on the stored drift curves: the
+    measured drift at the step nearest probe_fraction x steps (mean over the paths) carried along
+    theory.weight_travel to the last step, against the measured drift there; and holding the probe's value."""
+    kind, model, X, y, Xt, yt = build(name, args)
+    p = problem_from_network(model, X, y, X_test=Xt, y_test=yt, device="cpu")
+    cfgs = [tuple(c) for c in prev["configs"]]
+    st = np.asarray(prev["drift"]["steps"])
+    rc = np.asarray(prev["drift"]["relative_change"], float)
+    S = max(1, int(round(args.probe_fraction * prev["steps"])))
+    jS = int(np.argmin(np.abs(st - S)))
+    t = time.perf_counter()
+    a, beta, b = (np.array(x, float) for x in zip(*cfgs))
+    W = theory.weight_travel(p, a, beta, b, [int(st[jS]), int(st[-1])])
+    edge = np.array([float(theory.critical_lr(p, be, bb)) for be, bb in zip(beta, b)])
+    conv = np.isfinite(W).all(1) & (a < edge)
+    with np.errstate(all="ignore"):
+        fc = np.where(conv, rc[:, jS] * np.sqrt(W[:, 1] / W[:, 0]), rc[:, jS])
+    real = rc[:, -1]
+    ok = np.isfinite(real) & np.isfinite(fc) & (rc[:, jS] > 0)
+    err, hold = np.abs(fc[ok] / real[ok] - 1), np.abs(rc[ok, jS] / real[ok] - 1)
+    out = dict(probe_step=int(st[jS]), last_step=int(st[-1]), configs=int(ok.sum()), of=len(cfgs),
+               median_error=float(np.median(err)), median_error_hold=float(np.median(hold)),
+               within_2x=float(np.mean(np.abs(np.log(fc[ok] / real[ok])) <= np.log(2))),
+               past_linear_edge=int((~conv & ok).sum()), forecast=fc.tolist(), measured=real.tolist(),
+               seconds=time.perf_counter() - t)
+    log(f"{name}: drift forecast from step {out['probe_step']}: median error {out['median_error']:.3f} (hold "
+        f"{out['median_error_hold']:.3f}), within 2x {out['within_2x']:.2f} of {out['configs']}")
+    return out
+
+
 def figure(res):
     import matplotlib
     matplotlib.use("Agg")
@@ -252,6 +283,8 @@ def main(argv=None):
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--edges", action="store_true", help="add the network edges and recommend's regrets to the "
                     "sets already in --json (run the grids first)")
+    ap.add_argument("--forecast", action="store_true", help="add the drift forecast's check (from the stored drift "
+                    "curves) to the sets already in --json")
     ap.add_argument("--probe_fraction", type=float, default=0.05, help="probe steps / steps (network edge, probes)")
     ap.add_argument("--late_t0_fractions", type=float, nargs="*", default=[0.25, 0.5],
                     help="with --edges: re-linearise the MLP sets this late too (the gap against t0)")
@@ -261,6 +294,16 @@ def main(argv=None):
     started = time.perf_counter()
     import json
     from _json_out import write_json
+    if args.forecast:
+        stored = json.loads(Path(args.json).read_text())
+        res = stored["results"]
+        for name in args.sets:
+            if res.get(name, {}).get("drift"):
+                res[name]["drift_forecast"] = forecast_check(name, res[name], args)
+        res["forecast_command"] = " ".join(["python", "benchmarks/validate_network_fidelity.py"] + sys.argv[1:])
+        write_json(args.json, "validate_network_fidelity", res, started=time.perf_counter() - stored["wall_seconds"],
+                   argv=stored["command"].split()[1:])
+        return
     if args.edges:
         stored = json.loads(Path(args.json).read_text())
         res = stored["results"]

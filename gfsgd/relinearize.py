@@ -34,7 +34,7 @@ from .ntk import problem_from_network
 from .regimes import full, linearized, nn, spectral_diagonal
 from . import theory
 
-__all__ = ["run", "network_at", "problem_at", "network_edge", "REGIMES"]
+__all__ = ["run", "network_at", "problem_at", "network_edge", "drift_forecast", "REGIMES"]
 
 REGIMES = {"sd": spectral_diagonal, "full": full, "linearized": linearized}
 
@@ -220,3 +220,43 @@ def network_edge(problem, momentum: float, batch_size: int, *, probe_steps: int 
             math.inf if hi is None else math.nan)
     return dict(edge=edge, bracket=(lo, hi), linear=linear, ratio=edge / linear, momentum=beta, batch_size=b,
                 probe_steps=S, probes=sorted(probes), seconds=time.perf_counter() - started)
+
+
+def drift_forecast(problem, configs, n_steps, *, probe_steps: int, drift_probe: int = 64, log_steps=None,
+                   seed: int = 0, tau: float = 1.0, nn_dtype="float64", network=None) -> dict:
+    """How far each config's kernel will have moved by n_steps, from a short real probe (docs/theory.md#drift).
+
+    The network is trained probe_steps steps (path 0 of `seed`) and its kernel's relative change |K_S - K_0|_F /
+    |K_0|_F measured on drift_probe training points at S = probe_steps (nn.run(drift_probe=)). To first order the
+    kernel moves linearly with w - w0, so the forecast carries the probe's value along the linearised network's
+    weight travel: drift(t) = drift(S) sqrt(W(t) / W(S)) for t >= S, W = theory.weight_travel (the SD dynamics;
+    before S, drift(S) sqrt(W(t) / W(S)) too). Past the linear edge W grows without bound while a network that
+    survives its probe has already moved to a kernel that takes the step (the catapult, Lewkowycz et al. 2020): such
+    a config (linear_converges False) keeps its probe's value. A config that diverged in its probe is NaN.
+
+    Returns dict(steps [S], forecast [G, S], probe_drift [G], probe_steps, linear_converges [G], seconds).
+    """
+    import time as _time
+    started = _time.perf_counter()
+    if isinstance(probe_steps, bool) or not float(probe_steps).is_integer() or not 1 <= int(probe_steps) < n_steps:
+        raise InputError(f"probe_steps must be an integer with 1 <= probe_steps < n_steps = {n_steps}, "
+                         f"got probe_steps={probe_steps!r}")
+    S = int(probe_steps)
+    cfgs = [tuple(c) for c in (configs.configs if hasattr(configs, "configs") else configs)]
+    steps = check_log_steps(default_log_steps(n_steps, dense_until=100, per_decade=20) if log_steps is None
+                            else log_steps, n_steps)
+    probe = nn.run(problem, cfgs, S, network=network, log_steps=[0, S], seed=seed, dtype=nn_dtype,
+                   drift_probe=int(drift_probe), progress=False)
+    d = probe.meta["kernel_drift"]
+    at_S = np.asarray(d["relative_change"], float)[:, list(d["steps"]).index(S)]
+    a, beta, b = (np.array(x, float) for x in zip(*cfgs))
+    W = theory.weight_travel(problem, a, beta, b, np.unique(np.r_[steps, S]), tau=tau)
+    grid = np.unique(np.r_[steps, S])
+    WS, Wt = W[:, np.searchsorted(grid, S)], W[:, np.searchsorted(grid, steps)]
+    edge = np.array([float(theory.critical_lr(problem, be, bb, tau=tau)) for be, bb in zip(beta, b)])
+    conv = np.isfinite(Wt).all(1) & (a < edge)
+    with np.errstate(all="ignore"):
+        ratio = np.sqrt(Wt / WS[:, None])
+    forecast = np.where(conv[:, None], at_S[:, None] * ratio, at_S[:, None] * np.ones_like(ratio))
+    return dict(steps=np.asarray(steps), forecast=forecast, probe_drift=at_S, probe_steps=S, linear_converges=conv,
+                seconds=_time.perf_counter() - started)

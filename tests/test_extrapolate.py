@@ -104,7 +104,7 @@ def test_data_scaling_follows_the_dense_problems_at_each_n(setting):
 def test_the_split_half_checks_and_the_band(setting):
     """Each check is the method run on half of the subset and extrapolated to the subset's n: n modes, the subset's
     own |d0|^2, the truth is the subset itself. band() holds the central value, every member and central x each
-    check's ratio, computed here by hand from the members' predictions."""
+    check's ratio to the power log2(N / n), computed here by hand from the members' predictions."""
     full, sub, ex = setting
     assert len(ex.checks) == 2 and ex.info["checks"] == 2
     for chk in ex.checks:
@@ -120,7 +120,7 @@ def test_the_split_half_checks_and_the_band(setting):
     out = ex.band(pred)
     vals = [pred(ex.problem)] + [pred(q) for q in ex.ensemble]
     ratios = [pred(c["truth"]) / pred(c["extrapolated"]) for c in ex.checks]
-    vals += [vals[0] * r for r in ratios]
+    vals += [vals[0] * r ** 2 for r in ratios]  # N / n = 4: two doublings
     np.testing.assert_allclose(out["central"], vals[0], rtol=1e-12)
     np.testing.assert_allclose(out["low"], np.min(vals, 0), rtol=1e-12)
     np.testing.assert_allclose(out["high"], np.max(vals, 0), rtol=1e-12)

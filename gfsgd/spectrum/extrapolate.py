@@ -30,10 +30,12 @@ K_n are the operator's; the tail beyond is a power law. The ensemble: the tail a
 nu and kappa (band_problems; kappa's from the fits on [k_max/4, k_max/2] and [k_max/2, k_max]), the extrapolation
 with k_max halved and doubled, and the whole energy at +- 2 standard errors of the subset's mean loss per example.
 The split-half checks (ex.checks): the method run on each half of the subset and extrapolated to n, beside the
-n-point problem itself; ex.band(predict) widens any prediction by the error they show (docs/theory.md#subset).
+n-point problem itself; ex.band(predict) widens any prediction by the error they show, compounded over the
+log2(N / n) doublings from n to N (docs/theory.md#subset).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,11 +60,12 @@ class Extrapolation:
     def band(self, predict) -> dict:
         """A prediction with its band: `predict` maps a Problem to an array (a loss curve, losses per config...).
 
-        Returns dict(central, low, high, check_ratio): central = predict(self.problem); low and high the
-        elementwise min and max over the central value, every ensemble member's, and central x predict(truth) /
-        predict(extrapolated) of each split-half check (the method's own error where the answer is known, one
-        halving of the data below this one; docs/theory.md#subset). A member whose prediction is NaN is skipped; a
-        prediction the subset cannot make (a batch larger than its n) skips the checks (check_ratio is then []).
+        Returns dict(central, low, high, check_ratio, halvings): central = predict(self.problem); low and high the
+        elementwise min and max over the central value, every ensemble member's, and central x r^h for each
+        split-half check, r = predict(truth) / predict(extrapolated) (the method's own error where the answer is
+        known: n/2 -> n, one doubling of the data) and h = log2(N / n) (the doublings from n to N: a bias of the
+        same sign compounds; docs/theory.md#subset). A member whose prediction is NaN is skipped; a prediction the
+        subset cannot make (a batch larger than its n) skips the checks (check_ratio is then []).
         """
         central = np.asarray(predict(self.problem), dtype=float)
         vals = [central] + [np.asarray(predict(q), dtype=float) for q in self.ensemble]
@@ -73,10 +76,11 @@ class Extrapolation:
                               / np.asarray(predict(chk["extrapolated"]), dtype=float))
         except InputError:
             ratios = []
-        with np.errstate(invalid="ignore"):
-            vals += [central * r for r in ratios]
+        h = math.log2(self.problem.N / self.info["n"]) if self.checks else 0.0
+        with np.errstate(invalid="ignore", over="ignore"):
+            vals += [central * r ** h for r in ratios]
             low, high = np.fmin.reduce(vals), np.fmax.reduce(vals)
-        return dict(central=central, low=low, high=high, check_ratio=ratios)
+        return dict(central=central, low=low, high=high, check_ratio=ratios, halvings=h)
 
 
 def _kappa_cumulative(c, k):

@@ -17,6 +17,7 @@ asymptotics  phase, loss_exponent, fit_power_law, q_lambda, asymptotic_loss, cro
              spectral_asymptotic_loss
 optimal      optimal_hyperparameters, negative_momentum_condition, critical_batch_size, budget_curves
 scaling      data_scaling (the loss at a budget against the dataset size, from a subset's kernel)
+travel       weight_travel (E|w_t - w_0|^2 of the linearised network: what drives the kernel's drift)
 symbolic     the sympy derivation (import gfsgd.theory.symbolic; not imported here to keep sympy lazy)
 
 `python -m gfsgd.theory --help` prints a summary table for a problem.
@@ -29,6 +30,7 @@ from .renewal import loss_curve, mode_second_moments, propagators, solve_renewal
 from .inversion import loss_at
 from .sde import sde_loss
 from .scaling import data_scaling
+from .travel import weight_travel
 from .scheduled import compress_spectrum, free_form, sd_final_loss, segment_boundaries
 from .optimal import (BudgetCurves, NegativeMomentumCondition, OptimalHyperparameters, budget_curves,
                       critical_batch_size, negative_momentum_condition, optimal_hyperparameters)
@@ -42,7 +44,7 @@ __all__ = [
     "split_configs", "mode_second_moments", "loss_at", "sde_loss", "exact_critical_lr", "exact_stability",
     "critical_lr_outputs", "noise_radius", "gauss_newton_problem", "critical_lr_loss", "mode_stable", "per_mode_lr_limit", "is_convergent", "critical_lr", "lambda_crit", "asymptotes",
     "phase", "loss_exponent", "PowerLawFit", "fit_power_law", "q_lambda", "AsymptoticLoss", "asymptotic_loss",
-    "crossover_time", "spectral_asymptotic_loss", "data_scaling",
+    "crossover_time", "spectral_asymptotic_loss", "data_scaling", "weight_travel",
     "OptimalHyperparameters", "optimal_hyperparameters", "NegativeMomentumCondition",
     "negative_momentum_condition", "critical_batch_size", "BudgetCurves", "budget_curves",
 ]
