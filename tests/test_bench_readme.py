@@ -193,17 +193,22 @@ SM, VS = "subset_mnist.json", "validate_subset_mnist.py"
 for n in (1000, 2000, 5000):
     S_ = ("results", "summary", str(n))
     row(VS, rf"^\| {n} \|", {1: (SM, S_ + ("median_gap_vs_sd60k",), f(".3f")), 2: (SM, S_ + ("median_gap_vs_real",), f(".3f")),
-                              3: (SM, S_ + ("configs_covered",), f("d")), 4: (SM, S_ + ("seconds_median",), f(".1f")),
-                              5: (SM, S_ + ("speedup",), f(".1f"))})
+                              3: (SM, S_ + ("configs_covered",), f("d")),
+                              4: (SM, S_ + ("single_subset_configs_covered",), lambda v: ", ".join(map(str, v))),
+                              5: (SM, S_ + ("single_subset_band_width_median",), f(".2f")),
+                              6: (SM, S_ + ("seconds_median",), f(".1f")), 7: (SM, S_ + ("band_seconds_median",), f(".1f")),
+                              8: (SM, S_ + ("speedup",), f(".1f"))})
 text(VS, r"the whole run\n?\s*([\d,]+) s", [(SM, ("wall_seconds",), comma)])
+text(VS, r"its band the prediction from 5,000 points takes ([\d.]+) s", [
+    (SM, ("results", "summary", "5000", "band_seconds_median"), f(".1f"))])
 text(VS, r"one forward pass, ([\d.]+) s;", [(SM, ("results", "energy_seconds"), f(".1f"))])
-text(VS, r"median\n?\s*gaps ([\d.]+), ([\d.]+) and ([\d.]+); the error", [
+text(VS, r"median\n?\s*gaps ([\d.]+), ([\d.]+) and\s+([\d.]+); the error", [
     (SM, ("results", "summary_energy", str(n), "median_gap_vs_sd60k"), f(".3f")) for n in (1000, 2000, 5000)])
 text(VS, r"lies below it by a median ([\d.]+) \(max ([\d.]+)\)", [
     (SM, ("results", "scaling", "median_gap"), f(".2f")), (SM, ("results", "scaling", "max_gap"), f(".2f"))])
 text(VS, r"The band holds (\d+) of the (\d+) points", [(SM, ("results", "scaling", "inside_band"), f("d")),
                                                        (SM, ("results", "scaling", "points"), f("d"))])
-text(VS, r"The scaling part took (\d+) s", [(SM, ("results", "scaling", "seconds"), f(".0f"))])
+text(VS, r"The scaling part took\n?\s*(\d+) s", [(SM, ("results", "scaling", "seconds"), f(".0f"))])
 
 # bench_design_schedule.py
 DS, BDS = "design_schedule.json", "bench_design_schedule.py"

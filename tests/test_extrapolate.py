@@ -134,8 +134,8 @@ def test_the_split_half_checks_and_the_band(setting):
 
 def test_the_band_with_its_checks_holds_the_dense_curve_from_four_disjoint_subsets():
     """On the known-operator data: from each of the four disjoint 500-point subsets of the 2,000, the band
-    (ensemble and split-half checks) against the dense 2,000-point SD curves (measured: the band holds 0.80-1.00
-    of the points per subset, 0.90 over the four; the ensemble alone 0.80-1.00)."""
+    (ensemble and split-half checks) against the dense 2,000-point SD curves (measured: the band holds 0.93-1.00
+    of the points per subset, 0.98 over the four; the ensemble alone 0.80-1.00)."""
     X, y = _data(2000)
     full = Problem.from_kernel(X @ X.T, -y)
     cfgs = [(0.5, 0.0, 10), (1.0, 0.0, 100), (0.5, 0.5, 10)]
@@ -149,7 +149,7 @@ def test_the_band_with_its_checks_holds_the_dense_curve_from_four_disjoint_subse
         sub = Problem.from_kernel(X[lo:lo + 500] @ X[lo:lo + 500].T, -y[lo:lo + 500])
         out = extrapolate(sub, 2000).band(pred)
         inside.append(((ref >= out["low"] * (1 - 1e-9)) & (ref <= out["high"] * (1 + 1e-9)))[:, 1:].mean())
-    assert min(inside) >= 0.7 and np.mean(inside) >= 0.85
+    assert min(inside) >= 0.85 and np.mean(inside) >= 0.9
 
 
 def test_recommend_and_design_schedule_carry_the_band(setting):
