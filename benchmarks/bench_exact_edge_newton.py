@@ -11,7 +11,6 @@ method="bisection" (rtol 1e-6), their ratio and the relative difference of the t
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gfsgd import Problem  # noqa: E402
 from gfsgd import theory as th  # noqa: E402
@@ -33,6 +33,7 @@ def main(argv=None):
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     rows = []
+    started = time.perf_counter()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     for N in args.Ns:
         p = Problem.synthetic(N, 1.5, 1.0, seed=0)
@@ -52,9 +53,17 @@ def main(argv=None):
                   + (f", bisection {row['bisection_s']:6.2f} s, speed-up {row['speedup']:5.1f}x, "
                      f"|diff| {row['rel_diff']:.1e}" if "speedup" in row else ""), flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(command=" ".join(["python", "benchmarks/bench_exact_edge_newton.py"]
-                                                                   + (argv or sys.argv[1:])),
-                                                   threads=torch.get_num_threads(), rows=rows), indent=1))
+        from _json_out import write_json
+        per_n = {}
+        for N in args.Ns:
+            rs = [r for r in rows if r["N"] == N]
+            per_n[str(N)] = dict(newton_max_s=max(r["newton_s"] for r in rs),
+                                 newton_median_s=float(sorted(r["newton_s"] for r in rs)[len(rs) // 2]))
+            if all("speedup" in r for r in rs):
+                per_n[str(N)].update(speedup_min=min(r["speedup"] for r in rs),
+                                     rel_diff_max=max(r["rel_diff"] for r in rs))
+        write_json(args.json, "bench_exact_edge_newton", dict(rows=rows, per_N=per_n), started=started,
+                   argv=None if argv is None else ["bench_exact_edge_newton.py"] + list(argv))
     return rows
 
 

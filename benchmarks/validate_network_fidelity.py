@@ -200,7 +200,8 @@ def forecast_check(name, prev, args):
     t = time.perf_counter()
     a, beta, b = (np.array(x, float) for x in zip(*cfgs))
     W = theory.weight_travel(p, a, beta, b, [int(st[jS]), int(st[-1])])
-    edge = np.array([float(theory.critical_lr(p, be, bb)) for be, bb in zip(beta, b)])
+    pairs = {(be, bb): float(theory.critical_lr(p, be, bb)) for be, bb in set(zip(beta.tolist(), b.tolist()))}
+    edge = np.array([pairs[(be, bb)] for be, bb in zip(beta.tolist(), b.tolist())])
     conv = np.isfinite(W).all(1) & (a < edge)
     with np.errstate(all="ignore"):
         fc = np.where(conv, rc[:, jS] * np.sqrt(W[:, 1] / W[:, 0]), rc[:, jS])

@@ -253,7 +253,8 @@ def drift_forecast(problem, configs, n_steps, *, probe_steps: int, drift_probe: 
     W = theory.weight_travel(problem, a, beta, b, np.unique(np.r_[steps, S]), tau=tau)
     grid = np.unique(np.r_[steps, S])
     WS, Wt = W[:, np.searchsorted(grid, S)], W[:, np.searchsorted(grid, steps)]
-    edge = np.array([float(theory.critical_lr(problem, be, bb, tau=tau)) for be, bb in zip(beta, b)])
+    pairs = {q: float(theory.critical_lr(problem, q[0], q[1], tau=tau)) for q in set(zip(beta.tolist(), b.tolist()))}
+    edge = np.array([pairs[q] for q in zip(beta.tolist(), b.tolist())])
     conv = np.isfinite(Wt).all(1) & (a < edge)
     with np.errstate(all="ignore"):
         ratio = np.sqrt(Wt / WS[:, None])
