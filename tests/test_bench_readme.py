@@ -188,6 +188,12 @@ text(VN, r"The edge costs ([\d.]+) s \(diabetes\), ([\d.]+) s \(breast cancer\) 
 text(VN, r"against (\d+) s, (\d+) s and (\d+) s for the real grids", [
     (NF, ("results", k, "nn_seconds"), f(".0f")) for k in ("diabetes", "breast_cancer", "mnist_cnn")])
 
+for k, label in (("diabetes", "diabetes"), ("breast_cancer", "breast cancer"), ("mnist_cnn", "MNIST CNN")):
+    F_ = ("results", k, "drift_forecast")
+    row(VN, rf"^\| {label} \| \d+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|$", {
+        1: (NF, F_ + ("configs",), f("d")), 2: (NF, F_ + ("median_error",), f(".3f")),
+        3: (NF, F_ + ("median_error_hold",), f(".3f")), 4: (NF, F_ + ("within_2x",), f(".2f"))})
+
 # bench_exact_edge_newton.py
 EN, BEN = "exact_edge_newton.json", "bench_exact_edge_newton.py"
 for i, (N_, beta_, b_) in enumerate([(500, "+0.0", 1), (500, "+0.5", 10), (500, "-0.4", 4), (500, "+0.9", 1),
