@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 NAMES = ["RegimeComparison", "BudgetIndependence", "NegativeMomentum", "PhaseDiagram", "SGD_generating_funcs",
-         "SDEValidity", "Schedules"]
+         "SDEValidity", "Schedules", "BeyondLinearisation"]
 
 
 def read(name: str, quick: bool = False, fig_dir: str | None = None):
