@@ -14,6 +14,23 @@ from .recommend.design import ScheduleDesign, design_schedule
 from .schedules import Schedule
 from .spectrum import problem_from_operator
 from .version import __version__
+
+
+def _deprecated(name, target):
+    """Problem.<name>: a deprecated alias of gfsgd.<target> (same arguments) that warns and calls it. Attached here,
+    by the package's face, so that gfsgd.problem does not reach up to gfsgd.ntk and gfsgd.spectrum."""
+    import warnings
+
+    def alias(cls, *args, **kwargs):
+        warnings.warn(f"Problem.{name} is deprecated: use gfsgd.{target.__name__} (same arguments)",
+                      DeprecationWarning, stacklevel=2)
+        return target(*args, **kwargs)
+    alias.__name__, alias.__doc__ = name, f"Deprecated: use `gfsgd.{target.__name__}` (same arguments)."
+    return classmethod(alias)
+
+
+Problem.from_network = _deprecated("from_network", problem_from_network)
+Problem.from_operator = _deprecated("from_operator", problem_from_operator)
 __all__ = ["Problem", "Grid", "Curves", "Schedule", "execute", "recommend", "design_schedule", "ScheduleDesign",
            "problem_from_network",
            "problem_from_operator", "__version__"]

@@ -26,9 +26,7 @@ built instantly. K, eigvecs and d0 of such a problem raise a clear error.
 """
 from __future__ import annotations
 
-import importlib
 import math
-import warnings
 from pathlib import Path
 
 import torch
@@ -226,22 +224,6 @@ class Problem:
             K_test = K_test / lmax
         return cls(lam, coef, U, lambda_max_raw=lmax, name=name, meta=meta, K_test=K_test, r_test=r_test,
                    n_outputs=n_outputs)
-
-    # Deprecated aliases. The functions live above this module (gfsgd.ntk and gfsgd.spectrum import
-    # gfsgd.problem), so they are looked up by name when called: no import of them here, and no cycle.
-    @classmethod
-    def from_network(cls, *args, **kwargs) -> "Problem":
-        """Deprecated: use `gfsgd.problem_from_network` (same arguments); this alias warns and calls it."""
-        warnings.warn("Problem.from_network is deprecated: use gfsgd.problem_from_network (same arguments)",
-                      DeprecationWarning, stacklevel=2)
-        return importlib.import_module("gfsgd.ntk").problem_from_network(*args, **kwargs)
-
-    @classmethod
-    def from_operator(cls, *args, **kwargs) -> "Problem":
-        """Deprecated: use `gfsgd.problem_from_operator` (same arguments); this alias warns and calls it."""
-        warnings.warn("Problem.from_operator is deprecated: use gfsgd.problem_from_operator (same arguments)",
-                      DeprecationWarning, stacklevel=2)
-        return importlib.import_module("gfsgd.spectrum").problem_from_operator(*args, **kwargs)
 
     # ------------------------------------------------------------------ derived quantities
     @property
