@@ -250,8 +250,8 @@ def drift_forecast(problem, configs, n_steps, *, probe_steps: int, drift_probe: 
     d = probe.meta["kernel_drift"]
     at_S = np.asarray(d["relative_change"], float)[:, list(d["steps"]).index(S)]
     a, beta, b = (np.array(x, float) for x in zip(*cfgs))
-    W = theory.weight_travel(problem, a, beta, b, np.unique(np.r_[steps, S]), tau=tau)
     grid = np.unique(np.r_[steps, S])
+    W = theory.weight_travel(problem, a, beta, b, grid, tau=tau)
     WS, Wt = W[:, np.searchsorted(grid, S)], W[:, np.searchsorted(grid, steps)]
     pairs = {q: float(theory.critical_lr(problem, q[0], q[1], tau=tau)) for q in set(zip(beta.tolist(), b.tolist()))}
     edge = np.array([pairs[q] for q in zip(beta.tolist(), b.tolist())])
